@@ -1,0 +1,527 @@
+//! The project's own vocabulary: profile identity, incarnations, statuses, issue codes, what a
+//! poll yields, error kinds and event kinds.
+//!
+//! SDK types stop at the AWS adapter; everything past it speaks these types. Values the API may
+//! grow (statuses, issue codes) are enums with an `Unknown` variant that keeps the wire value
+//! verbatim, so a new code from AWS is reported with its own label value and never dropped
+//! (DESIGN.md invariant 6).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// A point in time as whole milliseconds since the Unix epoch.
+///
+/// The diff never reads a clock: every input carries its own time in this type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// A timestamp from milliseconds since the Unix epoch.
+    pub const fn from_millis(millis: i64) -> Self {
+        Self(millis)
+    }
+
+    /// A timestamp from whole seconds since the Unix epoch.
+    pub const fn from_secs(secs: i64) -> Self {
+        Self(secs.saturating_mul(1000))
+    }
+
+    /// Converts a wall-clock time; times before the epoch clamp to it.
+    pub fn from_system_time(time: SystemTime) -> Self {
+        let millis = time
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Self(millis)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// Seconds since the Unix epoch, as Prometheus exports timestamps.
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+
+    /// The time elapsed from `earlier` to `self`; zero when `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        let millis = self.0.saturating_sub(earlier.0).max(0);
+        Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+    }
+
+    /// The wall-clock time this timestamp stands for.
+    pub fn to_system_time(self) -> SystemTime {
+        let millis = u64::try_from(self.0).unwrap_or(0);
+        UNIX_EPOCH + Duration::from_millis(millis)
+    }
+
+    /// RFC 3339 in UTC with second precision (`2026-11-23T10:04:00Z`).
+    pub fn to_rfc3339(self) -> String {
+        humantime::format_rfc3339_seconds(self.to_system_time()).to_string()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// The identity of a monitored Fargate profile (DESIGN.md "Identity").
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProfileKey {
+    pub account_id: String,
+    pub region: String,
+    pub cluster: String,
+    pub profile: String,
+}
+
+impl ProfileKey {
+    pub fn new(
+        account_id: impl Into<String>,
+        region: impl Into<String>,
+        cluster: impl Into<String>,
+        profile: impl Into<String>,
+    ) -> Self {
+        Self {
+            account_id: account_id.into(),
+            region: region.into(),
+            cluster: cluster.into(),
+            profile: profile.into(),
+        }
+    }
+}
+
+impl fmt::Display for ProfileKey {
+    /// `111122223333/us-east-1/prod/default`, the form used in log lines and messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.account_id, self.region, self.cluster, self.profile
+        )
+    }
+}
+
+/// One life of a profile: Fargate profiles are immutable and are replaced by deleting and
+/// re-creating one with the same name, so a changed ARN or `createdAt` is a new incarnation
+/// (DESIGN.md invariant 3).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Incarnation {
+    pub arn: String,
+    pub created_at: Timestamp,
+}
+
+macro_rules! open_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident { $($variant:ident => $wire:literal),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($variant,)+
+            /// A value this build does not know, kept verbatim as the API sent it.
+            Unknown(String),
+        }
+
+        impl $name {
+            /// Every value this build knows, in the API's documented order.
+            pub const KNOWN: &'static [$name] = &[$($name::$variant),+];
+
+            /// Maps a wire value; anything unrecognised becomes `Unknown` with the value kept.
+            pub fn from_wire(value: &str) -> Self {
+                match value {
+                    $($wire => $name::$variant,)+
+                    other => $name::Unknown(other.to_owned()),
+                }
+            }
+
+            /// The wire value, also used verbatim as the Prometheus label value.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $wire,)+
+                    $name::Unknown(value) => value,
+                }
+            }
+
+            /// Whether this build knows the value.
+            pub fn is_known(&self) -> bool {
+                !matches!(self, $name::Unknown(_))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = String::deserialize(deserializer)?;
+                Ok($name::from_wire(&value))
+            }
+        }
+    };
+}
+
+open_enum! {
+    /// A Fargate profile's `status`.
+    Status {
+        Creating => "CREATING",
+        Active => "ACTIVE",
+        Deleting => "DELETING",
+        CreateFailed => "CREATE_FAILED",
+        DeleteFailed => "DELETE_FAILED",
+    }
+}
+
+impl Status {
+    /// Whether the status is a failure an operator must act on.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Status::CreateFailed | Status::DeleteFailed)
+    }
+}
+
+open_enum! {
+    /// The `code` of an entry in a Fargate profile's `health.issues`.
+    IssueCode {
+        PodExecutionRoleAlreadyInUse => "PodExecutionRoleAlreadyInUse",
+        AccessDenied => "AccessDenied",
+        ClusterUnreachable => "ClusterUnreachable",
+        InternalFailure => "InternalFailure",
+    }
+}
+
+/// One entry of `health.issues` as the API returned it, before merging.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawIssue {
+    pub code: IssueCode,
+    pub message: String,
+    pub resource_ids: Vec<String>,
+}
+
+/// An issue of a profile: all entries with one code, merged so that the API's order and
+/// repetition change nothing (DESIGN.md "Identity").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issue {
+    pub code: IssueCode,
+    /// The distinct messages, sorted, joined with `"; "`.
+    pub message: String,
+    /// The sorted, de-duplicated union of the entries' resource ids.
+    pub resource_ids: Vec<String>,
+}
+
+/// The issues of one observation, keyed and ordered by code.
+pub type IssueSet = BTreeMap<IssueCode, Issue>;
+
+/// Merges raw entries into one [`Issue`] per code.
+pub fn merge_issues<'a>(raw: impl IntoIterator<Item = &'a RawIssue>) -> IssueSet {
+    let mut parts: BTreeMap<&IssueCode, (BTreeSet<&str>, BTreeSet<&str>)> = BTreeMap::new();
+    for issue in raw {
+        let (messages, resources) = parts.entry(&issue.code).or_default();
+        if !issue.message.is_empty() {
+            messages.insert(&issue.message);
+        }
+        resources.extend(issue.resource_ids.iter().map(String::as_str));
+    }
+    parts
+        .into_iter()
+        .map(|(code, (messages, resources))| {
+            let issue = Issue {
+                code: code.clone(),
+                message: messages.into_iter().collect::<Vec<_>>().join("; "),
+                resource_ids: resources.into_iter().map(str::to_owned).collect(),
+            };
+            (code.clone(), issue)
+        })
+        .collect()
+}
+
+/// A successful describe of one profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub key: ProfileKey,
+    pub incarnation: Incarnation,
+    pub status: Status,
+    pub pod_execution_role_arn: Option<String>,
+    pub issues: Vec<RawIssue>,
+    pub observed_at: Timestamp,
+}
+
+/// A describe that did not give an answer about the profile (DESIGN.md invariant 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PollFailure {
+    pub key: ProfileKey,
+    pub kind: ErrorKind,
+    pub observed_at: Timestamp,
+}
+
+/// A profile the API says no longer exists: not found on describe and confirmed by a list
+/// (DESIGN.md invariant 2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gone {
+    pub key: ProfileKey,
+    pub observed_at: Timestamp,
+}
+
+/// A profile that the configuration no longer selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unmonitored {
+    pub key: ProfileKey,
+    pub observed_at: Timestamp,
+}
+
+/// Everything that can change what is known about a profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    Observed(Observation),
+    Failed(PollFailure),
+    Gone(Gone),
+    Unmonitored(Unmonitored),
+}
+
+impl Input {
+    /// The profile the input is about.
+    pub fn key(&self) -> &ProfileKey {
+        match self {
+            Input::Observed(o) => &o.key,
+            Input::Failed(f) => &f.key,
+            Input::Gone(g) => &g.key,
+            Input::Unmonitored(u) => &u.key,
+        }
+    }
+
+    /// When the input was observed.
+    pub fn observed_at(&self) -> Timestamp {
+        match self {
+            Input::Observed(o) => o.observed_at,
+            Input::Failed(f) => f.observed_at,
+            Input::Gone(g) => g.observed_at,
+            Input::Unmonitored(u) => u.observed_at,
+        }
+    }
+}
+
+/// How an AWS call failed; the value of the `outcome` label (DESIGN.md "Errors").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Throttled,
+    NotFound,
+    AccessDenied,
+    Timeout,
+    Server,
+    Malformed,
+    Network,
+    Other,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Throttled,
+        ErrorKind::NotFound,
+        ErrorKind::AccessDenied,
+        ErrorKind::Timeout,
+        ErrorKind::Server,
+        ErrorKind::Malformed,
+        ErrorKind::Network,
+        ErrorKind::Other,
+    ];
+
+    /// The bounded label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Server => "server",
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::Network => "network",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kinds of event the diff emits (DESIGN.md "Events").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    IssueOpened,
+    IssueUpdated,
+    IssueResolved,
+    StatusChanged,
+    ProfileDeleted,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::IssueOpened,
+        EventKind::IssueUpdated,
+        EventKind::IssueResolved,
+        EventKind::StatusChanged,
+        EventKind::ProfileDeleted,
+    ];
+
+    /// The wire name, used in payloads, config and the `kind` label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::IssueOpened => "issue_opened",
+            EventKind::IssueUpdated => "issue_updated",
+            EventKind::IssueResolved => "issue_resolved",
+            EventKind::StatusChanged => "status_changed",
+            EventKind::ProfileDeleted => "profile_deleted",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an episode ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolveReason {
+    /// The code was absent long enough from successful polls.
+    Cleared,
+    /// The profile, or this incarnation of it, no longer exists.
+    ProfileDeleted,
+    /// The configuration no longer selects the profile.
+    Unmonitored,
+}
+
+impl ResolveReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ResolveReason::Cleared => "cleared",
+            ResolveReason::ProfileDeleted => "profile_deleted",
+            ResolveReason::Unmonitored => "unmonitored",
+        }
+    }
+}
+
+impl fmt::Display for ResolveReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(code: &str, message: &str, ids: &[&str]) -> RawIssue {
+        RawIssue {
+            code: IssueCode::from_wire(code),
+            message: message.to_owned(),
+            resource_ids: ids.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn unknown_values_are_kept_verbatim() {
+        let code = IssueCode::from_wire("SubnetExhausted");
+        assert_eq!(code, IssueCode::Unknown("SubnetExhausted".into()));
+        assert_eq!(code.as_str(), "SubnetExhausted");
+        assert!(!code.is_known());
+        assert_eq!(Status::from_wire("PAUSED").as_str(), "PAUSED");
+        assert_eq!(Status::from_wire("ACTIVE"), Status::Active);
+        assert!(Status::from_wire("DELETE_FAILED").is_failed());
+        assert!(!Status::from_wire("DELETING").is_failed());
+    }
+
+    #[test]
+    fn open_enums_round_trip_through_json() {
+        for status in Status::KNOWN
+            .iter()
+            .cloned()
+            .chain([Status::Unknown("X".into())])
+        {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+            assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
+        }
+    }
+
+    #[test]
+    fn merging_unions_resources_and_joins_distinct_messages() {
+        let merged = merge_issues(&[
+            raw("AccessDenied", "role b denied", &["r2", "r1"]),
+            raw("ClusterUnreachable", "", &[]),
+            raw("AccessDenied", "role a denied", &["r1", "r3"]),
+            raw("AccessDenied", "role b denied", &[]),
+        ]);
+        assert_eq!(merged.len(), 2);
+        let denied = &merged[&IssueCode::AccessDenied];
+        assert_eq!(denied.message, "role a denied; role b denied");
+        assert_eq!(denied.resource_ids, ["r1", "r2", "r3"]);
+        let unreachable = &merged[&IssueCode::ClusterUnreachable];
+        assert_eq!(unreachable.message, "");
+        assert!(unreachable.resource_ids.is_empty());
+    }
+
+    #[test]
+    fn merging_ignores_order() {
+        let a = [
+            raw("A", "x", &["1", "2"]),
+            raw("A", "y", &["3"]),
+            raw("B", "z", &[]),
+        ];
+        let mut b = a.clone();
+        b.reverse();
+        assert_eq!(merge_issues(&a), merge_issues(&b));
+    }
+
+    #[test]
+    fn timestamps_format_as_rfc3339_and_measure_spans() {
+        let t = Timestamp::from_secs(1_795_428_240);
+        assert_eq!(t.to_rfc3339(), "2026-11-23T10:04:00Z");
+        assert_eq!(
+            Timestamp::from_secs(100).since(Timestamp::from_secs(40)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            Timestamp::from_secs(40).since(Timestamp::from_secs(100)),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn labels_are_static_names() {
+        assert_eq!(ErrorKind::AccessDenied.as_str(), "access_denied");
+        assert_eq!(
+            EventKind::from_name("issue_resolved"),
+            Some(EventKind::IssueResolved)
+        );
+        assert_eq!(EventKind::from_name("issue_closed"), None);
+        assert_eq!(ResolveReason::ProfileDeleted.as_str(), "profile_deleted");
+    }
+}
