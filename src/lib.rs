@@ -11,5 +11,7 @@
 //! - [`secret`]: a string type for credentials and webhook URLs that never prints its value.
 //! - [`cli`]: the command line, its subcommands and their exit codes.
 
+pub mod config;
 pub mod diff;
 pub mod model;
+pub mod secret;
