@@ -10,8 +10,11 @@
 //!   at once with its file, line and column.
 //! - [`secret`]: a string type for credentials and webhook URLs that never prints its value.
 //! - [`cli`]: the command line, its subcommands and their exit codes.
+//! - [`logging`]: `tracing` to stderr as text or JSON, filtered by `RUST_LOG`.
 
+pub mod cli;
 pub mod config;
 pub mod diff;
+pub mod logging;
 pub mod model;
 pub mod secret;

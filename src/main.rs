@@ -1,1 +1,32 @@
-fn main() {}
+//! The `fargate-health-monitor` binary: parses arguments, sets up logging and calls the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use fargate_health_monitor::cli::{self, Cli, Command, exit};
+use fargate_health_monitor::config::ProcessEnvironment;
+use fargate_health_monitor::logging;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return match err.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::from(exit::OK),
+                _ => ExitCode::from(exit::USAGE),
+            };
+        }
+    };
+    logging::init(cli.log_format);
+    let code = match &cli.command {
+        Command::Check { config } => cli::check(
+            config,
+            &ProcessEnvironment,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ),
+    };
+    ExitCode::from(code)
+}

@@ -396,17 +396,17 @@ fn targets_are_required_with_region_and_cluster() {
 fn target_values_are_checked() {
     let target = |extra: &str| format!("{TARGET}{extra}\n");
     one_problem(
-        &"[[targets]]\nregion = \"US East\"\ncluster = \"prod\"\n".to_string(),
+        "[[targets]]\nregion = \"US East\"\ncluster = \"prod\"\n",
         2,
         "not an AWS region",
     );
     one_problem(
-        &"[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod cluster\"\n".to_string(),
+        "[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod cluster\"\n",
         3,
         "neither a glob nor a valid EKS name",
     );
     one_problem(
-        &"[[targets]]\nregion = \"us-east-1\"\ncluster = \"[a-\"\n".to_string(),
+        "[[targets]]\nregion = \"us-east-1\"\ncluster = \"[a-\"\n",
         3,
         "invalid glob",
     );

@@ -1,1 +1,6 @@
+//! Integration tests: one binary, one module per area, driving the built executable.
 
+#![allow(clippy::unwrap_used)]
+
+mod check;
+mod support;

@@ -1,0 +1,30 @@
+//! Log output: `tracing` events to stderr, as text or JSON lines, filtered by `RUST_LOG`
+//! (default `info`).
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// Installs the global subscriber. An invalid `RUST_LOG` falls back to `info` with a warning.
+pub fn init(format: LogFormat) {
+    let (filter, bad_filter) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, None),
+        Err(err) => {
+            let bad = std::env::var("RUST_LOG").ok().map(|value| (value, err));
+            (EnvFilter::new("info"), bad)
+        }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    if let Some((value, err)) = bad_filter {
+        // RUST_LOG unset is the normal case; only a set but invalid value is worth a word.
+        if !value.is_empty() {
+            tracing::warn!(rust_log = %value, error = %err, "invalid RUST_LOG, logging at info");
+        }
+    }
+}
