@@ -56,6 +56,13 @@ pub fn check(
                 let _ = writeln!(err, "warning: {warning}");
             }
             let config = &loaded.config;
+            tracing::debug!(
+                path = %path.display(),
+                targets = config.targets.len(),
+                sinks = config.sinks.len(),
+                warnings = loaded.warnings.len(),
+                "config is valid"
+            );
             let sinks: Vec<String> = config
                 .sinks
                 .iter()

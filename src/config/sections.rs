@@ -348,9 +348,15 @@ fn array_of_tables<'a, 'i>(
 
 fn targets(r: &mut Reader<'_>, root: Table<'_, '_>) -> Vec<Target> {
     let tables = array_of_tables(r, root, "targets");
-    if tables.is_empty() && !root.has("targets") {
+    let is_empty_array = root
+        .get("targets")
+        .is_some_and(|v| matches!(v.get_ref(), DeValue::Array(a) if a.is_empty()));
+    if is_empty_array || !root.has("targets") {
+        let span = root
+            .get("targets")
+            .map_or_else(|| root.span.clone(), |v| v.span());
         r.error(
-            root.span,
+            &span,
             "no [[targets]]: add at least one, e.g. [[targets]] region = \"us-east-1\" cluster = \"*\"",
         );
     }

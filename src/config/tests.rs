@@ -282,6 +282,20 @@ fn durations_must_parse() {
 }
 
 #[test]
+fn resolve_after_must_be_a_duration() {
+    one_problem(
+        &format!("[alerts]\nresolve_after = \"soon\"\n{TARGET}"),
+        2,
+        "invalid duration",
+    );
+    one_problem(
+        &format!("[alerts]\nresolve_after = 300\n{TARGET}"),
+        2,
+        "must be a duration string",
+    );
+}
+
+#[test]
 fn the_timeout_must_be_shorter_than_the_interval() {
     one_problem(
         &format!("[poll]\ninterval = \"30s\"\ntimeout = \"30s\"\n{TARGET}"),
@@ -378,6 +392,11 @@ fn the_state_path_must_not_be_empty() {
 #[test]
 fn targets_are_required_with_region_and_cluster() {
     one_problem("", 1, "no [[targets]]");
+    one_problem(
+        "targets = []\n[poll]\ninterval = \"1m\"\n",
+        1,
+        "no [[targets]]",
+    );
     let found = problems("[[targets]]\nprofiles = [\"x\"]\n");
     assert_eq!(found.len(), 2, "{found:#?}");
     assert!(found.iter().any(|p| p.contains("missing the key `region`")));
@@ -700,6 +719,31 @@ fn sink_problems() {
         "unknown key `events`",
     );
     one_problem(&sink("type = \"log\"\nevents = []"), 6, "must not be empty");
+    one_problem(
+        &sink("type = \"log\"\nstatuses = 3"),
+        6,
+        "must be a string or an array of strings",
+    );
+    one_problem(
+        &sink("type = \"slack\"\nurl = \"https://x\"\ngroup_wait = \"later\""),
+        7,
+        "invalid duration",
+    );
+    one_problem(
+        &sink("type = \"webhook\"\nurl = \"https://x\"\nheaders_file = { A = \"/missing\" }"),
+        7,
+        "`headers_file`: cannot read /missing",
+    );
+    one_problem(
+        &sink("type = \"webhook\"\nurl = \"https://x\"\nheaders_file = \"/a\""),
+        7,
+        "`headers_file` must be a table",
+    );
+    one_problem(
+        &sink("type = \"webhook\"\nurl = \"https://x\"\nsecret = \"a\"\nsecret_file = \"/a\""),
+        8,
+        "not both",
+    );
     one_problem(
         &sink("type = \"webhook\"\nurl = \"https://x\"\ntimeout = \"0s\""),
         7,

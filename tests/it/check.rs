@@ -170,9 +170,25 @@ fn version_help_and_usage_errors() {
 }
 
 #[test]
-fn json_logs_are_accepted() {
-    let (code, _, _) = run(binary()
+fn json_logs_are_json_lines_on_stderr() {
+    let (code, stdout, stderr) = run(binary()
+        .env("RUST_LOG", "debug")
         .args(["--log-format", "json", "check", "--config"])
         .arg(repo_file("config/minimal.toml")));
     assert_eq!(code, 0);
+    assert!(stdout.contains("valid"), "{stdout}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("config is valid"))
+        .expect(&stderr);
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(json["level"], "DEBUG");
+    assert_eq!(json["message"], "config is valid");
+    assert_eq!(json["targets"], 1);
+
+    // The default level is info: the debug line is not there.
+    let (_, _, stderr) = run(binary()
+        .args(["check", "--config"])
+        .arg(repo_file("config/minimal.toml")));
+    assert!(!stderr.contains("config is valid"), "{stderr}");
 }
