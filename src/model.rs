@@ -229,6 +229,20 @@ pub struct Issue {
 pub type IssueSet = BTreeMap<IssueCode, Issue>;
 
 /// Merges raw entries into one [`Issue`] per code.
+///
+/// ```
+/// use fargate_health_monitor::model::{merge_issues, IssueCode, RawIssue};
+///
+/// let raw = |message: &str, ids: &[&str]| RawIssue {
+///     code: IssueCode::AccessDenied,
+///     message: message.to_owned(),
+///     resource_ids: ids.iter().map(|id| id.to_string()).collect(),
+/// };
+/// let issues = merge_issues(&[raw("role b", &["r2"]), raw("role a", &["r2", "r1"])]);
+/// let issue = &issues[&IssueCode::AccessDenied];
+/// assert_eq!(issue.message, "role a; role b");
+/// assert_eq!(issue.resource_ids, ["r1", "r2"]);
+/// ```
 pub fn merge_issues<'a>(raw: impl IntoIterator<Item = &'a RawIssue>) -> IssueSet {
     let mut parts: BTreeMap<&IssueCode, (BTreeSet<&str>, BTreeSet<&str>)> = BTreeMap::new();
     for issue in raw {

@@ -83,6 +83,15 @@ pub struct Pattern {
 
 impl Pattern {
     /// Parses a name or a glob (`*`, `?`, `[...]`, `{a,b}`).
+    ///
+    /// ```
+    /// use fargate_health_monitor::config::Pattern;
+    ///
+    /// let clusters = Pattern::parse("prod-{eu,us}-*").unwrap();
+    /// assert!(clusters.is_glob());
+    /// assert!(clusters.matches("prod-eu-1") && !clusters.matches("stage-eu-1"));
+    /// assert!(!Pattern::parse("prod").unwrap().is_glob());
+    /// ```
     pub fn parse(text: &str) -> Result<Self, String> {
         if !text.contains(['*', '?', '[', '{']) {
             return Ok(Self {
