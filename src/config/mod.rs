@@ -224,7 +224,8 @@ impl Environment for ProcessEnvironment {
     }
 }
 
-/// One problem (or warning) in a config file, at a position.
+/// One problem (or warning) in a config file, at a 1-based line and column (0 for the whole
+/// file).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Problem {
     pub file: PathBuf,
@@ -234,7 +235,11 @@ pub struct Problem {
 }
 
 impl fmt::Display for Problem {
+    /// `file:line:column: message`, or `file: message` for a problem with the whole file.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file.display(), self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}",

@@ -101,7 +101,10 @@ secret = "do-not-print-me"
 fn a_missing_config_file_exits_64() {
     let (code, _, stderr) = run(binary().args(["check", "--config", "/nonexistent/fhm.toml"]));
     assert_eq!(code, 64);
-    assert!(stderr.contains("cannot read the config file"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: /nonexistent/fhm.toml: cannot read the config file: "),
+        "{stderr}"
+    );
 }
 
 #[test]
