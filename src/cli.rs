@@ -92,8 +92,15 @@ pub fn check(
             exit::OK
         }
         Err(error) => {
-            for problem in &error.problems {
-                let _ = writeln!(err, "error: {problem}");
+            let mut lines: Vec<(&config::Problem, &str)> = error
+                .problems
+                .iter()
+                .map(|p| (p, "error"))
+                .chain(error.warnings.iter().map(|w| (w, "warning")))
+                .collect();
+            lines.sort();
+            for (problem, severity) in lines {
+                let _ = writeln!(err, "{severity}: {problem}");
             }
             let count = error.problems.len();
             let _ = writeln!(

@@ -255,6 +255,8 @@ impl fmt::Display for Problem {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
     pub problems: Vec<Problem>,
+    /// Warnings found on the way, so that one run shows everything.
+    pub warnings: Vec<Problem>,
 }
 
 impl fmt::Display for ConfigError {
@@ -288,6 +290,7 @@ pub fn load(path: &Path, env: &dyn Environment) -> Result<Loaded, ConfigError> {
             column: 0,
             message: format!("cannot read the config file: {err}"),
         }],
+        warnings: Vec::new(),
     })?;
     parse(&text, path, env)
 }

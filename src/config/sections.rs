@@ -159,7 +159,9 @@ fn finish_err(mut r: Reader<'_>) -> ConfigError {
     let mut problems = std::mem::take(&mut r.problems);
     problems.sort();
     problems.dedup();
-    ConfigError { problems }
+    let mut warnings = std::mem::take(&mut r.warnings);
+    warnings.sort();
+    ConfigError { problems, warnings }
 }
 
 /// Reads an optional `[name]` table; a missing one reads as an empty table (all defaults).
@@ -921,15 +923,15 @@ fn warn_plain_http(
         .iter()
         .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
     let credentials = !exposed.username().is_empty() || exposed.password().is_some();
-    let what = match (has_secret, authorization, credentials) {
-        (true, _, _) => "the signing `secret`'s signatures",
-        (_, true, _) => "the `Authorization` header",
-        (_, _, true) => "the credentials in the URL",
+    let what = match (authorization, credentials, has_secret) {
+        (true, _, _) => "the `Authorization` header would cross",
+        (_, true, _) => "the credentials in the URL would cross",
+        (_, _, true) => "payloads signed with `secret` would travel, readable and replayable, over",
         _ => return,
     };
     r.warn(
         &t.key_span("url"),
-        format!("{what} would cross a non-loopback http:// link to {url}; use https://"),
+        format!("{what} a non-loopback http:// link to {url}; use https://"),
     );
 }
 

@@ -989,6 +989,23 @@ fn plain_http_sinks_warn_only_when_a_secret_would_cross() {
         "{found:?}"
     );
     assert!(warnings("type = \"slack\"\nurl = \"https://hooks.slack.com/x\"").is_empty());
+    let found = warnings("type = \"webhook\"\nurl = \"http://hooks.example.com\"\nsecret = \"k\"");
+    assert!(
+        found[0].message.contains("signed with `secret`"),
+        "{found:?}"
+    );
+    let found = warnings("type = \"alertmanager\"\nurl = \"http://u:p@am.example.com:9093\"");
+    assert!(
+        found[0].message.contains("credentials in the URL"),
+        "{found:?}"
+    );
+    let found = warnings("type = \"slack\"\nurl = \"http://hooks.example.com/x\"");
+    assert!(
+        found[0]
+            .message
+            .contains("Slack webhook URL is a credential"),
+        "{found:?}"
+    );
 }
 
 #[test]

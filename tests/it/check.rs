@@ -98,6 +98,29 @@ secret = "do-not-print-me"
 }
 
 #[test]
+fn warnings_are_shown_beside_errors_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.toml");
+    fs::write(
+        &path,
+        "[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n[[sinks]]\ntype = \"log\"\nstatuses = [\"FAILED\"]\n[[sinks]]\ntype = \"pagerduty\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(binary().args(["check", "--config"]).arg(&path));
+    assert_eq!(code, 64);
+    let severities: Vec<&str> = stderr
+        .lines()
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        severities,
+        ["warning", "error", &format!("{}", path.display())],
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 problem found"), "{stderr}");
+}
+
+#[test]
 fn a_missing_config_file_exits_64() {
     let (code, _, stderr) = run(binary().args(["check", "--config", "/nonexistent/fhm.toml"]));
     assert_eq!(code, 64);
