@@ -66,7 +66,8 @@ impl ProfileState {
 pub struct Known {
     pub incarnation: Incarnation,
     pub status: Status,
-    pub pod_execution_role_arn: Option<String>,
+    /// Extra labels of the info series, as the last successful describe gave them.
+    pub info: BTreeMap<String, String>,
     /// The open episodes, one per code.
     pub episodes: BTreeMap<IssueCode, Episode>,
 }
@@ -322,7 +323,7 @@ fn observe(
     let known = match previous {
         Some(old) if old.incarnation == observation.incarnation => {
             let mut known = old.clone();
-            known.pod_execution_role_arn = observation.pod_execution_role_arn.clone();
+            known.info.clone_from(&observation.info);
             if known.status != observation.status {
                 let from = std::mem::replace(&mut known.status, observation.status.clone());
                 let to = known.status.clone();
@@ -346,7 +347,7 @@ fn observe(
             let mut known = Known {
                 incarnation: observation.incarnation.clone(),
                 status: observation.status.clone(),
-                pod_execution_role_arn: observation.pod_execution_role_arn.clone(),
+                info: observation.info.clone(),
                 episodes: BTreeMap::new(),
             };
             let to = known.status.clone();

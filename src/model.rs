@@ -271,7 +271,9 @@ pub struct Observation {
     pub key: ProfileKey,
     pub incarnation: Incarnation,
     pub status: Status,
-    pub pod_execution_role_arn: Option<String>,
+    /// Extra labels for the resource's info series, named by the adapter (for a Fargate
+    /// profile: `pod_execution_role_arn`), so the diff needs no resource-specific fields.
+    pub info: BTreeMap<String, String>,
     pub issues: Vec<RawIssue>,
     pub observed_at: Timestamp,
 }

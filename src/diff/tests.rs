@@ -35,7 +35,10 @@ fn observed_as(inc: &Incarnation, at: i64, status: &str, issues: Vec<RawIssue>) 
         key: key(),
         incarnation: inc.clone(),
         status: Status::from_wire(status),
-        pod_execution_role_arn: Some("arn:aws:iam::111122223333:role/pod".into()),
+        info: BTreeMap::from([(
+            "pod_execution_role_arn".to_owned(),
+            "arn:aws:iam::111122223333:role/pod".to_owned(),
+        )]),
         issues,
         observed_at: Timestamp::from_secs(at),
     })
@@ -571,6 +574,52 @@ fn event_ids_are_stable_and_distinct() {
     let second: Vec<String> = history().iter().map(Event::id).collect();
     assert_eq!(first, second);
     assert_eq!(first.iter().collect::<BTreeSet<_>>().len(), first.len());
+}
+
+#[test]
+fn the_state_round_trips_through_json() {
+    let mut r = Replay::default();
+    r.apply(observed(
+        10,
+        "PAUSED",
+        vec![raw("AccessDenied", "m", &["a"]), raw("NewCode", "", &[])],
+    ));
+    r.apply(observed(70, "PAUSED", vec![raw("NewCode", "", &[])]));
+    let state = r.state.clone().unwrap();
+    assert!(
+        state.known.as_ref().unwrap().episodes[&IssueCode::AccessDenied]
+            .absent
+            .is_some()
+    );
+    let json = serde_json::to_string(&state).unwrap();
+    let back: ProfileState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+    // The restored state goes on exactly as the original would.
+    let mut sequence = r.sequence;
+    let next = observed(130, "PAUSED", vec![raw("NewCode", "", &[])]);
+    let a = diff(Some(&back), &next, &r.rules, &mut sequence.clone());
+    let b = diff(Some(&state), &next, &r.rules, &mut sequence);
+    assert_eq!(a, b);
+    assert_eq!(described(&a.events), ["resolved AccessDenied cleared"]);
+}
+
+#[test]
+fn info_labels_follow_the_latest_describe() {
+    let mut r = Replay::default();
+    r.apply(observed(10, "ACTIVE", vec![]));
+    let Input::Observed(mut o) = observed(70, "ACTIVE", vec![]) else {
+        unreachable!()
+    };
+    o.info.insert(
+        "pod_execution_role_arn".into(),
+        "arn:aws:iam::111122223333:role/new".into(),
+    );
+    assert!(r.apply(Input::Observed(o)).is_empty());
+    let known = r.state.as_ref().unwrap().known.as_ref().unwrap();
+    assert_eq!(
+        known.info["pod_execution_role_arn"],
+        "arn:aws:iam::111122223333:role/new"
+    );
 }
 
 #[test]
