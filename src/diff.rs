@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    ErrorKind, EventKind, Gone, Incarnation, Input, Issue, IssueCode, Observation, PollFailure,
-    ProfileKey, ResolveReason, Status, Timestamp, Unmonitored, merge_issues,
+    ErrorKind, EventKind, Incarnation, Input, Issue, IssueCode, Observation, PollFailure,
+    ProfileKey, ResolveReason, Status, Timestamp, merge_issues,
 };
 
 /// The knobs of the diff, from `[alerts]`.
@@ -217,6 +217,9 @@ pub struct Transition {
 ///
 /// `prev` must be the state of `input.key()` (or `None` when nothing is known). Inputs older
 /// than the last attempt, and a repeat of the last successful observation, change nothing.
+///
+/// Events come in a fixed order: the end of an old incarnation (its resolutions, then
+/// `profile_deleted`), then `status_changed`, then the issues in code order.
 pub fn diff(
     prev: Option<&ProfileState>,
     input: &Input,
@@ -238,27 +241,15 @@ pub fn diff(
     let next = match input {
         Input::Observed(observation) => Some(observe(prev, observation, rules, &mut out)),
         Input::Failed(failure) => Some(fail(prev, failure)),
-        Input::Gone(Gone { observed_at, .. }) => {
-            if let Some(known) = prev.and_then(|p| p.known.as_ref()) {
-                end_incarnation(
-                    &prev_key(prev, input),
-                    known,
-                    *observed_at,
-                    ResolveReason::ProfileDeleted,
-                    &mut out,
-                );
-            }
-            None
-        }
-        Input::Unmonitored(Unmonitored { observed_at, .. }) => {
-            if let Some(known) = prev.and_then(|p| p.known.as_ref()) {
-                end_incarnation(
-                    &prev_key(prev, input),
-                    known,
-                    *observed_at,
-                    ResolveReason::Unmonitored,
-                    &mut out,
-                );
+        Input::Gone(_) | Input::Unmonitored(_) => {
+            let reason = match input {
+                Input::Gone(_) => ResolveReason::ProfileDeleted,
+                _ => ResolveReason::Unmonitored,
+            };
+            if let Some(prev) = prev
+                && let Some(known) = &prev.known
+            {
+                end_incarnation(&prev.key, known, input.observed_at(), reason, &mut out);
             }
             None
         }
@@ -267,10 +258,6 @@ pub fn diff(
         next,
         events: out.events,
     }
-}
-
-fn prev_key(prev: Option<&ProfileState>, input: &Input) -> ProfileKey {
-    prev.map_or_else(|| input.key().clone(), |p| p.key.clone())
 }
 
 fn is_stale(prev: &ProfileState, input: &Input) -> bool {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::RawIssue;
+use crate::model::{Gone, RawIssue, Unmonitored};
 
 const ARN_1: &str = "arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/default/1111";
 const ARN_2: &str = "arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/default/2222";
