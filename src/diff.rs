@@ -11,7 +11,7 @@
 //! Nothing here is specific to Fargate beyond the model's types: another EKS resource with the
 //! same `health.issues[]` shape feeds the same diff.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -368,13 +368,11 @@ fn update_episodes(
     rules: &Rules,
     out: &mut Emitter<'_>,
 ) {
-    let codes: Vec<IssueCode> = known
+    let codes: BTreeSet<IssueCode> = known
         .episodes
         .keys()
         .chain(issues.keys())
         .cloned()
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
         .collect();
     for code in codes {
         match (known.episodes.remove(&code), issues.remove(&code)) {
@@ -395,7 +393,7 @@ fn update_episodes(
                     polls: 0,
                     since: at,
                 });
-                absence.polls += 1;
+                absence.polls = absence.polls.saturating_add(1);
                 let over = absence.polls >= ABSENT_POLLS_TO_RESOLVE
                     && at.since(absence.since) >= rules.resolve_after;
                 if over {
