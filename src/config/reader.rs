@@ -80,6 +80,15 @@ impl<'s> Reader<'s> {
         }
     }
 
+    /// The problems and warnings found, each in file order.
+    pub fn finish(self) -> (Vec<Problem>, Vec<Problem>) {
+        let (mut problems, mut warnings) = (self.problems, self.warnings);
+        problems.sort();
+        problems.dedup();
+        warnings.sort();
+        (problems, warnings)
+    }
+
     /// The 1-based line a span starts on.
     pub fn line_of(&self, span: &Span) -> usize {
         line_column(self.source, span.start).0
@@ -338,13 +347,14 @@ impl<'s> Reader<'s> {
             }
             (false, true) => {
                 let paths = self.strings(table, &file_key)?;
-                let mut secrets = Vec::new();
-                for path in paths.value {
-                    let secret = self.read_secret_file(&path, &file_key, base_dir)?;
-                    secrets.push(secret);
-                }
+                // Read every file, so that each unreadable one is reported in this run.
+                let secrets: Vec<Option<At<Secret>>> = paths
+                    .value
+                    .iter()
+                    .map(|path| self.read_secret_file(path, &file_key, base_dir))
+                    .collect();
                 Some(At {
-                    value: secrets,
+                    value: secrets.into_iter().collect::<Option<Vec<_>>>()?,
                     span: paths.span,
                 })
             }
@@ -414,9 +424,11 @@ pub(super) fn expand(text: &str, env: &dyn Environment) -> Result<String, String
             };
             let name = &tail[..end];
             if !is_env_name(name) {
-                return Err(format!(
-                    "`${{{name}}}` is not a valid environment variable name"
-                ));
+                // Not quoted: the text between the braces may be part of a secret.
+                return Err(
+                    "`${…}` does not hold a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+                        .into(),
+                );
             }
             match env.var(name) {
                 Some(value) => out.push_str(&value),
@@ -535,7 +547,11 @@ mod tests {
             "{missing}"
         );
         assert!(expand("${A", &env).unwrap_err().contains("closing"));
-        assert!(expand("${1A}", &env).unwrap_err().contains("not a valid"));
+        let invalid = expand("${1A secret}", &env).unwrap_err();
+        assert!(
+            invalid.contains("not hold a valid") && !invalid.contains("secret"),
+            "{invalid}"
+        );
     }
 
     #[test]

@@ -115,7 +115,8 @@ pub(super) fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Lo
             let span = err.span().unwrap_or(0..0);
             r.error(&span, format!("invalid TOML: {}", err.message().trim()));
         }
-        return Err(finish_err(r));
+        let (problems, warnings) = r.finish();
+        return Err(ConfigError { problems, warnings });
     }
     let base_dir = path
         .parent()
@@ -137,11 +138,10 @@ pub(super) fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Lo
     let targets = targets(&mut r, root);
     let sinks = sinks(&mut r, root, &base_dir);
 
-    if !r.problems.is_empty() {
-        return Err(finish_err(r));
+    let (problems, warnings) = r.finish();
+    if !problems.is_empty() {
+        return Err(ConfigError { problems, warnings });
     }
-    let mut warnings = std::mem::take(&mut r.warnings);
-    warnings.sort();
     Ok(Loaded {
         config: Config {
             server,
@@ -153,15 +153,6 @@ pub(super) fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Lo
         },
         warnings,
     })
-}
-
-fn finish_err(mut r: Reader<'_>) -> ConfigError {
-    let mut problems = std::mem::take(&mut r.problems);
-    problems.sort();
-    problems.dedup();
-    let mut warnings = std::mem::take(&mut r.warnings);
-    warnings.sort();
-    ConfigError { problems, warnings }
 }
 
 /// Reads an optional `[name]` table; a missing one reads as an empty table (all defaults).
@@ -350,13 +341,12 @@ fn array_of_tables<'a, 'i>(
 
 fn targets(r: &mut Reader<'_>, root: Table<'_, '_>) -> Vec<Target> {
     let tables = array_of_tables(r, root, "targets");
-    let is_empty_array = root
-        .get("targets")
-        .is_some_and(|v| matches!(v.get_ref(), DeValue::Array(a) if a.is_empty()));
-    if is_empty_array || !root.has("targets") {
-        let span = root
-            .get("targets")
-            .map_or_else(|| root.span.clone(), |v| v.span());
+    let none_given = match root.get("targets") {
+        None => Some(root.span.clone()),
+        Some(v) if matches!(v.get_ref(), DeValue::Array(a) if a.is_empty()) => Some(v.span()),
+        Some(_) => None,
+    };
+    if let Some(span) = none_given {
         r.error(
             &span,
             "no [[targets]]: add at least one, e.g. [[targets]] region = \"us-east-1\" cluster = \"*\"",

@@ -885,6 +885,18 @@ fn file_variants_are_exclusive_and_must_be_readable() {
         7,
         "cannot read /etc/fhm/rel/s",
     );
+    let found = problems(&sink(
+        "url = \"https://x\"\nsecret_file = [\"/gone-1\", \"/gone-2\"]",
+    ));
+    assert_eq!(
+        found.len(),
+        2,
+        "every unreadable file is reported: {found:#?}"
+    );
+    assert!(
+        found[0].contains("/gone-1") && found[1].contains("/gone-2"),
+        "{found:#?}"
+    );
     let env = FakeEnv::default().file("/empty", "\n");
     one_problem_with(
         &sink("url = \"https://x\"\nsecret_file = \"/empty\""),
@@ -935,6 +947,10 @@ url = "https://{SECRET}:{SECRET}@[bad"
 type = "alertmanager"
 url = "http://user:{SECRET}@am.example.com:9093"
 headers = {{ Authorization = "Basic {SECRET}" }}
+[[sinks]]
+type = "webhook"
+url = "https://hooks.example.com/x"
+secret = "${{{SECRET}}}"
 [[sinks]]
 type = "webhook"
 url = "http://hooks.example.com/ok"

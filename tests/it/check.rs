@@ -1,8 +1,6 @@
 //! `check --config PATH` through the built binary.
 
-use std::fs;
-
-use crate::support::{binary, repo_file, run};
+use crate::support::{binary, check_config, repo_file, run};
 
 /// The variables `config/example.toml` refers to.
 const EXAMPLE_VARS: [(&str, &str); 3] = [
@@ -21,6 +19,7 @@ fn the_minimal_example_is_valid() {
         .arg(repo_file("config/minimal.toml")));
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("valid: 1 target, 0 sinks"), "{stdout}");
+    assert!(!stdout.contains("alertmanager"), "{stdout}");
     assert_eq!(stderr, "");
 }
 
@@ -32,6 +31,10 @@ fn the_full_example_is_valid_with_its_variables_set() {
         .envs(EXAMPLE_VARS));
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("valid: 2 targets, 4 sinks"), "{stdout}");
+    assert!(
+        stdout.contains("use either the alertmanager sink or the shipped Prometheus alert rules"),
+        "{stdout}"
+    );
     for (_, value) in EXAMPLE_VARS {
         assert!(
             !stdout.contains(value) && !stderr.contains(value),
@@ -61,10 +64,7 @@ fn the_full_example_names_each_missing_variable() {
 
 #[test]
 fn a_broken_config_lists_every_problem_with_its_place_and_exits_64() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("broken.toml");
-    fs::write(
-        &path,
+    let checked = check_config(
         r#"[poll]
 interval = "60s"
 intervall = "30s"
@@ -77,11 +77,11 @@ type = "webhook"
 url = "hooks.example.com/no-scheme"
 secret = "do-not-print-me"
 "#,
-    )
-    .unwrap();
-    let (code, stdout, stderr) = run(binary().args(["check", "--config"]).arg(&path));
-    assert_eq!(code, 64, "stdout: {stdout}\nstderr: {stderr}");
-    let shown = path.display().to_string();
+        &[],
+    );
+    let (stdout, stderr) = (&checked.stdout, &checked.stderr);
+    assert_eq!(checked.code, 64, "stdout: {stdout}\nstderr: {stderr}");
+    let shown = checked.path.display().to_string();
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(
         lines,
@@ -99,22 +99,19 @@ secret = "do-not-print-me"
 
 #[test]
 fn warnings_are_shown_beside_errors_in_file_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mixed.toml");
-    fs::write(
-        &path,
+    let checked = check_config(
         "[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n[[sinks]]\ntype = \"log\"\nstatuses = [\"FAILED\"]\n[[sinks]]\ntype = \"pagerduty\"\n",
-    )
-    .unwrap();
-    let (code, _, stderr) = run(binary().args(["check", "--config"]).arg(&path));
-    assert_eq!(code, 64);
+        &[],
+    );
+    let stderr = &checked.stderr;
+    assert_eq!(checked.code, 64);
     let severities: Vec<&str> = stderr
         .lines()
         .map(|l| l.split(':').next().unwrap())
         .collect();
     assert_eq!(
         severities,
-        ["warning", "error", &format!("{}", path.display())],
+        ["warning", "error", &format!("{}", checked.path.display())],
         "{stderr}"
     );
     assert!(stderr.contains("1 problem found"), "{stderr}");
@@ -132,22 +129,17 @@ fn a_missing_config_file_exits_64() {
 
 #[test]
 fn warnings_do_not_fail_the_check() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("warn.toml");
-    fs::write(
-        &path,
+    let checked = check_config(
         "[[targets]]\nregion = \"us-east-1\"\ncluster = \"*\"\n[[sinks]]\ntype = \"log\"\nstatuses = [\"PAUSED\"]\n",
-    )
-    .unwrap();
-    let (code, stdout, stderr) = run(binary().args(["check", "--config"]).arg(&path));
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stderr.starts_with(&format!(
-            "warning: {}:6:13: status \"PAUSED\"",
-            path.display()
-        )),
-        "{stderr}"
+        &[],
     );
+    let (stdout, stderr) = (&checked.stdout, &checked.stderr);
+    assert_eq!(checked.code, 0, "{stderr}");
+    let expected = format!(
+        "warning: {}:6:13: status \"PAUSED\"",
+        checked.path.display()
+    );
+    assert!(stderr.starts_with(&expected), "{stderr}");
     assert!(
         stdout.contains("valid: 1 target, 1 sink: log-0 (log)"),
         "{stdout}"
@@ -156,21 +148,15 @@ fn warnings_do_not_fail_the_check() {
 
 #[test]
 fn secret_files_are_read_relative_to_the_config() {
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(
-        dir.path().join("slack-url"),
-        "https://hooks.slack.com/services/T/B/FILESECRET\n",
-    )
-    .unwrap();
-    let path = dir.path().join("config.toml");
-    fs::write(
-        &path,
+    let checked = check_config(
         "[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n[[sinks]]\ntype = \"slack\"\nurl_file = \"slack-url\"\n",
-    )
-    .unwrap();
-    let (code, stdout, stderr) = run(binary().args(["check", "--config"]).arg(&path));
-    assert_eq!(code, 0, "{stderr}");
-    assert!(!stdout.contains("FILESECRET") && !stderr.contains("FILESECRET"));
+        &[(
+            "slack-url",
+            "https://hooks.slack.com/services/T/B/FILESECRET\n",
+        )],
+    );
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    assert!(!checked.stdout.contains("FILESECRET") && !checked.stderr.contains("FILESECRET"));
 }
 
 #[test]

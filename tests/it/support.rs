@@ -28,3 +28,32 @@ pub fn run(command: &mut Command) -> (i32, String, String) {
         String::from_utf8(stderr).unwrap(),
     )
 }
+
+/// A config file written to a temporary directory and the result of `check` on it.
+pub struct Checked {
+    /// Kept so the directory lives as long as the result.
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Writes `text` as `config.toml` in a new temporary directory, with the extra `files` beside
+/// it, and runs `check --config` on it.
+pub fn check_config(text: &str, files: &[(&str, &str)]) -> Checked {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let (code, stdout, stderr) = run(binary().args(["check", "--config"]).arg(&path));
+    Checked {
+        _dir: dir,
+        path,
+        code,
+        stdout,
+        stderr,
+    }
+}
