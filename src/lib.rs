@@ -15,6 +15,8 @@
 pub mod cli;
 pub mod config;
 pub mod diff;
+pub mod eks;
 pub mod logging;
 pub mod model;
 pub mod secret;
+pub mod simulator;

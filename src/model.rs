@@ -332,6 +332,43 @@ impl Input {
     }
 }
 
+/// The AWS operations the monitor calls; the value of the `operation` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Operation {
+    ListClusters,
+    ListFargateProfiles,
+    DescribeFargateProfile,
+    GetCallerIdentity,
+    AssumeRole,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 5] = [
+        Operation::ListClusters,
+        Operation::ListFargateProfiles,
+        Operation::DescribeFargateProfile,
+        Operation::GetCallerIdentity,
+        Operation::AssumeRole,
+    ];
+
+    /// The name AWS gives the operation.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Operation::ListClusters => "ListClusters",
+            Operation::ListFargateProfiles => "ListFargateProfiles",
+            Operation::DescribeFargateProfile => "DescribeFargateProfile",
+            Operation::GetCallerIdentity => "GetCallerIdentity",
+            Operation::AssumeRole => "AssumeRole",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How an AWS call failed; the value of the `outcome` label (DESIGN.md "Errors").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod check;
+mod eks;
 mod support;

@@ -2,6 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use fargate_health_monitor::config::{Pattern, Target};
+use fargate_health_monitor::eks::{AwsSettings, Connector, SdkEks};
+use fargate_health_monitor::simulator::{self, Simulator};
+use url::Url;
 
 /// The built `fargate-health-monitor` binary.
 pub fn binary() -> Command {
@@ -56,4 +63,45 @@ pub fn check_config(text: &str, files: &[(&str, &str)]) -> Checked {
         stdout,
         stderr,
     }
+}
+
+/// A target of the simulator: `cluster` and `profiles` are names or globs.
+pub fn sim_target(simulator: &Simulator, region: &str, cluster: &str, profiles: &[&str]) -> Target {
+    let url = Url::parse(&simulator.endpoint_url()).unwrap();
+    Target {
+        region: region.to_owned(),
+        cluster: Pattern::parse(cluster).unwrap(),
+        profiles: profiles
+            .iter()
+            .map(|p| Pattern::parse(p).unwrap())
+            .collect(),
+        labels: Default::default(),
+        account_id: None,
+        aws_profile: None,
+        role_arn: None,
+        external_id: None,
+        endpoint_url: Some(url.clone()),
+        sts_endpoint_url: Some(url),
+    }
+}
+
+/// AWS settings that sign with the simulator's default key, with this call timeout.
+pub fn sim_settings(timeout: Duration) -> AwsSettings {
+    AwsSettings {
+        timeout,
+        static_credentials: Some(Credentials::new(
+            simulator::DEFAULT_ACCESS_KEY_ID,
+            simulator::DEFAULT_SECRET_ACCESS_KEY,
+            None,
+            None,
+            "tests",
+        )),
+    }
+}
+
+/// The SDK clients for a target, signing with the simulator's default key.
+pub async fn sim_client(target: &Target) -> SdkEks {
+    Connector::new(sim_settings(Duration::from_secs(10)))
+        .connect(target)
+        .await
 }

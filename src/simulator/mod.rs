@@ -1,0 +1,154 @@
+//! A simulated EKS and STS on loopback, for `demo`, the tests and the benchmark.
+//!
+//! One port speaks the AWS wire formats the official SDK parses: EKS REST-JSON
+//! (`GET /clusters`, `GET /clusters/{name}/fargate-profiles`,
+//! `GET /clusters/{name}/fargate-profiles/{profile}`) and STS Query/XML on `POST /`
+//! (`GetCallerIdentity`, `AssumeRole`). Point the SDK's `endpoint_url` and `sts_endpoint_url` at
+//! [`Simulator::endpoint_url`]. Requests act in the account of the access key id that signed
+//! them, so credentials from `AssumeRole` see the role's account. A second port takes
+//! [`Command`]s as JSON (`POST /v1/commands`) and serves the request log (`GET /v1/requests`),
+//! for use from another process; Rust code calls [`Simulator::apply`].
+
+mod server;
+mod world;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use world::{
+    AssumedCredentials, Command, CommandError, Fault, FaultKind, Health, IssueSpec, LoggedRequest,
+    Profile, Scope, World,
+};
+
+use crate::model::{Operation, ProfileKey, Timestamp};
+use server::SharedWorld;
+
+/// The access key id that [`Simulator::start`] maps to [`DEFAULT_ACCOUNT`].
+pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIASIMULATEDEXAMPLE";
+/// Any secret works with the simulator; this one is used by the tests and `demo`.
+pub const DEFAULT_SECRET_ACCESS_KEY: &str = "simulated-secret-access-key";
+/// The account of [`DEFAULT_ACCESS_KEY_ID`].
+pub const DEFAULT_ACCOUNT: &str = "111122223333";
+
+/// A running simulator; its servers stop when it is dropped.
+#[derive(Debug)]
+pub struct Simulator {
+    world: SharedWorld,
+    aws_addr: SocketAddr,
+    control_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Starts both ports on `127.0.0.1`, on ports the OS picks, with
+    /// [`DEFAULT_ACCESS_KEY_ID`] mapped to [`DEFAULT_ACCOUNT`] and nothing else.
+    pub async fn start() -> io::Result<Self> {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::bind(loopback, loopback).await
+    }
+
+    /// Starts the AWS port and the control port on the given addresses.
+    pub async fn bind(aws: SocketAddr, control: SocketAddr) -> io::Result<Self> {
+        let aws_listener = TcpListener::bind(aws).await?;
+        let control_listener = TcpListener::bind(control).await?;
+        let world = SharedWorld::default();
+        let simulator = Self {
+            aws_addr: aws_listener.local_addr()?,
+            control_addr: control_listener.local_addr()?,
+            tasks: vec![
+                tokio::spawn(server::serve(
+                    aws_listener,
+                    world.clone(),
+                    server::handle_aws,
+                )),
+                tokio::spawn(server::serve(
+                    control_listener,
+                    world.clone(),
+                    server::handle_control,
+                )),
+            ],
+            world,
+        };
+        // Adding an access key cannot fail.
+        let _ = simulator.apply(Command::AddAccessKey {
+            access_key_id: DEFAULT_ACCESS_KEY_ID.to_owned(),
+            account_id: DEFAULT_ACCOUNT.to_owned(),
+        });
+        Ok(simulator)
+    }
+
+    /// The URL for the SDK's `endpoint_url` and `sts_endpoint_url`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.aws_addr)
+    }
+
+    /// The address of the AWS port.
+    pub fn aws_addr(&self) -> SocketAddr {
+        self.aws_addr
+    }
+
+    /// The base URL of the JSON control API.
+    pub fn control_url(&self) -> String {
+        format!("http://{}", self.control_addr)
+    }
+
+    /// Applies one command to the world.
+    pub fn apply(&self, command: Command) -> Result<(), CommandError> {
+        let now = Timestamp::from_system_time(SystemTime::now());
+        server::lock(&self.world).apply(command, now)
+    }
+
+    /// Adds (or replaces) a profile with a status and health, creating its cluster if needed.
+    pub fn add_profile(&self, key: &ProfileKey, status: &str, health: Health) {
+        let command = Command::AddProfile {
+            key: key.clone(),
+            status: status.to_owned(),
+            health,
+        };
+        // Adding a profile cannot fail.
+        let _ = self.apply(command);
+    }
+
+    /// Injects a fault.
+    pub fn add_fault(&self, scope: Scope, kind: FaultKind, remaining: Option<u32>) {
+        let _ = self.apply(Command::AddFault {
+            fault: Fault {
+                scope,
+                kind,
+                remaining,
+            },
+        });
+    }
+
+    /// Reads the world under its lock.
+    pub fn with_world<R>(&self, read: impl FnOnce(&World) -> R) -> R {
+        read(&server::lock(&self.world))
+    }
+
+    /// A copy of the request log, oldest first.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.with_world(|world| world.requests().cloned().collect())
+    }
+
+    /// How many logged requests were of this operation.
+    pub fn count(&self, operation: Operation) -> usize {
+        self.with_world(|world| {
+            world
+                .requests()
+                .filter(|request| request.operation == operation)
+                .count()
+        })
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! The simulator's HTTP layer (hyper 1): the AWS port speaks EKS REST-JSON and STS Query/XML
+//! as the real services do, and the control port takes JSON commands and serves the request
+//! log. The account of each AWS request comes from the access key id in its SigV4
+//! `Authorization` header; signatures are not checked.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request as HttpRequest, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use super::world::{Command, FaultKind, Health, Page, Profile, Refusal, Request, World};
+use crate::model::{Operation, ProfileKey, Timestamp};
+
+/// The world shared by the servers and the Rust handle.
+pub type SharedWorld = Arc<Mutex<World>>;
+
+/// Locks the world; a panic elsewhere while it was held leaves data that is still usable.
+pub fn lock(world: &SharedWorld) -> MutexGuard<'_, World> {
+    world.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The largest request body read (STS forms and control commands are small).
+const BODY_LIMIT: usize = 4 << 20;
+
+type Reply = Response<Full<Bytes>>;
+
+/// Serves connections from `listener` until the task is dropped.
+pub async fn serve<F, Fut>(listener: TcpListener, world: SharedWorld, handler: F)
+where
+    F: Fn(HttpRequest<Incoming>, SharedWorld) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!(%error, "simulator accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let world = world.clone();
+        let handler = handler.clone();
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
+            let service = service_fn(move |request| {
+                let reply = handler(request, world.clone());
+                async move { Ok::<_, Infallible>(reply.await) }
+            });
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        "x-amzn-requestid",
+        HeaderValue::from_static("00000000-0000-4000-8000-000000000000"),
+    );
+    response
+}
+
+fn json_reply(status: StatusCode, body: &Value) -> Reply {
+    reply(status, "application/json", body.to_string())
+}
+
+/// An EKS error: the status, `x-amzn-ErrorType` and a JSON `message`.
+fn eks_error(status: StatusCode, code: &'static str, message: &str) -> Reply {
+    let mut response = json_reply(status, &json!({ "message": message }));
+    response
+        .headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(code));
+    response
+}
+
+/// An STS error document.
+fn sts_error(status: StatusCode, code: &str, message: &str) -> Reply {
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error>\
+         <RequestId>00000000-0000-4000-8000-000000000000</RequestId></ErrorResponse>",
+        xml_escape(code),
+        xml_escape(message)
+    );
+    reply(status, "text/xml", body)
+}
+
+/// Handles one request to the AWS port.
+pub async fn handle_aws(request: HttpRequest<Incoming>, world: SharedWorld) -> Reply {
+    let (parts, body) = request.into_parts();
+    let form = if parts.method == Method::POST {
+        match Limited::new(body, BODY_LIMIT).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return sts_error(StatusCode::BAD_REQUEST, "InvalidRequest", "body too large");
+            }
+        }
+    } else {
+        Bytes::new()
+    };
+    let route = match route(&parts.method, parts.uri.path(), &form) {
+        Ok(route) => route,
+        Err(unrouted) => return unrouted.reply(),
+    };
+    let (access_key_id, region) = signing_scope(&parts.headers);
+    let mut request = Request {
+        operation: route.operation,
+        access_key_id,
+        account_id: None,
+        region,
+        cluster: route.cluster.clone(),
+        profile: route.profile.clone(),
+    };
+    let query = parts.uri.query().unwrap_or("");
+    let (delay, reply) = answer(&mut lock(&world), &mut request, &route, query);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    reply
+}
+
+/// What a request asks for.
+struct Route {
+    operation: Operation,
+    cluster: Option<String>,
+    profile: Option<String>,
+    /// STS form parameters.
+    params: Vec<(String, String)>,
+}
+
+/// Why a request names no operation.
+enum Unrouted {
+    /// An STS form with an `Action` we do not serve.
+    Action(String),
+    Path,
+}
+
+impl Unrouted {
+    fn reply(&self) -> Reply {
+        match self {
+            Unrouted::Action(action) => sts_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidAction",
+                &format!("Could not find operation {action}"),
+            ),
+            Unrouted::Path => eks_error(
+                StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                "The requested operation is not recognized by the service.",
+            ),
+        }
+    }
+}
+
+fn route(method: &Method, path: &str, form: &[u8]) -> Result<Route, Unrouted> {
+    let route = |operation, cluster: Option<&str>, profile: Option<&str>| Route {
+        operation,
+        cluster: cluster.map(percent_decode),
+        profile: profile.map(percent_decode),
+        params: Vec::new(),
+    };
+    if method == Method::POST && path == "/" {
+        let params: Vec<(String, String)> =
+            url::form_urlencoded::parse(form).into_owned().collect();
+        let action = params
+            .iter()
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.as_str());
+        let operation = match action {
+            Some("GetCallerIdentity") => Operation::GetCallerIdentity,
+            Some("AssumeRole") => Operation::AssumeRole,
+            other => return Err(Unrouted::Action(other.unwrap_or_default().to_owned())),
+        };
+        return Ok(Route {
+            params,
+            ..route(operation, None, None)
+        });
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let found = match (method, segments.as_slice()) {
+        (&Method::GET, ["clusters"]) => Some(route(Operation::ListClusters, None, None)),
+        (&Method::GET, ["clusters", cluster, "fargate-profiles"]) => {
+            Some(route(Operation::ListFargateProfiles, Some(cluster), None))
+        }
+        (&Method::GET, ["clusters", cluster, "fargate-profiles", profile]) => Some(route(
+            Operation::DescribeFargateProfile,
+            Some(cluster),
+            Some(profile),
+        )),
+        _ => None,
+    };
+    found.ok_or(Unrouted::Path)
+}
+
+/// Answers a routed request, with faults applied, and logs it; also returns how long to delay
+/// the answer, in milliseconds.
+fn answer(world: &mut World, request: &mut Request, route: &Route, query: &str) -> (u64, Reply) {
+    let sts = super::world::is_sts(request.operation);
+    let mut delay = 0;
+    let reply = (|| {
+        if request.access_key_id.is_none() || request.region.is_none() {
+            return if sts {
+                sts_error(
+                    StatusCode::FORBIDDEN,
+                    "MissingAuthenticationToken",
+                    "Request is missing Authentication Token",
+                )
+            } else {
+                eks_error(
+                    StatusCode::FORBIDDEN,
+                    "MissingAuthenticationTokenException",
+                    "Missing Authentication Token",
+                )
+            };
+        }
+        let Some(account) = world.authenticate(request) else {
+            return if sts {
+                sts_error(
+                    StatusCode::FORBIDDEN,
+                    "InvalidClientTokenId",
+                    "The security token included in the request is invalid.",
+                )
+            } else {
+                eks_error(
+                    StatusCode::FORBIDDEN,
+                    "UnrecognizedClientException",
+                    "The security token included in the request is invalid.",
+                )
+            };
+        };
+        let fault;
+        (delay, fault) = world.faults_for(request);
+        if let Some(fault) = fault {
+            return fault_reply(&fault, sts);
+        }
+        let region = request.region.clone().unwrap_or_default();
+        match request.operation {
+            Operation::GetCallerIdentity => caller_identity(request, &account),
+            Operation::AssumeRole => assume_role(world, &route.params),
+            Operation::ListClusters => {
+                let (max, token) = match paging(query) {
+                    Ok(paging) => paging,
+                    Err(refusal) => return refusal_reply(&refusal),
+                };
+                page_reply(
+                    world.list_clusters(&account, &region, max, token.as_deref()),
+                    "clusters",
+                )
+            }
+            Operation::ListFargateProfiles => {
+                let (max, token) = match paging(query) {
+                    Ok(paging) => paging,
+                    Err(refusal) => return refusal_reply(&refusal),
+                };
+                let cluster = route.cluster.as_deref().unwrap_or_default();
+                let page = world.list_profiles(&account, &region, cluster, max, token.as_deref());
+                page_reply(page, "fargateProfileNames")
+            }
+            Operation::DescribeFargateProfile => {
+                let key = ProfileKey::new(
+                    account,
+                    region,
+                    route.cluster.clone().unwrap_or_default(),
+                    route.profile.clone().unwrap_or_default(),
+                );
+                match world.describe(&key) {
+                    Ok(profile) => json_reply(
+                        StatusCode::OK,
+                        &json!({ "fargateProfile": profile_json(&key, profile) }),
+                    ),
+                    Err(refusal) => refusal_reply(&refusal),
+                }
+            }
+        }
+    })();
+    world.log(request, reply.status().as_u16(), now());
+    (delay, reply)
+}
+
+/// The faults' answers, per protocol.
+fn fault_reply(fault: &FaultKind, sts: bool) -> Reply {
+    match (fault, sts) {
+        (FaultKind::Throttle, false) => eks_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ThrottlingException",
+            "Rate exceeded",
+        ),
+        (FaultKind::Throttle, true) => {
+            sts_error(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded")
+        }
+        (FaultKind::ServerError, false) => eks_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServerException",
+            "An internal error occurred.",
+        ),
+        (FaultKind::ServerError, true) => sts_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailure",
+            "An internal error occurred.",
+        ),
+        (FaultKind::AccessDenied, false) => eks_error(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "User is not authorized to perform this action",
+        ),
+        (FaultKind::AccessDenied, true) => sts_error(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "User is not authorized to perform this action",
+        ),
+        (FaultKind::Malformed, false) => reply(
+            StatusCode::OK,
+            "application/json",
+            "{\"fargateProfile\": {\"fargateProfileName\": ",
+        ),
+        (FaultKind::Malformed, true) => reply(StatusCode::OK, "text/xml", "<GetCallerIdentityResp"),
+        // Delays are applied by the caller, never chosen as the failure.
+        (FaultKind::Delay { .. }, _) => {
+            sts_error(StatusCode::INTERNAL_SERVER_ERROR, "Bug", "delay")
+        }
+    }
+}
+
+fn refusal_reply(refusal: &Refusal) -> Reply {
+    match refusal {
+        Refusal::NotFound(message) => {
+            eks_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", message)
+        }
+        Refusal::InvalidParameter(message) => eks_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            message,
+        ),
+    }
+}
+
+fn paging(query: &str) -> Result<(Option<usize>, Option<String>), Refusal> {
+    let mut max = None;
+    let mut token = None;
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "maxResults" => {
+                max = Some(value.parse().map_err(|_| {
+                    Refusal::InvalidParameter(format!("maxResults is not a number: {value}"))
+                })?);
+            }
+            "nextToken" => token = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    Ok((max, token))
+}
+
+fn page_reply(page: Result<Page, Refusal>, member: &str) -> Reply {
+    match page {
+        Ok(page) => {
+            let mut body = serde_json::Map::new();
+            body.insert(member.to_owned(), json!(page.names));
+            if let Some(token) = page.next_token {
+                body.insert("nextToken".to_owned(), json!(token));
+            }
+            json_reply(StatusCode::OK, &Value::Object(body))
+        }
+        Err(refusal) => refusal_reply(&refusal),
+    }
+}
+
+/// A `fargateProfile` member as EKS serves it.
+fn profile_json(key: &ProfileKey, profile: &Profile) -> Value {
+    let mut body = json!({
+        "fargateProfileName": profile.name,
+        "fargateProfileArn": profile.arn,
+        "clusterName": key.cluster,
+        "createdAt": profile.created_at,
+        "podExecutionRoleArn": profile.pod_execution_role_arn,
+        "subnets": profile.subnets,
+        "selectors": [{ "namespace": profile.namespace, "labels": {} }],
+        "status": profile.status,
+        "tags": {},
+    });
+    if let Health::Issues(issues) = &profile.health {
+        let issues: Vec<Value> = issues
+            .iter()
+            .map(|issue| {
+                json!({
+                    "code": issue.code,
+                    "message": issue.message,
+                    "resourceIds": issue.resource_ids,
+                })
+            })
+            .collect();
+        body["health"] = json!({ "issues": issues });
+    }
+    body
+}
+
+fn caller_identity(request: &Request, account: &str) -> Reply {
+    let key = request.access_key_id.as_deref().unwrap_or_default();
+    let body = format!(
+        "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/simulated</Arn>\
+         <UserId>{}</UserId><Account>{account}</Account></GetCallerIdentityResult>\
+         <ResponseMetadata><RequestId>00000000-0000-4000-8000-000000000000</RequestId>\
+         </ResponseMetadata></GetCallerIdentityResponse>",
+        xml_escape(key)
+    );
+    reply(StatusCode::OK, "text/xml", body)
+}
+
+fn assume_role(world: &mut World, params: &[(String, String)]) -> Reply {
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let (Some(role_arn), Some(session)) = (param("RoleArn"), param("RoleSessionName")) else {
+        return sts_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            "RoleArn and RoleSessionName are required",
+        );
+    };
+    match world.assume_role(role_arn, session, param("ExternalId")) {
+        Ok(creds) => {
+            let expiration =
+                humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600));
+            let mut body = String::new();
+            let _ = write!(
+                body,
+                "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                 <AssumeRoleResult><AssumedRoleUser><Arn>{}</Arn>\
+                 <AssumedRoleId>{}</AssumedRoleId></AssumedRoleUser>\
+                 <Credentials><AccessKeyId>{}</AccessKeyId>\
+                 <SecretAccessKey>{}</SecretAccessKey><SessionToken>{}</SessionToken>\
+                 <Expiration>{expiration}</Expiration></Credentials></AssumeRoleResult>\
+                 <ResponseMetadata><RequestId>00000000-0000-4000-8000-000000000000</RequestId>\
+                 </ResponseMetadata></AssumeRoleResponse>",
+                xml_escape(&creds.assumed_role_arn),
+                xml_escape(&creds.assumed_role_id),
+                creds.access_key_id,
+                creds.secret_access_key,
+                creds.session_token,
+            );
+            reply(StatusCode::OK, "text/xml", body)
+        }
+        Err(message) => sts_error(StatusCode::FORBIDDEN, "AccessDenied", &message),
+    }
+}
+
+/// The access key id and region of a SigV4 `Authorization` header:
+/// `AWS4-HMAC-SHA256 Credential=AKID/20261124/us-east-1/eks/aws4_request, SignedHeaders=…`.
+fn signing_scope(headers: &http::HeaderMap) -> (Option<String>, Option<String>) {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return (None, None);
+    };
+    let Some(credential) = value
+        .split([' ', ','])
+        .find_map(|part| part.strip_prefix("Credential="))
+    else {
+        return (None, None);
+    };
+    let mut scope = credential.split('/');
+    let key = scope.next().filter(|k| !k.is_empty()).map(str::to_owned);
+    let region = scope.nth(1).filter(|r| !r.is_empty()).map(str::to_owned);
+    (key, region)
+}
+
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Handles one request to the control port.
+pub async fn handle_control(request: HttpRequest<Incoming>, world: SharedWorld) -> Reply {
+    let (parts, body) = request.into_parts();
+    match (&parts.method, parts.uri.path()) {
+        (&Method::POST, "/v1/commands") => {
+            let body = match Limited::new(body, BODY_LIMIT).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => return control_error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+            };
+            let commands: Vec<Command> = match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Array(items)) => {
+                    match items.into_iter().map(serde_json::from_value).collect() {
+                        Ok(commands) => commands,
+                        Err(error) => {
+                            return control_error(StatusCode::BAD_REQUEST, &error.to_string());
+                        }
+                    }
+                }
+                Ok(item) => match serde_json::from_value(item) {
+                    Ok(command) => vec![command],
+                    Err(error) => {
+                        return control_error(StatusCode::BAD_REQUEST, &error.to_string());
+                    }
+                },
+                Err(error) => return control_error(StatusCode::BAD_REQUEST, &error.to_string()),
+            };
+            let mut world = lock(&world);
+            let count = commands.len();
+            for (index, command) in commands.into_iter().enumerate() {
+                if let Err(error) = world.apply(command, now()) {
+                    return control_error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &format!("command {index}: {error}"),
+                    );
+                }
+            }
+            json_reply(StatusCode::OK, &json!({ "applied": count }))
+        }
+        (&Method::GET, "/v1/requests") => {
+            let world = lock(&world);
+            let requests: Vec<_> = world.requests().collect();
+            json_reply(StatusCode::OK, &json!(requests))
+        }
+        (&Method::GET, "/v1/profiles") => {
+            let world = lock(&world);
+            let profiles: Vec<Value> = world
+                .profiles()
+                .map(|(key, profile)| json!({ "key": key, "profile": profile }))
+                .collect();
+            json_reply(StatusCode::OK, &json!(profiles))
+        }
+        (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
+        _ => control_error(
+            StatusCode::NOT_FOUND,
+            "not found: POST /v1/commands, GET /v1/requests, GET /v1/profiles",
+        ),
+    }
+}
+
+fn control_error(status: StatusCode, message: &str) -> Reply {
+    json_reply(status, &json!({ "error": message }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signing_scope_gives_the_key_and_region() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261124/eu-west-1/eks/aws4_request, \
+                 SignedHeaders=host;x-amz-date, Signature=abc",
+            ),
+        );
+        assert_eq!(
+            signing_scope(&headers),
+            (Some("AKIDEXAMPLE".into()), Some("eu-west-1".into()))
+        );
+        assert_eq!(signing_scope(&http::HeaderMap::new()), (None, None));
+    }
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(percent_decode("a%2Fb%zz"), "a/b%zz");
+    }
+}

@@ -1,0 +1,848 @@
+//! The simulated AWS: accounts and their access keys, IAM roles, clusters and Fargate profiles,
+//! the faults to inject and the request log. Pure data: the HTTP layer in [`super::server`]
+//! turns requests into calls on [`World`] and its answers into the wire formats.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Operation, ProfileKey, Timestamp};
+
+/// Whether an operation is served by STS (Query/XML) rather than EKS (REST-JSON).
+pub const fn is_sts(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::GetCallerIdentity | Operation::AssumeRole
+    )
+}
+
+/// One entry of `health.issues`, with any code: unknown codes are served verbatim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueSpec {
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub resource_ids: Vec<String>,
+}
+
+impl IssueSpec {
+    pub fn new(code: &str, message: &str, resource_ids: &[&str]) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            resource_ids: resource_ids.iter().map(|id| (*id).to_owned()).collect(),
+        }
+    }
+}
+
+/// What `health` looks like in a describe response.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "issues")]
+pub enum Health {
+    /// No `health` member at all, as for a profile that never had an issue.
+    #[default]
+    Absent,
+    /// `"health": {"issues": [...]}`, possibly empty.
+    Issues(Vec<IssueSpec>),
+}
+
+impl Health {
+    pub fn issues(issues: Vec<IssueSpec>) -> Self {
+        Health::Issues(issues)
+    }
+}
+
+/// One simulated Fargate profile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    pub arn: String,
+    /// Seconds since the epoch, with milliseconds, as EKS serves `createdAt`.
+    pub created_at: f64,
+    /// Any string: unknown statuses are served verbatim.
+    pub status: String,
+    pub pod_execution_role_arn: String,
+    pub subnets: Vec<String>,
+    pub namespace: String,
+    pub health: Health,
+}
+
+/// Where a fault applies; an unset field matches everything. A fault scoped to a profile
+/// applies to describing that profile only; one scoped to a cluster also to listing it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Only these operations; empty means every operation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<Operation>,
+}
+
+impl Scope {
+    /// Every request.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Requests about one profile.
+    pub fn profile(key: &ProfileKey) -> Self {
+        Self {
+            account_id: Some(key.account_id.clone()),
+            region: Some(key.region.clone()),
+            cluster: Some(key.cluster.clone()),
+            profile: Some(key.profile.clone()),
+            operations: Vec::new(),
+        }
+    }
+
+    /// Only these operations.
+    pub fn operations(mut self, operations: &[Operation]) -> Self {
+        self.operations = operations.to_vec();
+        self
+    }
+
+    fn matches(&self, request: &Request) -> bool {
+        fn field(want: &Option<String>, have: Option<&str>) -> bool {
+            want.as_deref().is_none_or(|want| Some(want) == have)
+        }
+        (self.operations.is_empty() || self.operations.contains(&request.operation))
+            && field(&self.account_id, request.account_id.as_deref())
+            && field(&self.region, request.region.as_deref())
+            && field(&self.cluster, request.cluster.as_deref())
+            && field(&self.profile, request.profile.as_deref())
+    }
+}
+
+/// What goes wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum FaultKind {
+    /// 429 `ThrottlingException` (STS: 400 `Throttling`).
+    Throttle,
+    /// 500 `ServerException` (STS: 500 `InternalFailure`).
+    ServerError,
+    /// 403 `AccessDeniedException` (STS: 403 `AccessDenied`).
+    AccessDenied,
+    /// The answer is delayed by this long, then served normally (or as another fault says).
+    Delay { millis: u64 },
+    /// 200 with a body that is not the operation's document.
+    Malformed,
+}
+
+/// A fault to inject into matching requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    #[serde(default)]
+    pub scope: Scope,
+    pub kind: FaultKind,
+    /// How many requests it hits before it disappears; unset means until cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u32>,
+}
+
+/// A change to the simulated world: the same commands come from Rust and from the JSON control
+/// API (`POST /v1/commands`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Command {
+    /// Requests signed with this access key id act in this account.
+    AddAccessKey {
+        access_key_id: String,
+        account_id: String,
+    },
+    /// A role that `AssumeRole` grants; its account is the one in its ARN. With `external_id`,
+    /// only callers that pass the same external id get credentials.
+    AddRole {
+        role_arn: String,
+        #[serde(default)]
+        external_id: Option<String>,
+    },
+    AddCluster {
+        account_id: String,
+        region: String,
+        cluster: String,
+    },
+    RemoveCluster {
+        account_id: String,
+        region: String,
+        cluster: String,
+    },
+    /// Adds a profile (and its cluster when missing), replacing one of the same name.
+    AddProfile {
+        #[serde(flatten)]
+        key: ProfileKey,
+        #[serde(default = "default_status")]
+        status: String,
+        #[serde(default)]
+        health: Health,
+    },
+    DeleteProfile {
+        #[serde(flatten)]
+        key: ProfileKey,
+    },
+    /// Deletes a profile and creates it again with the same name: a new ARN and `createdAt`.
+    RecreateProfile {
+        #[serde(flatten)]
+        key: ProfileKey,
+    },
+    SetStatus {
+        #[serde(flatten)]
+        key: ProfileKey,
+        status: String,
+    },
+    SetHealth {
+        #[serde(flatten)]
+        key: ProfileKey,
+        health: Health,
+    },
+    AddFault {
+        fault: Fault,
+    },
+    ClearFaults,
+    /// Caps the items per page of list responses (EKS may return fewer than `maxResults`).
+    SetPageLimit {
+        limit: usize,
+    },
+    ClearRequestLog,
+}
+
+fn default_status() -> String {
+    "ACTIVE".to_owned()
+}
+
+/// Why a command could not be applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no such profile: {0}")]
+    NoSuchProfile(ProfileKey),
+    #[error("no such cluster: {account_id}/{region}/{cluster}")]
+    NoSuchCluster {
+        account_id: String,
+        region: String,
+        cluster: String,
+    },
+    #[error("not an IAM role ARN: {0}")]
+    BadRoleArn(String),
+    #[error("page limit must be at least 1")]
+    BadPageLimit,
+}
+
+/// One request as the HTTP layer understood it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub operation: Operation,
+    /// The access key id from the SigV4 `Authorization` header.
+    pub access_key_id: Option<String>,
+    /// The account that key belongs to, filled in by [`World::authenticate`].
+    pub account_id: Option<String>,
+    /// The region from the SigV4 credential scope.
+    pub region: Option<String>,
+    pub cluster: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// One line of the request log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedRequest {
+    pub operation: Operation,
+    pub account_id: Option<String>,
+    pub access_key_id: Option<String>,
+    pub region: Option<String>,
+    pub cluster: Option<String>,
+    pub profile: Option<String>,
+    /// The HTTP status served.
+    pub status: u16,
+    pub at: Timestamp,
+}
+
+/// Temporary credentials handed out by `AssumeRole`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssumedCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub assumed_role_arn: String,
+    pub assumed_role_id: String,
+}
+
+type ClusterKey = (String, String, String);
+
+/// The most recent requests kept in the log.
+const REQUEST_LOG_LIMIT: usize = 200_000;
+
+/// Everything the simulator knows.
+#[derive(Debug)]
+pub struct World {
+    access_keys: HashMap<String, String>,
+    roles: BTreeMap<String, Option<String>>,
+    clusters: BTreeMap<ClusterKey, BTreeMap<String, Profile>>,
+    faults: Vec<Fault>,
+    page_limit: usize,
+    log: VecDeque<LoggedRequest>,
+    serial: u64,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self {
+            access_keys: HashMap::new(),
+            roles: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            faults: Vec::new(),
+            page_limit: 100,
+            log: VecDeque::new(),
+            serial: 0,
+        }
+    }
+}
+
+/// A page of names and the token for the next one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub names: Vec<String>,
+    pub next_token: Option<String>,
+}
+
+/// Why a list or describe has no answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    NotFound(String),
+    InvalidParameter(String),
+}
+
+impl World {
+    /// Applies one command.
+    pub fn apply(&mut self, command: Command, now: Timestamp) -> Result<(), CommandError> {
+        match command {
+            Command::AddAccessKey {
+                access_key_id,
+                account_id,
+            } => {
+                self.access_keys.insert(access_key_id, account_id);
+            }
+            Command::AddRole {
+                role_arn,
+                external_id,
+            } => {
+                role_account(&role_arn)
+                    .ok_or_else(|| CommandError::BadRoleArn(role_arn.clone()))?;
+                self.roles.insert(role_arn, external_id);
+            }
+            Command::AddCluster {
+                account_id,
+                region,
+                cluster,
+            } => {
+                self.clusters
+                    .entry((account_id, region, cluster))
+                    .or_default();
+            }
+            Command::RemoveCluster {
+                account_id,
+                region,
+                cluster,
+            } => {
+                self.clusters
+                    .remove(&(account_id.clone(), region.clone(), cluster.clone()))
+                    .ok_or(CommandError::NoSuchCluster {
+                        account_id,
+                        region,
+                        cluster,
+                    })?;
+            }
+            Command::AddProfile {
+                key,
+                status,
+                health,
+            } => {
+                let profile = self.new_profile(&key, status, health, now);
+                self.clusters
+                    .entry(cluster_key(&key))
+                    .or_default()
+                    .insert(key.profile, profile);
+            }
+            Command::DeleteProfile { key } => {
+                self.cluster_mut(&key)?
+                    .remove(&key.profile)
+                    .ok_or_else(|| CommandError::NoSuchProfile(key.clone()))?;
+            }
+            Command::RecreateProfile { key } => {
+                let old = self.profile_mut(&key)?.clone();
+                let mut new = self.new_profile(&key, "ACTIVE".to_owned(), Health::Absent, now);
+                new.created_at = new.created_at.max(old.created_at + 0.001);
+                new.pod_execution_role_arn = old.pod_execution_role_arn;
+                *self.profile_mut(&key)? = new;
+            }
+            Command::SetStatus { key, status } => self.profile_mut(&key)?.status = status,
+            Command::SetHealth { key, health } => self.profile_mut(&key)?.health = health,
+            Command::AddFault { fault } => self.faults.push(fault),
+            Command::ClearFaults => self.faults.clear(),
+            Command::SetPageLimit { limit } => {
+                if limit == 0 {
+                    return Err(CommandError::BadPageLimit);
+                }
+                self.page_limit = limit;
+            }
+            Command::ClearRequestLog => self.log.clear(),
+        }
+        Ok(())
+    }
+
+    fn new_profile(
+        &mut self,
+        key: &ProfileKey,
+        status: String,
+        health: Health,
+        now: Timestamp,
+    ) -> Profile {
+        self.serial += 1;
+        let serial = self.serial;
+        Profile {
+            name: key.profile.clone(),
+            arn: format!(
+                "arn:aws:eks:{}:{}:fargateprofile/{}/{}/{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                key.region,
+                key.account_id,
+                key.cluster,
+                key.profile,
+                serial,
+                now.as_millis() & 0xffff,
+                serial & 0xfff,
+                (serial >> 12) & 0xfff,
+                now.as_millis()
+            ),
+            created_at: now.as_secs_f64(),
+            status,
+            pod_execution_role_arn: format!(
+                "arn:aws:iam::{}:role/{}-pod-execution",
+                key.account_id, key.cluster
+            ),
+            subnets: vec![format!("subnet-{:08x}", serial)],
+            namespace: key.profile.clone(),
+            health,
+        }
+    }
+
+    fn cluster_mut(
+        &mut self,
+        key: &ProfileKey,
+    ) -> Result<&mut BTreeMap<String, Profile>, CommandError> {
+        self.clusters
+            .get_mut(&cluster_key(key))
+            .ok_or_else(|| CommandError::NoSuchCluster {
+                account_id: key.account_id.clone(),
+                region: key.region.clone(),
+                cluster: key.cluster.clone(),
+            })
+    }
+
+    fn profile_mut(&mut self, key: &ProfileKey) -> Result<&mut Profile, CommandError> {
+        self.cluster_mut(key)?
+            .get_mut(&key.profile)
+            .ok_or_else(|| CommandError::NoSuchProfile(key.clone()))
+    }
+
+    /// A profile as it is now, if it exists.
+    pub fn profile(&self, key: &ProfileKey) -> Option<&Profile> {
+        self.clusters.get(&cluster_key(key))?.get(&key.profile)
+    }
+
+    /// Every profile, in key order.
+    pub fn profiles(&self) -> impl Iterator<Item = (ProfileKey, &Profile)> {
+        self.clusters
+            .iter()
+            .flat_map(|((account, region, cluster), profiles)| {
+                profiles.values().map(move |profile| {
+                    (
+                        ProfileKey::new(account, region, cluster, &profile.name),
+                        profile,
+                    )
+                })
+            })
+    }
+
+    /// Fills in the account of the request's access key; `None` when the key is unknown.
+    pub fn authenticate(&self, request: &mut Request) -> Option<String> {
+        let account = self
+            .access_keys
+            .get(request.access_key_id.as_deref()?)
+            .cloned();
+        request.account_id.clone_from(&account);
+        account
+    }
+
+    /// The faults that hit this request: the total delay, then the first non-delay fault.
+    /// Counted faults are used up.
+    pub fn faults_for(&mut self, request: &Request) -> (u64, Option<FaultKind>) {
+        let mut delay = 0u64;
+        let mut failure = None;
+        for fault in &mut self.faults {
+            if !fault.scope.matches(request) || fault.remaining == Some(0) {
+                continue;
+            }
+            match &fault.kind {
+                FaultKind::Delay { millis } => delay = delay.saturating_add(*millis),
+                kind if failure.is_none() => failure = Some(kind.clone()),
+                _ => continue,
+            }
+            if let Some(remaining) = &mut fault.remaining {
+                *remaining -= 1;
+            }
+        }
+        self.faults.retain(|fault| fault.remaining != Some(0));
+        (delay, failure)
+    }
+
+    /// `ListClusters` in the caller's account and region.
+    pub fn list_clusters(
+        &self,
+        account_id: &str,
+        region: &str,
+        max_results: Option<usize>,
+        next_token: Option<&str>,
+    ) -> Result<Page, Refusal> {
+        let names = self
+            .clusters
+            .keys()
+            .filter(|(a, r, _)| a == account_id && r == region)
+            .map(|(_, _, cluster)| cluster.as_str());
+        self.page(names, max_results, next_token)
+    }
+
+    /// `ListFargateProfiles` of one cluster.
+    pub fn list_profiles(
+        &self,
+        account_id: &str,
+        region: &str,
+        cluster: &str,
+        max_results: Option<usize>,
+        next_token: Option<&str>,
+    ) -> Result<Page, Refusal> {
+        let key = (account_id.to_owned(), region.to_owned(), cluster.to_owned());
+        let profiles = self
+            .clusters
+            .get(&key)
+            .ok_or_else(|| Refusal::NotFound(format!("No cluster found for name: {cluster}.")))?;
+        self.page(profiles.keys().map(String::as_str), max_results, next_token)
+    }
+
+    /// `DescribeFargateProfile`.
+    pub fn describe(&self, key: &ProfileKey) -> Result<&Profile, Refusal> {
+        let profiles = self.clusters.get(&cluster_key(key)).ok_or_else(|| {
+            Refusal::NotFound(format!("No cluster found for name: {}.", key.cluster))
+        })?;
+        profiles.get(&key.profile).ok_or_else(|| {
+            Refusal::NotFound(format!(
+                "No Fargate Profile found with name: {}.",
+                key.profile
+            ))
+        })
+    }
+
+    /// Pages through sorted names; the token is the hex of the last name served.
+    fn page<'a>(
+        &self,
+        names: impl Iterator<Item = &'a str>,
+        max_results: Option<usize>,
+        next_token: Option<&str>,
+    ) -> Result<Page, Refusal> {
+        let max = match max_results {
+            None => 100,
+            Some(n @ 1..=100) => n,
+            Some(n) => {
+                return Err(Refusal::InvalidParameter(format!(
+                    "maxResults must be between 1 and 100, got {n}"
+                )));
+            }
+        }
+        .min(self.page_limit);
+        let after = match next_token {
+            None => None,
+            Some(token) => Some(decode_token(token).ok_or_else(|| {
+                Refusal::InvalidParameter("The nextToken is not valid.".to_owned())
+            })?),
+        };
+        let mut rest = names.filter(|name| after.as_deref().is_none_or(|after| *name > after));
+        let page: Vec<String> = rest.by_ref().take(max).map(str::to_owned).collect();
+        let next_token = match (rest.next(), page.last()) {
+            (Some(_), Some(last)) => Some(encode_token(last)),
+            _ => None,
+        };
+        Ok(Page {
+            names: page,
+            next_token,
+        })
+    }
+
+    /// `AssumeRole`: temporary credentials in the role's account, or why not.
+    pub fn assume_role(
+        &mut self,
+        role_arn: &str,
+        session_name: &str,
+        external_id: Option<&str>,
+    ) -> Result<AssumedCredentials, String> {
+        let denied =
+            || format!("User is not authorized to perform: sts:AssumeRole on resource: {role_arn}");
+        let wanted = self.roles.get(role_arn).ok_or_else(denied)?;
+        if wanted.is_some() && wanted.as_deref() != external_id {
+            return Err(denied());
+        }
+        let account = role_account(role_arn).ok_or_else(denied)?.to_owned();
+        let role_name = role_arn.rsplit('/').next().unwrap_or(role_arn).to_owned();
+        self.serial += 1;
+        let access_key_id = format!("ASIASIM{:013}", self.serial);
+        self.access_keys
+            .insert(access_key_id.clone(), account.clone());
+        Ok(AssumedCredentials {
+            secret_access_key: format!("simulated-secret-{}", self.serial),
+            session_token: format!("simulated-session-token-{}", self.serial),
+            assumed_role_arn: format!(
+                "arn:aws:sts::{account}:assumed-role/{role_name}/{session_name}"
+            ),
+            assumed_role_id: format!("AROASIM{:013}:{session_name}", self.serial),
+            access_key_id,
+        })
+    }
+
+    /// Records a served request.
+    pub fn log(&mut self, request: &Request, status: u16, at: Timestamp) {
+        if self.log.len() == REQUEST_LOG_LIMIT {
+            self.log.pop_front();
+        }
+        self.log.push_back(LoggedRequest {
+            operation: request.operation,
+            account_id: request.account_id.clone(),
+            access_key_id: request.access_key_id.clone(),
+            region: request.region.clone(),
+            cluster: request.cluster.clone(),
+            profile: request.profile.clone(),
+            status,
+            at,
+        });
+    }
+
+    /// The request log, oldest first.
+    pub fn requests(&self) -> impl Iterator<Item = &LoggedRequest> {
+        self.log.iter()
+    }
+}
+
+fn cluster_key(key: &ProfileKey) -> ClusterKey {
+    (
+        key.account_id.clone(),
+        key.region.clone(),
+        key.cluster.clone(),
+    )
+}
+
+/// The account id of `arn:aws:iam::<account>:role/<name>`.
+fn role_account(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (arn_, _partition, service, _region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (arn_ == "arn"
+        && service == "iam"
+        && resource.starts_with("role/")
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(account)
+}
+
+fn encode_token(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_token(token: &str) -> Option<String> {
+    if !token.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
+
+    fn key(profile: &str) -> ProfileKey {
+        ProfileKey::new("111122223333", "us-east-1", "prod", profile)
+    }
+
+    fn add(world: &mut World, profile: &str) {
+        let command = Command::AddProfile {
+            key: key(profile),
+            status: "ACTIVE".into(),
+            health: Health::Absent,
+        };
+        world.apply(command, NOW).unwrap();
+    }
+
+    #[test]
+    fn pages_cover_every_name_once_in_order() {
+        let mut world = World::default();
+        for i in 0..7 {
+            add(&mut world, &format!("p{i}"));
+        }
+        let mut seen = Vec::new();
+        let mut token = None;
+        loop {
+            let page = world
+                .list_profiles(
+                    "111122223333",
+                    "us-east-1",
+                    "prod",
+                    Some(3),
+                    token.as_deref(),
+                )
+                .unwrap();
+            assert!(page.names.len() <= 3);
+            seen.extend(page.names);
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, ["p0", "p1", "p2", "p3", "p4", "p5", "p6"]);
+    }
+
+    #[test]
+    fn a_bad_token_or_page_size_is_refused() {
+        let world = World::default();
+        let list = |max, token| world.list_clusters("1", "r", max, token);
+        assert!(matches!(
+            list(Some(0), None),
+            Err(Refusal::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            list(Some(101), None),
+            Err(Refusal::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            list(None, Some("zz")),
+            Err(Refusal::InvalidParameter(_))
+        ));
+    }
+
+    #[test]
+    fn recreating_gives_a_new_arn_and_a_later_creation_time() {
+        let mut world = World::default();
+        add(&mut world, "default");
+        let before = world.profile(&key("default")).unwrap().clone();
+        world
+            .apply(
+                Command::RecreateProfile {
+                    key: key("default"),
+                },
+                NOW,
+            )
+            .unwrap();
+        let after = world.profile(&key("default")).unwrap();
+        assert_ne!(before.arn, after.arn);
+        assert!(after.created_at > before.created_at);
+    }
+
+    #[test]
+    fn counted_faults_run_out_and_delays_add_up() {
+        let mut world = World::default();
+        let fault = |kind, remaining| Command::AddFault {
+            fault: Fault {
+                scope: Scope::profile(&key("a")),
+                kind,
+                remaining,
+            },
+        };
+        world
+            .apply(fault(FaultKind::Throttle, Some(1)), NOW)
+            .unwrap();
+        world
+            .apply(fault(FaultKind::Delay { millis: 5 }, None), NOW)
+            .unwrap();
+        world
+            .apply(fault(FaultKind::Delay { millis: 7 }, None), NOW)
+            .unwrap();
+        let request = |profile: &str| Request {
+            operation: Operation::DescribeFargateProfile,
+            access_key_id: None,
+            account_id: Some("111122223333".into()),
+            region: Some("us-east-1".into()),
+            cluster: Some("prod".into()),
+            profile: Some(profile.into()),
+        };
+        assert_eq!(
+            world.faults_for(&request("a")),
+            (12, Some(FaultKind::Throttle))
+        );
+        assert_eq!(world.faults_for(&request("a")), (12, None));
+        assert_eq!(world.faults_for(&request("b")), (0, None));
+    }
+
+    #[test]
+    fn assume_role_checks_the_external_id_and_maps_the_new_key_to_the_role_account() {
+        let mut world = World::default();
+        let role = "arn:aws:iam::222233334444:role/reader";
+        world
+            .apply(
+                Command::AddRole {
+                    role_arn: role.into(),
+                    external_id: Some("ext".into()),
+                },
+                NOW,
+            )
+            .unwrap();
+        assert!(world.assume_role(role, "s", None).is_err());
+        assert!(world.assume_role(role, "s", Some("other")).is_err());
+        assert!(
+            world
+                .assume_role("arn:aws:iam::222233334444:role/x", "s", None)
+                .is_err()
+        );
+        let creds = world.assume_role(role, "s", Some("ext")).unwrap();
+        let mut request = Request {
+            operation: Operation::ListClusters,
+            access_key_id: Some(creds.access_key_id),
+            account_id: None,
+            region: None,
+            cluster: None,
+            profile: None,
+        };
+        assert_eq!(
+            world.authenticate(&mut request).as_deref(),
+            Some("222233334444")
+        );
+    }
+
+    #[test]
+    fn commands_read_from_json() {
+        let command: Command = serde_json::from_str(
+            r#"{"op": "set_health", "account_id": "111122223333", "region": "us-east-1",
+                "cluster": "prod", "profile": "default",
+                "health": {"type": "issues", "issues": [{"code": "AccessDenied", "message": "m"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            command,
+            Command::SetHealth {
+                key: key("default"),
+                health: Health::Issues(vec![IssueSpec::new("AccessDenied", "m", &[])]),
+            }
+        );
+    }
+}

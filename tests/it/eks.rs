@@ -1,0 +1,302 @@
+//! The AWS adapter against the simulated EKS and STS: the real SDK over loopback.
+
+use std::time::Duration;
+
+use fargate_health_monitor::eks::{Connector, Eks, Page};
+use fargate_health_monitor::model::{ErrorKind, IssueCode, Operation, ProfileKey, Status};
+use fargate_health_monitor::simulator::{
+    Command, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCOUNT, FaultKind, Health, IssueSpec, Scope, Simulator,
+};
+
+use crate::support::{sim_client, sim_settings, sim_target};
+
+const REGION: &str = "us-east-1";
+
+fn key(cluster: &str, profile: &str) -> ProfileKey {
+    ProfileKey::new(DEFAULT_ACCOUNT, REGION, cluster, profile)
+}
+
+/// Reads every page of a list operation.
+async fn all_pages<F, Fut>(mut call: F) -> (Vec<String>, usize)
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Page, fargate_health_monitor::eks::CallError>>,
+{
+    let (mut names, mut pages, mut token) = (Vec::new(), 0, None);
+    loop {
+        let page = call(token).await.unwrap();
+        pages += 1;
+        names.extend(page.names);
+        token = page.next_token;
+        if token.is_none() {
+            return (names, pages);
+        }
+    }
+}
+
+#[tokio::test]
+async fn lists_page_through_every_cluster_and_profile() {
+    let sim = Simulator::start().await.unwrap();
+    sim.apply(Command::SetPageLimit { limit: 3 }).unwrap();
+    for c in 0..7 {
+        sim.add_profile(&key(&format!("c{c}"), "default"), "ACTIVE", Health::Absent);
+    }
+    for p in 0..8 {
+        sim.add_profile(&key("c3", &format!("p{p}")), "ACTIVE", Health::Absent);
+    }
+    // Another region and another account are not listed.
+    sim.add_profile(
+        &ProfileKey::new(DEFAULT_ACCOUNT, "eu-west-1", "eu", "x"),
+        "ACTIVE",
+        Health::Absent,
+    );
+    sim.add_profile(
+        &ProfileKey::new("999988887777", REGION, "other", "x"),
+        "ACTIVE",
+        Health::Absent,
+    );
+    let client = sim_client(&sim_target(&sim, REGION, "*", &["*"])).await;
+
+    let (clusters, pages) = all_pages(|token| client.list_clusters(token)).await;
+    assert_eq!(clusters, ["c0", "c1", "c2", "c3", "c4", "c5", "c6"]);
+    assert_eq!(pages, 3);
+    let (profiles, pages) = all_pages(|token| client.list_fargate_profiles("c3", token)).await;
+    let expected: Vec<String> = ["default", "p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(profiles, expected);
+    assert_eq!(pages, 3);
+    assert_eq!(sim.count(Operation::ListClusters), 3);
+    assert_eq!(sim.count(Operation::ListFargateProfiles), 3);
+}
+
+#[tokio::test]
+async fn describe_converts_status_issues_and_creation_time() {
+    let sim = Simulator::start().await.unwrap();
+    let issues = vec![
+        IssueSpec::new("AccessDenied", "role b", &["r2"]),
+        IssueSpec::new("SomeFutureCode", "new", &[]),
+        IssueSpec::new("AccessDenied", "role a", &["r1", "r2"]),
+    ];
+    sim.add_profile(
+        &key("prod", "sick"),
+        "SOME_FUTURE_STATUS",
+        Health::issues(issues),
+    );
+    sim.add_profile(&key("prod", "empty"), "ACTIVE", Health::issues(vec![]));
+    sim.add_profile(&key("prod", "absent"), "CREATE_FAILED", Health::Absent);
+    let client = sim_client(&sim_target(&sim, REGION, "prod", &["*"])).await;
+
+    let sick = client
+        .describe_fargate_profile("prod", "sick")
+        .await
+        .unwrap();
+    let served = sim.with_world(|w| w.profile(&key("prod", "sick")).unwrap().clone());
+    assert_eq!(sick.arn, served.arn);
+    assert_eq!(
+        sick.created_at.as_millis(),
+        (served.created_at * 1000.0).round() as i64
+    );
+    assert_eq!(sick.status, Status::Unknown("SOME_FUTURE_STATUS".into()));
+    assert_eq!(sick.status.as_str(), "SOME_FUTURE_STATUS");
+    let codes: Vec<&str> = sick.issues.iter().map(|i| i.code.as_str()).collect();
+    assert_eq!(codes, ["AccessDenied", "SomeFutureCode", "AccessDenied"]);
+    assert_eq!(
+        sick.issues[1].code,
+        IssueCode::Unknown("SomeFutureCode".into())
+    );
+    assert_eq!(sick.issues[2].resource_ids, ["r1", "r2"]);
+    assert_eq!(
+        sick.pod_execution_role_arn.as_deref(),
+        Some(served.pod_execution_role_arn.as_str())
+    );
+
+    let empty = client
+        .describe_fargate_profile("prod", "empty")
+        .await
+        .unwrap();
+    assert!(empty.issues.is_empty());
+    let absent = client
+        .describe_fargate_profile("prod", "absent")
+        .await
+        .unwrap();
+    assert!(absent.issues.is_empty());
+    assert_eq!(absent.status, Status::CreateFailed);
+}
+
+#[tokio::test]
+async fn every_failure_is_classified() {
+    let sim = Simulator::start().await.unwrap();
+    let sick = key("prod", "default");
+    sim.add_profile(&sick, "ACTIVE", Health::Absent);
+    let target = sim_target(&sim, REGION, "prod", &["*"]);
+    let client = Connector::new(sim_settings(Duration::from_millis(400)))
+        .connect(&target)
+        .await;
+    let describe = || client.describe_fargate_profile("prod", "default");
+
+    let faults = [
+        (FaultKind::Throttle, ErrorKind::Throttled),
+        (FaultKind::ServerError, ErrorKind::Server),
+        (FaultKind::AccessDenied, ErrorKind::AccessDenied),
+        (FaultKind::Malformed, ErrorKind::Malformed),
+        (FaultKind::Delay { millis: 3_000 }, ErrorKind::Timeout),
+    ];
+    for (fault, kind) in faults {
+        sim.add_fault(Scope::profile(&sick), fault.clone(), Some(1));
+        let error = describe().await.unwrap_err();
+        assert_eq!(error.kind, kind, "{fault:?}: {error}");
+        assert_eq!(error.operation, Operation::DescribeFargateProfile);
+    }
+    // The faults were used up: the next describe succeeds.
+    describe().await.unwrap();
+
+    let missing = client
+        .describe_fargate_profile("prod", "nope")
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind, ErrorKind::NotFound);
+    let no_cluster = client
+        .list_fargate_profiles("nope", None)
+        .await
+        .unwrap_err();
+    assert_eq!(no_cluster.kind, ErrorKind::NotFound);
+
+    sim.add_fault(
+        Scope::all().operations(&[Operation::ListClusters]),
+        FaultKind::Throttle,
+        Some(1),
+    );
+    assert_eq!(
+        client.list_clusters(None).await.unwrap_err().kind,
+        ErrorKind::Throttled
+    );
+    sim.add_fault(Scope::all(), FaultKind::Malformed, Some(1));
+    assert_eq!(
+        client.caller_identity().await.unwrap_err().kind,
+        ErrorKind::Malformed
+    );
+    sim.add_fault(Scope::all(), FaultKind::ServerError, Some(1));
+    assert_eq!(
+        client.caller_identity().await.unwrap_err().kind,
+        ErrorKind::Server
+    );
+    assert_eq!(client.caller_identity().await.unwrap(), DEFAULT_ACCOUNT);
+}
+
+#[tokio::test]
+async fn a_closed_port_is_a_network_error_and_an_unknown_key_is_access_denied() {
+    let sim = Simulator::start().await.unwrap();
+    let mut target = sim_target(&sim, REGION, "prod", &["*"]);
+    // A port that was just bound and released has nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let closed_url = url::Url::parse(&format!("http://{closed}")).unwrap();
+    target.endpoint_url = Some(closed_url.clone());
+    target.sts_endpoint_url = Some(closed_url);
+    let client = sim_client(&target).await;
+    let error = client.list_clusters(None).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Network, "{error}");
+    assert_eq!(
+        client.caller_identity().await.unwrap_err().kind,
+        ErrorKind::Network
+    );
+
+    let target = sim_target(&sim, REGION, "prod", &["*"]);
+    let mut settings = sim_settings(Duration::from_secs(5));
+    settings.static_credentials = Some(aws_credential_types::Credentials::new(
+        "AKIAUNKNOWNKEY000000",
+        "secret",
+        None,
+        None,
+        "tests",
+    ));
+    let stranger = Connector::new(settings).connect(&target).await;
+    assert_eq!(
+        stranger.list_clusters(None).await.unwrap_err().kind,
+        ErrorKind::AccessDenied
+    );
+    assert_eq!(
+        stranger.caller_identity().await.unwrap_err().kind,
+        ErrorKind::AccessDenied
+    );
+}
+
+#[tokio::test]
+async fn a_role_target_is_polled_under_the_assumed_account_beside_a_default_target() {
+    let sim = Simulator::start().await.unwrap();
+    let other_account = "222233334444";
+    let role_arn = format!("arn:aws:iam::{other_account}:role/fargate-health-reader");
+    sim.apply(Command::AddRole {
+        role_arn: role_arn.clone(),
+        external_id: Some("ext-123".into()),
+    })
+    .unwrap();
+    sim.add_profile(&key("prod", "home"), "ACTIVE", Health::Absent);
+    let away = ProfileKey::new(other_account, REGION, "prod", "away");
+    sim.add_profile(&away, "ACTIVE", Health::Absent);
+
+    let mut connector = Connector::new(sim_settings(Duration::from_secs(5)));
+    let home_target = sim_target(&sim, REGION, "prod", &["*"]);
+    let mut role_target = sim_target(&sim, REGION, "prod", &["*"]);
+    role_target.role_arn = Some(role_arn.clone());
+    role_target.external_id = Some("ext-123".into());
+    let home = connector.connect(&home_target).await;
+    let role = connector.connect(&role_target).await;
+
+    assert_eq!(home.caller_identity().await.unwrap(), DEFAULT_ACCOUNT);
+    assert_eq!(role.caller_identity().await.unwrap(), other_account);
+    let home_profiles = home.list_fargate_profiles("prod", None).await.unwrap();
+    let role_profiles = role.list_fargate_profiles("prod", None).await.unwrap();
+    assert_eq!(home_profiles.names, ["home"]);
+    assert_eq!(role_profiles.names, ["away"]);
+    role.describe_fargate_profile("prod", "away").await.unwrap();
+
+    let log = sim.requests();
+    let assumes: Vec<_> = log
+        .iter()
+        .filter(|r| r.operation == Operation::AssumeRole)
+        .collect();
+    assert_eq!(
+        assumes.len(),
+        1,
+        "the assumed credentials are cached: {assumes:?}"
+    );
+    assert_eq!(
+        assumes[0].access_key_id.as_deref(),
+        Some(DEFAULT_ACCESS_KEY_ID)
+    );
+    let describe = log
+        .iter()
+        .find(|r| r.operation == Operation::DescribeFargateProfile)
+        .unwrap();
+    assert_eq!(describe.account_id.as_deref(), Some(other_account));
+    let role_key = describe.access_key_id.as_deref().unwrap();
+    assert!(role_key.starts_with("ASIA"), "{role_key}");
+    for request in log
+        .iter()
+        .filter(|r| r.profile.is_none() && r.cluster.is_some())
+    {
+        let expected = if request.account_id.as_deref() == Some(other_account) {
+            role_key
+        } else {
+            DEFAULT_ACCESS_KEY_ID
+        };
+        assert_eq!(
+            request.access_key_id.as_deref(),
+            Some(expected),
+            "{request:?}"
+        );
+    }
+
+    // A wrong external id: the role is refused, and the EKS call says access denied.
+    let mut wrong = role_target.clone();
+    wrong.external_id = Some("wrong".into());
+    let refused = Connector::new(sim_settings(Duration::from_secs(5)))
+        .connect(&wrong)
+        .await;
+    let error = refused.list_clusters(None).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::AccessDenied, "{error}");
+}
