@@ -380,11 +380,20 @@ fn call_error<E>(operation: Operation, error: &SdkError<E, HttpResponse>) -> Cal
 where
     E: ProvideErrorMetadata + StdError + 'static,
 {
-    CallError::new(
-        operation,
-        classify(error),
-        DisplayErrorContext(error).to_string(),
-    )
+    let message = match error {
+        // The service's own words: `HTTP 429 ThrottlingException: Rate exceeded`.
+        SdkError::ServiceError(context) => {
+            let status = context.raw().status().as_u16();
+            let err = context.err();
+            match (err.code(), err.message()) {
+                (Some(code), Some(message)) => format!("HTTP {status} {code}: {message}"),
+                (Some(code), None) => format!("HTTP {status} {code}"),
+                _ => format!("HTTP {status}: {}", DisplayErrorContext(err)),
+            }
+        }
+        _ => DisplayErrorContext(error).to_string(),
+    };
+    CallError::new(operation, classify(error), message)
 }
 
 /// The error kind of an SDK error (DESIGN.md "Errors").

@@ -15,8 +15,11 @@
 pub mod cli;
 pub mod config;
 pub mod diff;
+pub mod discovery;
 pub mod eks;
+pub mod limits;
 pub mod logging;
 pub mod model;
+pub mod once;
 pub mod secret;
 pub mod simulator;

@@ -1,5 +1,7 @@
 //! Log output: `tracing` events to stderr, as text or JSON lines, filtered by `RUST_LOG`
-//! (default `info`).
+//! (default `info`). Colours only on a terminal, and never with `NO_COLOR` set.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -16,6 +18,7 @@ pub fn init(format: LogFormat) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -27,6 +27,25 @@ fn main() -> ExitCode {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         ),
+        Command::Once { config, output } => match runtime() {
+            Ok(runtime) => runtime.block_on(cli::once(
+                config,
+                &ProcessEnvironment,
+                *output,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )),
+            Err(error) => {
+                eprintln!("error: cannot start the async runtime: {error}");
+                exit::FAILURE
+            }
+        },
     };
     ExitCode::from(code)
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }

@@ -4,4 +4,5 @@
 
 mod check;
 mod eks;
+mod once;
 mod support;

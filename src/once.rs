@@ -1,0 +1,477 @@
+//! `once`: one pass over every configured target (account id, discovery, one describe per
+//! selected profile) through the same diff the daemon uses, starting from an empty state, so
+//! its view of issues is the daemon's. The [`Report`] prints as a table or JSON and gives the
+//! exit code (DESIGN.md "Command line").
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use futures_util::{StreamExt, stream};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::diff::{self, ProfileState, Rules, Sequence};
+use crate::discovery::{self, Problem};
+use crate::eks::{CallError, CredentialSource, Eks};
+use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
+use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Timestamp};
+
+/// Exit codes of `once`.
+pub mod exit {
+    /// Every profile was described and none is unhealthy.
+    pub const HEALTHY: u8 = 0;
+    /// An issue is open or a profile's status is a failed one.
+    pub const UNHEALTHY: u8 = 1;
+    /// Nothing unhealthy was seen, but something could not be told: a call failed, a named
+    /// cluster or profile does not exist, or a target matched nothing.
+    pub const UNKNOWN: u8 = 2;
+}
+
+/// What one pass found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Every selected profile, sorted by key.
+    pub profiles: Vec<ProfileReport>,
+    /// What could not be told about the targets, in target order.
+    pub problems: Vec<TargetProblem>,
+}
+
+/// One profile: its status and open issues, or why it could not be described.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProfileReport {
+    #[serde(flatten)]
+    pub key: ProfileKey,
+    pub labels: BTreeMap<String, String>,
+    /// Whether the describe succeeded.
+    pub up: bool,
+    pub arn: Option<String>,
+    pub created_at: Option<String>,
+    pub status: Option<String>,
+    pub issues: Vec<IssueReport>,
+    pub error: Option<ErrorReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IssueReport {
+    pub code: String,
+    pub message: String,
+    pub resource_ids: Vec<String>,
+    pub resource_count: usize,
+    pub episode_id: String,
+    pub since: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorReport {
+    pub operation: Operation,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl From<&CallError> for ErrorReport {
+    fn from(error: &CallError) -> Self {
+        Self {
+            operation: error.operation,
+            kind: error.kind,
+            message: error.message.clone(),
+        }
+    }
+}
+
+/// Something about a target that could not be told.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetProblem {
+    /// The target's position in the config file, counting from 1.
+    pub target: usize,
+    pub region: String,
+    pub account_id: Option<String>,
+    pub cluster: Option<String>,
+    pub profile: Option<String>,
+    /// `call_failed`, `cluster_not_found`, `profile_not_found` or `nothing_matched`.
+    pub problem: &'static str,
+    pub error: Option<ErrorReport>,
+}
+
+impl ProfileReport {
+    fn unhealthy(&self) -> bool {
+        !self.issues.is_empty()
+            || self
+                .status
+                .as_deref()
+                .is_some_and(|s| crate::model::Status::from_wire(s).is_failed())
+    }
+
+    /// Distinct resource ids over the open issues.
+    fn resource_count(&self) -> usize {
+        self.issues.iter().map(|issue| issue.resource_count).sum()
+    }
+
+    fn from_state(state: &ProfileState, labels: &BTreeMap<String, String>) -> Self {
+        let known = state.known.as_ref();
+        Self {
+            key: state.key.clone(),
+            labels: labels.clone(),
+            up: state.up,
+            arn: known.map(|k| k.incarnation.arn.clone()),
+            created_at: known.map(|k| k.incarnation.created_at.to_rfc3339()),
+            status: known.map(|k| k.status.as_str().to_owned()),
+            issues: known
+                .into_iter()
+                .flat_map(|k| k.episodes.values())
+                .map(|episode| IssueReport {
+                    code: episode.issue.code.as_str().to_owned(),
+                    message: episode.issue.message.clone(),
+                    resource_ids: episode.issue.resource_ids.clone(),
+                    resource_count: episode.issue.resource_ids.len(),
+                    episode_id: episode.id.clone(),
+                    since: episode.since.to_rfc3339(),
+                })
+                .collect(),
+            error: None,
+        }
+    }
+}
+
+impl Report {
+    /// 0 healthy, 1 unhealthy, 2 not everything could be told.
+    pub fn exit_code(&self) -> u8 {
+        if self.profiles.iter().any(ProfileReport::unhealthy) {
+            exit::UNHEALTHY
+        } else if !self.problems.is_empty() || self.profiles.iter().any(|p| !p.up) {
+            exit::UNKNOWN
+        } else {
+            exit::HEALTHY
+        }
+    }
+
+    /// The report as pretty JSON, with a summary and the exit code.
+    pub fn to_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            profiles: &'a [ProfileReport],
+            problems: &'a [TargetProblem],
+            summary: Summary,
+            exit_code: u8,
+        }
+        let json = Json {
+            profiles: &self.profiles,
+            problems: &self.problems,
+            summary: self.summary(),
+            exit_code: self.exit_code(),
+        };
+        serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+    }
+
+    fn summary(&self) -> Summary {
+        let failed = self.profiles.iter().filter(|p| !p.up).count();
+        let unhealthy = self.profiles.iter().filter(|p| p.unhealthy()).count();
+        Summary {
+            profiles: self.profiles.len(),
+            healthy: self.profiles.len() - failed - unhealthy,
+            unhealthy,
+            failed,
+            problems: self.problems.len(),
+        }
+    }
+
+    /// The report as an aligned table, then the errors and problems, then a summary line.
+    pub fn to_table(&self) -> String {
+        let header = [
+            "ACCOUNT",
+            "REGION",
+            "CLUSTER",
+            "PROFILE",
+            "STATUS",
+            "ISSUES",
+            "RESOURCES",
+        ];
+        let mut rows: Vec<[String; 7]> = vec![header.map(str::to_owned)];
+        for p in &self.profiles {
+            let (status, issues, resources) = match &p.error {
+                Some(error) => (
+                    "-".to_owned(),
+                    format!("error: {}", error.kind),
+                    "-".to_owned(),
+                ),
+                None if p.issues.is_empty() => (
+                    p.status.clone().unwrap_or_default(),
+                    "-".to_owned(),
+                    "0".to_owned(),
+                ),
+                None => (
+                    p.status.clone().unwrap_or_default(),
+                    p.issues
+                        .iter()
+                        .map(|i| i.code.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    p.resource_count().to_string(),
+                ),
+            };
+            rows.push([
+                p.key.account_id.clone(),
+                p.key.region.clone(),
+                p.key.cluster.clone(),
+                p.key.profile.clone(),
+                status,
+                issues,
+                resources,
+            ]);
+        }
+        let mut widths = [0usize; 7];
+        for row in &rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        if !self.profiles.is_empty() {
+            for row in &rows {
+                let mut line = String::new();
+                for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+                    if i + 1 == row.len() {
+                        line.push_str(cell);
+                    } else {
+                        let _ = write!(line, "{cell:<width$}  ");
+                    }
+                }
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+        for p in &self.profiles {
+            if let Some(error) = &p.error {
+                let _ = writeln!(
+                    out,
+                    "error: {}: {} failed ({}): {}",
+                    p.key, error.operation, error.kind, error.message
+                );
+            }
+        }
+        for problem in &self.problems {
+            let _ = writeln!(out, "problem: {}", problem.describe());
+        }
+        let s = self.summary();
+        let _ = writeln!(
+            out,
+            "{} profile{}: {} healthy, {} unhealthy, {} not described; {} problem{}",
+            s.profiles,
+            plural(s.profiles),
+            s.healthy,
+            s.unhealthy,
+            s.failed,
+            s.problems,
+            plural(s.problems)
+        );
+        out
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+struct Summary {
+    profiles: usize,
+    healthy: usize,
+    unhealthy: usize,
+    failed: usize,
+    problems: usize,
+}
+
+impl TargetProblem {
+    /// One line for humans: `target 2 (eu-west-1, cluster staging): cluster does not exist`.
+    pub fn describe(&self) -> String {
+        let mut scope = format!("target {} ({}", self.target, self.region);
+        if let Some(account) = &self.account_id {
+            let _ = write!(scope, ", account {account}");
+        }
+        scope.push(')');
+        let what = match (self.problem, &self.error) {
+            ("cluster_not_found", _) => format!(
+                "cluster {} does not exist",
+                self.cluster.as_deref().unwrap_or_default()
+            ),
+            ("profile_not_found", _) => format!(
+                "profile {} does not exist in cluster {}",
+                self.profile.as_deref().unwrap_or_default(),
+                self.cluster.as_deref().unwrap_or_default()
+            ),
+            ("nothing_matched", _) => format!(
+                "cluster {} with profiles {} matched no profile",
+                self.cluster.as_deref().unwrap_or_default(),
+                self.profile.as_deref().unwrap_or_default()
+            ),
+            (_, Some(error)) => {
+                let of = match &self.cluster {
+                    Some(cluster) if error.operation == Operation::ListFargateProfiles => {
+                        format!(" of cluster {cluster}")
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "{}{of} failed ({}): {}",
+                    error.operation, error.kind, error.message
+                )
+            }
+            (problem, None) => problem.to_owned(),
+        };
+        format!("{scope}: {what}")
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+/// One pass over every target; `clients[i]` calls AWS for `config.targets[i]`.
+pub async fn run<E: Eks>(config: &Config, clients: &[E], policy: &RetryPolicy) -> Report {
+    let concurrency = config.poll.concurrency.max(1);
+    let limiters = Limiters::new(config.poll.max_requests_per_second);
+    let sts_limiter = RateLimiter::new(config.poll.max_requests_per_second);
+    let mut report = Report::default();
+
+    // Account ids: one GetCallerIdentity per credential source.
+    let mut accounts: HashMap<CredentialSource, Result<String, CallError>> = HashMap::new();
+    let mut resolved: Vec<Option<String>> = Vec::new();
+    for (index, (target, client)) in config.targets.iter().zip(clients).enumerate() {
+        let account = match &target.account_id {
+            Some(account) => Ok(account.clone()),
+            None => {
+                let source = CredentialSource::of(target);
+                if let Some(known) = accounts.get(&source) {
+                    known.clone()
+                } else {
+                    let answer = paced(&sts_limiter, policy, || client.caller_identity()).await;
+                    accounts.insert(source, answer.clone());
+                    answer
+                }
+            }
+        };
+        match account {
+            Ok(account) => resolved.push(Some(account)),
+            Err(error) => {
+                tracing::warn!(target = index + 1, %error, "cannot tell the target's account");
+                report.problems.push(TargetProblem {
+                    target: index + 1,
+                    region: target.region.clone(),
+                    account_id: None,
+                    cluster: None,
+                    profile: None,
+                    problem: "call_failed",
+                    error: Some((&error).into()),
+                });
+                resolved.push(None);
+            }
+        }
+    }
+
+    // Discovery, target by target; a profile selected twice is polled under the first target.
+    let mut selected: BTreeMap<ProfileKey, usize> = BTreeMap::new();
+    for (index, ((target, client), account)) in config
+        .targets
+        .iter()
+        .zip(clients)
+        .zip(&resolved)
+        .enumerate()
+    {
+        let Some(account) = account else { continue };
+        let limiter = limiters.get(account, &target.region);
+        let found = discovery::discover(client, target, &limiter, policy, concurrency).await;
+        for problem in found.problems {
+            let (cluster, profile, problem, error) = match problem {
+                Problem::Failed { cluster, error } => {
+                    (cluster, None, "call_failed", Some((&error).into()))
+                }
+                Problem::ClusterNotFound { cluster } => {
+                    (Some(cluster), None, "cluster_not_found", None)
+                }
+                Problem::ProfileNotFound { cluster, profile } => {
+                    (Some(cluster), Some(profile), "profile_not_found", None)
+                }
+                Problem::NothingMatched => {
+                    let profiles: Vec<&str> = target.profiles.iter().map(|p| p.as_str()).collect();
+                    (
+                        Some(target.cluster.as_str().to_owned()),
+                        Some(profiles.join(",")),
+                        "nothing_matched",
+                        None,
+                    )
+                }
+            };
+            report.problems.push(TargetProblem {
+                target: index + 1,
+                region: target.region.clone(),
+                account_id: Some(account.clone()),
+                cluster,
+                profile,
+                problem,
+                error,
+            });
+        }
+        for (cluster, profile) in found.profiles {
+            let key = ProfileKey::new(account, &target.region, cluster, profile);
+            match selected.get(&key) {
+                Some(first) => tracing::warn!(
+                    profile = %key,
+                    first_target = first + 1,
+                    also_target = index + 1,
+                    "profile selected by two targets; polled under the first"
+                ),
+                None => {
+                    selected.insert(key, index);
+                }
+            }
+        }
+    }
+
+    // One describe per profile, through the diff from an empty state.
+    let rules = Rules {
+        resolve_after: config.alerts.resolve_after,
+    };
+    let described: Vec<ProfileReport> = stream::iter(selected)
+        .map(|(key, index)| {
+            let limiter = limiters.get(&key.account_id, &key.region);
+            let client = &clients[index];
+            let labels = &config.targets[index].labels;
+            async move {
+                let answer = paced(&limiter, policy, || {
+                    client.describe_fargate_profile(&key.cluster, &key.profile)
+                })
+                .await;
+                let observed_at = now();
+                let mut sequence = Sequence::default();
+                match answer {
+                    Ok(profile) => {
+                        let input = Input::Observed(profile.into_observation(key, observed_at));
+                        let next = diff::diff(None, &input, &rules, &mut sequence).next;
+                        let state =
+                            next.unwrap_or_else(|| ProfileState::discovered(input.key().clone()));
+                        ProfileReport::from_state(&state, labels)
+                    }
+                    Err(error) => {
+                        let input = Input::Failed(PollFailure {
+                            key,
+                            kind: error.kind,
+                            observed_at,
+                        });
+                        let next = diff::diff(None, &input, &rules, &mut sequence).next;
+                        let state =
+                            next.unwrap_or_else(|| ProfileState::discovered(input.key().clone()));
+                        let mut report = ProfileReport::from_state(&state, labels);
+                        report.error = Some((&error).into());
+                        report
+                    }
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    report.profiles = described;
+    report.profiles.sort_by(|a, b| a.key.cmp(&b.key));
+    report
+}

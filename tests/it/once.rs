@@ -1,0 +1,417 @@
+//! `once` (the built binary) against the simulated EKS and STS.
+
+use std::path::Path;
+use std::process::Command;
+
+use fargate_health_monitor::model::{Operation, ProfileKey};
+use fargate_health_monitor::simulator::{
+    self, DEFAULT_ACCOUNT, FaultKind, Health, IssueSpec, Scope, Simulator,
+};
+use serde_json::Value;
+
+use crate::support::{binary, run};
+
+const REGION: &str = "us-east-1";
+
+fn key(cluster: &str, profile: &str) -> ProfileKey {
+    ProfileKey::new(DEFAULT_ACCOUNT, REGION, cluster, profile)
+}
+
+/// A `[[targets]]` table for the simulator, with extra TOML lines.
+fn target(sim: &Simulator, cluster: &str, profiles: &str, extra: &str) -> String {
+    let url = sim.endpoint_url();
+    format!(
+        "[[targets]]\nregion = \"{REGION}\"\ncluster = \"{cluster}\"\nprofiles = {profiles}\n\
+         endpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\n{extra}\n"
+    )
+}
+
+/// The binary with AWS settings that reach only the simulator: static keys from the
+/// environment, no shared config files, no instance metadata.
+fn aws_command(dir: &Path) -> Command {
+    let mut command = binary();
+    for var in [
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    ] {
+        command.env_remove(var);
+    }
+    command
+        .env("AWS_ACCESS_KEY_ID", simulator::DEFAULT_ACCESS_KEY_ID)
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            simulator::DEFAULT_SECRET_ACCESS_KEY,
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("HOME", dir);
+    command
+}
+
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+/// Runs `once` on a config of `[poll]` settings plus `targets`, with `args` after it.
+async fn once(targets: &str, args: &[&str]) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let text = format!("[poll]\ntimeout = \"2s\"\nmax_requests_per_second = 200\n\n{targets}");
+    std::fs::write(&path, text).unwrap();
+    let mut command = aws_command(dir.path());
+    command.arg("once").arg("--config").arg(&path).args(args);
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let outcome = run(&mut command);
+        drop(dir);
+        outcome
+    })
+    .await
+    .unwrap();
+    Outcome {
+        code,
+        stdout,
+        stderr,
+    }
+}
+
+fn profile<'a>(json: &'a Value, name: &str) -> &'a Value {
+    json["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["profile"] == name)
+        .unwrap_or_else(|| panic!("no profile {name} in {json:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_healthy_exits_0_with_a_table_and_json() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_profile(&key("prod", "default"), "ACTIVE", Health::Absent);
+    sim.add_profile(&key("prod", "jobs"), "ACTIVE", Health::issues(vec![]));
+    let targets = target(&sim, "prod", "[\"*\"]", "labels = { env = \"prod\" }");
+
+    let table = once(&targets, &[]).await;
+    assert_eq!(table.code, 0, "{}{}", table.stdout, table.stderr);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "ACCOUNT",
+            "REGION",
+            "CLUSTER",
+            "PROFILE",
+            "STATUS",
+            "ISSUES",
+            "RESOURCES"
+        ]
+    );
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        [
+            DEFAULT_ACCOUNT,
+            REGION,
+            "prod",
+            "default",
+            "ACTIVE",
+            "-",
+            "0"
+        ]
+    );
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        [DEFAULT_ACCOUNT, REGION, "prod", "jobs", "ACTIVE", "-", "0"]
+    );
+    assert!(!table.stderr.contains('\x1b'), "no colours off a terminal");
+    assert!(
+        table
+            .stdout
+            .ends_with("2 profiles: 2 healthy, 0 unhealthy, 0 not described; 0 problems\n"),
+        "{}",
+        table.stdout
+    );
+
+    let json = once(&targets, &["--output", "json"]).await;
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let json = json.json();
+    assert_eq!(json["exit_code"], 0);
+    assert_eq!(json["summary"]["healthy"], 2);
+    let default = profile(&json, "default");
+    let served = sim.with_world(|w| w.profile(&key("prod", "default")).unwrap().clone());
+    assert_eq!(default["arn"], served.arn.as_str());
+    assert_eq!(default["account_id"], DEFAULT_ACCOUNT);
+    assert_eq!(default["labels"]["env"], "prod");
+    assert_eq!(default["up"], true);
+    assert_eq!(default["issues"], serde_json::json!([]));
+    assert_eq!(json["problems"], serde_json::json!([]));
+    // One identity call, one list, one describe per profile, per run.
+    assert_eq!(sim.count(Operation::GetCallerIdentity), 2);
+    assert_eq!(sim.count(Operation::ListFargateProfiles), 2);
+    assert_eq!(sim.count(Operation::DescribeFargateProfile), 4);
+    assert_eq!(sim.count(Operation::ListClusters), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_issue_or_failed_status_exits_1_with_codes_and_statuses_verbatim() {
+    let sim = Simulator::start().await.unwrap();
+    let issues = vec![
+        IssueSpec::new("PodExecutionRoleAlreadyInUse", "role b", &["r3"]),
+        IssueSpec::new("SomeFutureCode", "new kind of trouble", &["x1"]),
+        IssueSpec::new("PodExecutionRoleAlreadyInUse", "role a", &["r1", "r3"]),
+    ];
+    sim.add_profile(&key("prod", "sick"), "ACTIVE", Health::issues(issues));
+    sim.add_profile(&key("prod", "broken"), "CREATE_FAILED", Health::Absent);
+    sim.add_profile(&key("prod", "odd"), "SOME_FUTURE_STATUS", Health::Absent);
+    sim.add_profile(&key("prod", "fine"), "ACTIVE", Health::Absent);
+    let targets = target(&sim, "prod", "[\"*\"]", "");
+
+    let table = once(&targets, &[]).await;
+    assert_eq!(table.code, 1, "{}{}", table.stdout, table.stderr);
+    let row = |name: &str| -> Vec<String> {
+        let line = table
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(3) == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name}: {}", table.stdout));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(
+        row("sick")[4..],
+        ["ACTIVE", "PodExecutionRoleAlreadyInUse,SomeFutureCode", "3"]
+    );
+    assert_eq!(row("broken")[4..], ["CREATE_FAILED", "-", "0"]);
+    assert_eq!(row("odd")[4..], ["SOME_FUTURE_STATUS", "-", "0"]);
+    assert!(
+        table
+            .stdout
+            .contains("4 profiles: 2 healthy, 2 unhealthy, 0 not described")
+    );
+
+    let json = once(&targets, &["-o", "json"]).await;
+    assert_eq!(json.code, 1);
+    let json = json.json();
+    let sick = profile(&json, "sick");
+    let issues = sick["issues"].as_array().unwrap();
+    assert_eq!(issues.len(), 2);
+    assert_eq!(issues[0]["code"], "PodExecutionRoleAlreadyInUse");
+    assert_eq!(issues[0]["message"], "role a; role b");
+    assert_eq!(issues[0]["resource_ids"], serde_json::json!(["r1", "r3"]));
+    assert_eq!(issues[0]["resource_count"], 2);
+    assert_eq!(issues[0]["episode_id"].as_str().unwrap().len(), 16);
+    assert_eq!(issues[1]["code"], "SomeFutureCode");
+    assert_eq!(profile(&json, "odd")["status"], "SOME_FUTURE_STATUS");
+    assert_eq!(profile(&json, "broken")["status"], "CREATE_FAILED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_cannot_be_told_exits_2() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_profile(&key("prod", "default"), "ACTIVE", Health::Absent);
+    let healthy = target(&sim, "prod", "[\"*\"]", "");
+
+    // A cluster that does not exist.
+    let missing_cluster = format!("{healthy}{}", target(&sim, "staging", "[\"*\"]", ""));
+    let out = once(&missing_cluster, &["-o", "json"]).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let problems = out.json()["problems"].clone();
+    assert_eq!(problems[0]["problem"], "cluster_not_found");
+    assert_eq!(problems[0]["cluster"], "staging");
+    assert_eq!(problems[0]["target"], 2);
+    let out = once(&missing_cluster, &[]).await;
+    assert!(
+        out.stdout.contains(
+            "problem: target 2 (us-east-1, account 111122223333): cluster staging does not exist"
+        ),
+        "{}",
+        out.stdout
+    );
+
+    // A target whose glob matches nothing.
+    let nothing = format!("{healthy}{}", target(&sim, "dev-*", "[\"*\"]", ""));
+    let out = once(&nothing, &["-o", "json"]).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert_eq!(out.json()["problems"][0]["problem"], "nothing_matched");
+    assert_eq!(sim.count(Operation::ListClusters), 1);
+
+    // A named profile that does not exist.
+    let no_profile = target(&sim, "prod", "[\"default\", \"gone\"]", "");
+    let out = once(&no_profile, &["-o", "json"]).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let json = out.json();
+    assert_eq!(json["problems"][0]["problem"], "profile_not_found");
+    assert_eq!(json["problems"][0]["profile"], "gone");
+    assert_eq!(json["profiles"].as_array().unwrap().len(), 1);
+
+    // A describe that keeps failing: retried when throttled, then reported with its kind.
+    sim.add_fault(
+        Scope::profile(&key("prod", "default")),
+        FaultKind::Throttle,
+        None,
+    );
+    sim.apply(simulator::Command::ClearRequestLog).unwrap();
+    let out = once(&healthy, &["-o", "json"]).await;
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let json = out.json();
+    let default = profile(&json, "default");
+    assert_eq!(default["up"], false);
+    assert_eq!(default["error"]["kind"], "throttled");
+    assert_eq!(default["error"]["operation"], "DescribeFargateProfile");
+    assert_eq!(json["summary"]["failed"], 1);
+    assert_eq!(
+        sim.count(Operation::DescribeFargateProfile),
+        4,
+        "1 attempt + 3 retries"
+    );
+    let out = once(&healthy, &[]).await;
+    assert!(out.stdout.contains("error: throttled"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "DescribeFargateProfile failed (throttled): HTTP 429 ThrottlingException: Rate exceeded"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_profile_wins_over_a_failure_and_throttling_once_is_retried() {
+    let sim = Simulator::start().await.unwrap();
+    let issue = vec![IssueSpec::new("AccessDenied", "denied", &["r"])];
+    sim.add_profile(&key("prod", "sick"), "ACTIVE", Health::issues(issue));
+    sim.add_profile(&key("prod", "flaky"), "ACTIVE", Health::Absent);
+    sim.add_profile(&key("prod", "down"), "ACTIVE", Health::Absent);
+    sim.add_fault(
+        Scope::profile(&key("prod", "down")),
+        FaultKind::ServerError,
+        None,
+    );
+    sim.add_fault(
+        Scope::profile(&key("prod", "flaky")),
+        FaultKind::Throttle,
+        Some(1),
+    );
+    let out = once(&target(&sim, "prod", "[\"*\"]", ""), &["-o", "json"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let json = out.json();
+    assert_eq!(profile(&json, "flaky")["up"], true);
+    assert_eq!(profile(&json, "down")["error"]["kind"], "server");
+    let flaky_describes = sim
+        .requests()
+        .iter()
+        .filter(|r| r.profile.as_deref() == Some("flaky"))
+        .count();
+    assert_eq!(flaky_describes, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_target_reports_the_assumed_account() {
+    let sim = Simulator::start().await.unwrap();
+    let other = "222233334444";
+    let role_arn = format!("arn:aws:iam::{other}:role/reader");
+    sim.apply(simulator::Command::AddRole {
+        role_arn: role_arn.clone(),
+        external_id: Some("shared-secret-id".into()),
+    })
+    .unwrap();
+    sim.add_profile(&key("prod", "home"), "ACTIVE", Health::Absent);
+    sim.add_profile(
+        &ProfileKey::new(other, REGION, "prod", "away"),
+        "ACTIVE",
+        Health::Absent,
+    );
+    let role = format!("role_arn = \"{role_arn}\"\nexternal_id = \"shared-secret-id\"");
+    let targets = format!(
+        "{}{}",
+        target(&sim, "prod", "[\"*\"]", ""),
+        target(&sim, "prod", "[\"*\"]", &role)
+    );
+    let out = once(&targets, &["-o", "json"]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let json = out.json();
+    assert_eq!(profile(&json, "home")["account_id"], DEFAULT_ACCOUNT);
+    assert_eq!(profile(&json, "away")["account_id"], other);
+    let describe = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.profile.as_deref() == Some("away"))
+        .unwrap();
+    assert_eq!(describe.account_id.as_deref(), Some(other));
+    assert!(describe.access_key_id.unwrap().starts_with("ASIA"));
+
+    // The account id from the config skips GetCallerIdentity.
+    let before = sim.count(Operation::GetCallerIdentity);
+    let pinned = target(
+        &sim,
+        "prod",
+        "[\"*\"]",
+        &format!("account_id = \"{DEFAULT_ACCOUNT}\""),
+    );
+    assert_eq!(once(&pinned, &[]).await.code, 0);
+    assert_eq!(sim.count(Operation::GetCallerIdentity), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_account_and_region_stay_within_the_rate() {
+    let sim = Simulator::start().await.unwrap();
+    for p in 0..24 {
+        sim.add_profile(&key("prod", &format!("p{p:02}")), "ACTIVE", Health::Absent);
+    }
+    let rate = 12;
+    let targets = target(&sim, "prod", "[\"*\"]", "");
+    let targets = format!("[poll]\nmax_requests_per_second = {rate}\nconcurrency = 8\n\n{targets}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, targets).unwrap();
+    let mut command = aws_command(dir.path());
+    command.args(["once", "--config"]).arg(&path);
+    let (code, stdout, _) = tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stdout}");
+    let times: Vec<i64> = sim
+        .requests()
+        .iter()
+        .filter(|r| !matches!(r.operation, Operation::GetCallerIdentity))
+        .map(|r| r.at.as_millis())
+        .collect();
+    assert_eq!(times.len(), 25);
+    for (i, start) in times.iter().enumerate() {
+        let in_window = times[i..].iter().take_while(|t| **t - start < 1000).count();
+        assert!(
+            in_window <= rate + 1,
+            "{in_window} requests within 1 s of {start}: {times:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_usage_or_config_exits_64() {
+    let (code, _, stderr) = run(binary().args(["once"]));
+    assert_eq!(code, 64, "{stderr}");
+    let (code, _, stderr) = run(binary().args(["once", "--config", "x.toml", "--output", "xml"]));
+    assert_eq!(code, 64, "{stderr}");
+    let out = once(
+        "[[targets]]\nregion = \"us-east-1\"\nclustr = \"prod\"\n",
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 64);
+    assert!(out.stderr.contains("clustr"), "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+}
