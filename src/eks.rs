@@ -19,7 +19,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_eks::config::http::HttpResponse;
-use aws_sdk_eks::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_eks::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 
 use crate::config::Target;
@@ -388,10 +388,10 @@ where
             match (err.code(), err.message()) {
                 (Some(code), Some(message)) => format!("HTTP {status} {code}: {message}"),
                 (Some(code), None) => format!("HTTP {status} {code}"),
-                _ => format!("HTTP {status}: {}", DisplayErrorContext(err)),
+                _ => format!("HTTP {status}: {}", chain_text(err)),
             }
         }
-        _ => DisplayErrorContext(error).to_string(),
+        _ => chain_text(error),
     };
     CallError::new(operation, classify(error), message)
 }
@@ -496,6 +496,27 @@ fn credentials_kind(error: &(dyn StdError + 'static)) -> Option<ErrorKind> {
     })
 }
 
+/// An error and its sources as one line (`dispatch failure: io error: Connection refused`),
+/// without the SDK's Debug dumps.
+fn chain_text(error: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for err in chain(error) {
+        let text = err.to_string();
+        // Some errors repeat their source in their own message.
+        if !text.is_empty() && !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    // Multi-line messages (a credential chain's attempts) become `; `-separated.
+    let text = parts.join(": ");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    lines.join("; ").replace(":; ", ": ")
+}
+
 /// An error and its sources.
 fn chain<'a>(
     error: &'a (dyn StdError + 'static),
@@ -554,5 +575,42 @@ mod tests {
             classify_service(Some("SomethingNew"), 409),
             ErrorKind::Other
         );
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Layer>>,
+    }
+
+    #[test]
+    fn error_chains_read_as_one_line_without_repeats() {
+        let inner = Layer {
+            text: "no credentials found in chain. Attempted:\n  Environment: not set\n  Profile: none",
+            source: None,
+        };
+        let middle = Layer {
+            text: "other",
+            source: Some(Box::new(inner)),
+        };
+        let outer = Layer {
+            text: "dispatch failure",
+            source: Some(Box::new(middle)),
+        };
+        assert_eq!(
+            chain_text(&outer),
+            "dispatch failure: other: no credentials found in chain. Attempted: \
+             Environment: not set; Profile: none"
+        );
+        let repeating = Layer {
+            text: "io error: connection refused",
+            source: Some(Box::new(Layer {
+                text: "connection refused",
+                source: None,
+            })),
+        };
+        assert_eq!(chain_text(&repeating), "io error: connection refused");
     }
 }

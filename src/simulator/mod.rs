@@ -91,6 +91,11 @@ impl Simulator {
         self.aws_addr
     }
 
+    /// The address of the control port.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
+    }
+
     /// The base URL of the JSON control API.
     pub fn control_url(&self) -> String {
         format!("http://{}", self.control_addr)

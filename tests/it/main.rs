@@ -5,4 +5,5 @@
 mod check;
 mod eks;
 mod once;
+mod simulator;
 mod support;

@@ -415,3 +415,28 @@ async fn bad_usage_or_config_exits_64() {
     assert!(out.stderr.contains("clustr"), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credentials_at_all_is_access_denied_and_exits_2() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_profile(&key("prod", "default"), "ACTIVE", Health::Absent);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, target(&sim, "prod", "[\"*\"]", "")).unwrap();
+    let mut command = aws_command(dir.path());
+    command
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .args(["once", "--output", "json", "--config"])
+        .arg(&path);
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap();
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    let problem = &json["problems"][0];
+    assert_eq!(problem["problem"], "call_failed");
+    assert_eq!(problem["error"]["operation"], "GetCallerIdentity");
+    assert_eq!(problem["error"]["kind"], "access_denied", "{problem:#}");
+    assert!(sim.requests().is_empty(), "nothing unsigned was sent");
+}
