@@ -1,6 +1,7 @@
 //! The command line: arguments, subcommands and their exit codes (DESIGN.md "Command line").
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -15,6 +16,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// The process could not run at all (no async runtime, say).
     pub const FAILURE: u8 = 70;
+    /// A port could not be bound (`EX_UNAVAILABLE`).
+    pub const UNAVAILABLE: u8 = 69;
     /// Bad usage or an invalid configuration (`EX_USAGE`).
     pub const USAGE: u8 = 64;
 }
@@ -62,6 +65,41 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+    /// Run the simulated EKS and STS alone on loopback, with generated clusters and profiles,
+    /// for trying `once` and the daemon without AWS. Stops on Ctrl-C.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Where the simulated AWS listens (EKS and STS on one port); loopback only.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9878")]
+    pub listen: SocketAddr,
+    /// Where the JSON control API listens; loopback only.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9879")]
+    pub control_listen: SocketAddr,
+    /// Accounts; all but the first are reached by assuming their fargate-health-reader role.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub accounts: u32,
+    /// Regions, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "us-east-1")]
+    pub regions: Vec<String>,
+    /// Clusters per account and region.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub clusters: u32,
+    /// Fargate profiles per cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub profiles_per_cluster: u32,
+    /// The share of profiles with a health issue, from 0 to 1.
+    #[arg(long, default_value_t = 0.1, value_parser = share)]
+    pub unhealthy_share: f64,
+}
+
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text} is not a number from 0 to 1")),
+    }
 }
 
 /// `check`: validates the config, prints every problem and warning, returns the exit code.
@@ -170,4 +208,86 @@ pub async fn once(
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
     report.exit_code()
+}
+
+/// `simulate`: runs the simulator until Ctrl-C or SIGTERM.
+pub async fn simulate(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    use crate::simulator::{self, Population, Simulator};
+
+    for addr in [args.listen, args.control_listen] {
+        if !addr.ip().is_loopback() {
+            let _ = writeln!(
+                err,
+                "error: the simulator has no authentication; it listens on loopback only, not {addr}"
+            );
+            return exit::USAGE;
+        }
+    }
+    let simulator = match Simulator::bind(args.listen, args.control_listen).await {
+        Ok(simulator) => simulator,
+        Err(error) => {
+            let _ = writeln!(
+                err,
+                "error: cannot listen on {} / {}: {error}",
+                args.listen, args.control_listen
+            );
+            return exit::UNAVAILABLE;
+        }
+    };
+    let population = Population {
+        accounts: args.accounts as usize,
+        regions: args.regions.clone(),
+        clusters_per_region: args.clusters as usize,
+        profiles_per_cluster: args.profiles_per_cluster as usize,
+        unhealthy_share: args.unhealthy_share,
+    };
+    if let Err(error) = simulator.populate(&population) {
+        let _ = writeln!(err, "error: cannot build the simulated world: {error}");
+        return exit::USAGE;
+    }
+    let _ = writeln!(
+        out,
+        "simulated EKS and STS on {url} (control API on {control})\n\
+         {profiles} profiles: {accounts} account(s) x {regions} region(s) x {clusters} cluster(s) x {per} profile(s)\n\
+         sign with AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret}\n\
+         other accounts: role_arn = \"{role}\" (account ids count up from 222233330001)\n\
+         stop with Ctrl-C",
+        url = simulator.endpoint_url(),
+        control = simulator.control_url(),
+        profiles = population.profiles(),
+        accounts = population.accounts,
+        regions = population.regions.len(),
+        clusters = population.clusters_per_region,
+        per = population.profiles_per_cluster,
+        key = simulator::DEFAULT_ACCESS_KEY_ID,
+        secret = simulator::DEFAULT_SECRET_ACCESS_KEY,
+        role = simulator::reader_role("<account>"),
+    );
+    let _ = out.flush();
+    shutdown_signal().await;
+    exit::OK
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
 }

@@ -27,25 +27,32 @@ fn main() -> ExitCode {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         ),
-        Command::Once { config, output } => match runtime() {
-            Ok(runtime) => runtime.block_on(cli::once(
-                config,
-                &ProcessEnvironment,
-                *output,
-                &mut std::io::stdout(),
-                &mut std::io::stderr(),
-            )),
-            Err(error) => {
-                eprintln!("error: cannot start the async runtime: {error}");
-                exit::FAILURE
-            }
-        },
+        Command::Once { config, output } => block_on(cli::once(
+            config,
+            &ProcessEnvironment,
+            *output,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
+        Command::Simulate(args) => block_on(cli::simulate(
+            args,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
     };
     ExitCode::from(code)
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs a subcommand on a multi-threaded runtime.
+fn block_on(command: impl Future<Output = u8>) -> u8 {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
+    {
+        Ok(runtime) => runtime.block_on(command),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            exit::FAILURE
+        }
+    }
 }

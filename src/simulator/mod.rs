@@ -9,6 +9,7 @@
 //! [`Command`]s as JSON (`POST /v1/commands`) and serves the request log (`GET /v1/requests`),
 //! for use from another process; Rust code calls [`Simulator::apply`].
 
+mod populate;
 mod server;
 mod world;
 
@@ -19,6 +20,7 @@ use std::time::SystemTime;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use populate::{Population, account_id, reader_role};
 pub use world::{
     AssumedCredentials, Command, CommandError, Fault, FaultKind, Health, IssueSpec, LoggedRequest,
     Profile, Scope, World,
@@ -105,6 +107,16 @@ impl Simulator {
     pub fn apply(&self, command: Command) -> Result<(), CommandError> {
         let now = Timestamp::from_system_time(SystemTime::now());
         server::lock(&self.world).apply(command, now)
+    }
+
+    /// Adds a generated population of accounts, clusters and profiles.
+    pub fn populate(&self, population: &Population) -> Result<(), CommandError> {
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let mut world = server::lock(&self.world);
+        for command in population.commands() {
+            world.apply(command, now)?;
+        }
+        Ok(())
     }
 
     /// Adds (or replaces) a profile with a status and health, creating its cluster if needed.

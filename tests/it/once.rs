@@ -440,3 +440,79 @@ async fn no_credentials_at_all_is_access_denied_and_exits_2() {
     assert_eq!(problem["error"]["kind"], "access_denied", "{problem:#}");
     assert!(sim.requests().is_empty(), "nothing unsigned was sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_simulator_config_works_against_the_simulate_command() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut simulate = binary()
+        .args([
+            "simulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--control-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--accounts",
+            "2",
+            "--clusters",
+            "2",
+            "--profiles-per-cluster",
+            "5",
+        ])
+        .args(["--unhealthy-share", "0.2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    BufReader::new(simulate.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    let url = first_line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first_line:?}"))
+        .to_owned();
+
+    let shipped =
+        std::fs::read_to_string(crate::support::repo_file("config/simulator.toml")).unwrap();
+    assert!(shipped.contains("http://127.0.0.1:9878"));
+    let config = shipped.replace("http://127.0.0.1:9878", &url);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut command = aws_command(dir.path());
+    command.args(["once", "-o", "json", "--config"]).arg(&path);
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap();
+    let _ = simulate.kill();
+    let _ = simulate.wait();
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["summary"]["profiles"], 20, "{json:#}");
+    assert_eq!(json["summary"]["unhealthy"], 4);
+    assert_eq!(json["problems"], serde_json::json!([]));
+    let accounts: std::collections::BTreeSet<&str> = json["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        accounts.into_iter().collect::<Vec<_>>(),
+        [DEFAULT_ACCOUNT, "222233330001"]
+    );
+}
+
+#[test]
+fn the_simulator_refuses_to_listen_beyond_loopback() {
+    let (code, _, stderr) = run(binary().args(["simulate", "--listen", "0.0.0.0:0"]));
+    assert_eq!(code, 64);
+    assert!(stderr.contains("loopback only"), "{stderr}");
+    let (code, _, _) = run(binary().args(["simulate", "--unhealthy-share", "2"]));
+    assert_eq!(code, 64);
+}
