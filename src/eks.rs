@@ -154,7 +154,10 @@ impl Eks for SdkEks {
             .map_err(|err| call_error(Operation::ListClusters, &err))?;
         Ok(Page {
             names: output.clusters().to_vec(),
-            next_token: output.next_token().map(str::to_owned),
+            next_token: output
+                .next_token()
+                .filter(|token| !token.is_empty())
+                .map(str::to_owned),
         })
     }
 
@@ -174,7 +177,10 @@ impl Eks for SdkEks {
             .map_err(|err| call_error(Operation::ListFargateProfiles, &err))?;
         Ok(Page {
             names: output.fargate_profile_names().to_vec(),
-            next_token: output.next_token().map(str::to_owned),
+            next_token: output
+                .next_token()
+                .filter(|token| !token.is_empty())
+                .map(str::to_owned),
         })
     }
 
@@ -219,7 +225,14 @@ impl Eks for SdkEks {
             .unwrap_or_default()
             .iter()
             .map(|issue| RawIssue {
-                code: IssueCode::from_wire(issue.code().map(|c| c.as_str()).unwrap_or("")),
+                // An entry without a code is kept, under the code `Unknown`.
+                code: IssueCode::from_wire(
+                    issue
+                        .code()
+                        .map(|c| c.as_str())
+                        .filter(|c| !c.is_empty())
+                        .unwrap_or("Unknown"),
+                ),
                 message: issue.message().unwrap_or_default().to_owned(),
                 resource_ids: issue.resource_ids().to_vec(),
             })

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use super::world::{Command, FaultKind, Health, Page, Profile, Refusal, Request, World};
+use super::world::{Command, Failure, Health, Page, Profile, Refusal, Request, World};
 use crate::model::{Operation, ProfileKey, Timestamp};
 
 /// The world shared by the servers and the Rust handle.
@@ -121,7 +121,8 @@ pub async fn handle_aws(request: HttpRequest<Incoming>, world: SharedWorld) -> R
             }
         }
     } else {
-        Bytes::new()
+        // The Query protocol also allows its parameters in a GET's query string.
+        Bytes::copy_from_slice(parts.uri.query().unwrap_or("").as_bytes())
     };
     let route = match route(&parts.method, parts.uri.path(), &form) {
         Ok(route) => route,
@@ -184,7 +185,7 @@ fn route(method: &Method, path: &str, form: &[u8]) -> Result<Route, Unrouted> {
         profile: profile.map(percent_decode),
         params: Vec::new(),
     };
-    if method == Method::POST && path == "/" {
+    if (method == Method::POST || method == Method::GET) && path == "/" {
         let params: Vec<(String, String)> =
             url::form_urlencoded::parse(form).into_owned().collect();
         let action = params
@@ -256,7 +257,7 @@ fn answer(world: &mut World, request: &mut Request, route: &Route, query: &str) 
         let fault;
         (delay, fault) = world.faults_for(request);
         if let Some(fault) = fault {
-            return fault_reply(&fault, sts);
+            return fault_reply(fault, sts);
         }
         let region = request.region.clone().unwrap_or_default();
         match request.operation {
@@ -303,46 +304,42 @@ fn answer(world: &mut World, request: &mut Request, route: &Route, query: &str) 
 }
 
 /// The faults' answers, per protocol.
-fn fault_reply(fault: &FaultKind, sts: bool) -> Reply {
-    match (fault, sts) {
-        (FaultKind::Throttle, false) => eks_error(
+fn fault_reply(failure: Failure, sts: bool) -> Reply {
+    match (failure, sts) {
+        (Failure::Throttle, false) => eks_error(
             StatusCode::TOO_MANY_REQUESTS,
             "ThrottlingException",
             "Rate exceeded",
         ),
-        (FaultKind::Throttle, true) => {
+        (Failure::Throttle, true) => {
             sts_error(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded")
         }
-        (FaultKind::ServerError, false) => eks_error(
+        (Failure::ServerError, false) => eks_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ServerException",
             "An internal error occurred.",
         ),
-        (FaultKind::ServerError, true) => sts_error(
+        (Failure::ServerError, true) => sts_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalFailure",
             "An internal error occurred.",
         ),
-        (FaultKind::AccessDenied, false) => eks_error(
+        (Failure::AccessDenied, false) => eks_error(
             StatusCode::FORBIDDEN,
             "AccessDeniedException",
             "User is not authorized to perform this action",
         ),
-        (FaultKind::AccessDenied, true) => sts_error(
+        (Failure::AccessDenied, true) => sts_error(
             StatusCode::FORBIDDEN,
             "AccessDenied",
             "User is not authorized to perform this action",
         ),
-        (FaultKind::Malformed, false) => reply(
+        (Failure::Malformed, false) => reply(
             StatusCode::OK,
             "application/json",
             "{\"fargateProfile\": {\"fargateProfileName\": ",
         ),
-        (FaultKind::Malformed, true) => reply(StatusCode::OK, "text/xml", "<GetCallerIdentityResp"),
-        // Delays are applied by the caller, never chosen as the failure.
-        (FaultKind::Delay { .. }, _) => {
-            sts_error(StatusCode::INTERNAL_SERVER_ERROR, "Bug", "delay")
-        }
+        (Failure::Malformed, true) => reply(StatusCode::OK, "text/xml", "<GetCallerIdentityResp"),
     }
 }
 

@@ -136,6 +136,28 @@ pub enum FaultKind {
     Malformed,
 }
 
+/// The faults that answer instead of the operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Throttle,
+    ServerError,
+    AccessDenied,
+    Malformed,
+}
+
+impl FaultKind {
+    /// The answer this fault replaces the operation's with; `None` for a delay.
+    pub fn failure(&self) -> Option<Failure> {
+        match self {
+            FaultKind::Throttle => Some(Failure::Throttle),
+            FaultKind::ServerError => Some(Failure::ServerError),
+            FaultKind::AccessDenied => Some(Failure::AccessDenied),
+            FaultKind::Malformed => Some(Failure::Malformed),
+            FaultKind::Delay { .. } => None,
+        }
+    }
+}
+
 /// A fault to inject into matching requests.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
@@ -478,18 +500,18 @@ impl World {
         account
     }
 
-    /// The faults that hit this request: the total delay, then the first non-delay fault.
-    /// Counted faults are used up.
-    pub fn faults_for(&mut self, request: &Request) -> (u64, Option<FaultKind>) {
+    /// The faults that hit this request: the total delay in milliseconds, then the first
+    /// failure. Counted faults are used up.
+    pub fn faults_for(&mut self, request: &Request) -> (u64, Option<Failure>) {
         let mut delay = 0u64;
         let mut failure = None;
         for fault in &mut self.faults {
             if !fault.scope.matches(request) || fault.remaining == Some(0) {
                 continue;
             }
-            match &fault.kind {
-                FaultKind::Delay { millis } => delay = delay.saturating_add(*millis),
-                kind if failure.is_none() => failure = Some(kind.clone()),
+            match (&fault.kind, fault.kind.failure()) {
+                (FaultKind::Delay { millis }, _) => delay = delay.saturating_add(*millis),
+                (_, Some(hit)) if failure.is_none() => failure = Some(hit),
                 _ => continue,
             }
             if let Some(remaining) = &mut fault.remaining {
@@ -788,7 +810,7 @@ mod tests {
         };
         assert_eq!(
             world.faults_for(&request("a")),
-            (12, Some(FaultKind::Throttle))
+            (12, Some(Failure::Throttle))
         );
         assert_eq!(world.faults_for(&request("a")), (12, None));
         assert_eq!(world.faults_for(&request("b")), (0, None));

@@ -300,3 +300,85 @@ async fn a_role_target_is_polled_under_the_assumed_account_beside_a_default_targ
     let error = refused.list_clusters(None).await.unwrap_err();
     assert_eq!(error.kind, ErrorKind::AccessDenied, "{error}");
 }
+
+/// A server written from AWS's published formats, not from our simulator: it answers in ways
+/// other EKS-compatible endpoints may (error codes in the body's `__type`, an empty final
+/// `nextToken`, integer `createdAt`, an issue without a code, a namespaced error type).
+async fn foreign_server() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let request = String::from_utf8_lossy(&request);
+                let target = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let (status, headers, body) = match target.as_str() {
+                    "/clusters?maxResults=100" => {
+                        (200, "", r#"{"clusters":["a"],"nextToken":"t1"}"#)
+                    }
+                    "/clusters?maxResults=100&nextToken=t1" => {
+                        (200, "", r#"{"clusters":["b"],"nextToken":""}"#)
+                    }
+                    "/clusters/a/fargate-profiles/p" => (
+                        400,
+                        "",
+                        r#"{"__type":"com.amazonaws.eks#ThrottlingException","message":"slow"}"#,
+                    ),
+                    "/clusters/a/fargate-profiles/q" => (503, "", ""),
+                    "/clusters/a/fargate-profiles/r" => (
+                        200,
+                        "",
+                        r#"{"fargateProfile":{"fargateProfileName":"r","fargateProfileArn":"arn:aws:eks:us-east-1:111122223333:fargateprofile/a/r/1","clusterName":"a","createdAt":1700000000,"status":"ACTIVE","health":{"issues":[{"message":"no code here","resourceIds":["x"]}]}}}"#,
+                    ),
+                    "/clusters/a/fargate-profiles/s" => (
+                        404,
+                        "x-amzn-ErrorType: ResourceNotFoundException:http://internal.amazon.com/coral/com.amazonaws.eks/\r\n",
+                        r#"{"message":"gone"}"#,
+                    ),
+                    _ => (500, "", ""),
+                };
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn answers_from_other_servers_are_read_and_classified_too() {
+    let sim = Simulator::start().await.unwrap();
+    let mut target = sim_target(&sim, REGION, "*", &["*"]);
+    let addr = foreign_server().await;
+    target.endpoint_url = Some(url::Url::parse(&format!("http://{addr}")).unwrap());
+    let client = sim_client(&target).await;
+
+    let (clusters, pages) = all_pages(|token| client.list_clusters(token)).await;
+    assert_eq!((clusters, pages), (vec!["a".to_owned(), "b".to_owned()], 2));
+    let error = client.describe_fargate_profile("a", "p").await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Throttled, "{error}");
+    let error = client.describe_fargate_profile("a", "q").await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Server, "{error}");
+    let error = client.describe_fargate_profile("a", "s").await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
+    let profile = client.describe_fargate_profile("a", "r").await.unwrap();
+    assert_eq!(profile.created_at.as_millis(), 1_700_000_000_000);
+    assert_eq!(profile.issues[0].code, IssueCode::Unknown("Unknown".into()));
+    assert_eq!(profile.issues[0].message, "no code here");
+}

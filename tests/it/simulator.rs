@@ -5,7 +5,7 @@ use fargate_health_monitor::model::{ErrorKind, IssueCode, Status};
 use fargate_health_monitor::simulator::Simulator;
 use serde_json::{Value, json};
 
-use crate::support::{http, sim_client, sim_target};
+use crate::support::{http, http_with_headers, sim_client, sim_target};
 
 #[tokio::test]
 async fn the_control_api_scripts_the_world_the_sdk_sees() {
@@ -116,4 +116,108 @@ async fn the_control_api_scripts_the_world_the_sdk_sees() {
     assert!(body.contains("no such profile"), "{body}");
     let (status, body) = http(control, "GET", "/v1/profiles", "").await;
     assert_eq!((status, body.as_str()), (200, "[]"));
+}
+
+/// A SigV4 `Authorization` header for a key and region (the simulator reads, not checks, it).
+fn signed(key: &str, region: &str, service: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential={key}/20261124/{region}/{service}/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature=0000"
+    )
+}
+
+#[tokio::test]
+async fn the_wire_formats_follow_aws() {
+    let sim = Simulator::start().await.unwrap();
+    let key = fargate_health_monitor::model::ProfileKey::new(
+        "111122223333",
+        "us-east-1",
+        "prod",
+        "default",
+    );
+    sim.add_profile(
+        &key,
+        "ACTIVE",
+        fargate_health_monitor::simulator::Health::Absent,
+    );
+    let aws = sim.aws_addr();
+    let eks = signed("AKIASIMULATEDEXAMPLE", "us-east-1", "eks");
+    let auth = [("Authorization", eks.as_str())];
+
+    // Describe: createdAt in epoch seconds, no health member when there never was an issue.
+    let (status, head, body) = http_with_headers(
+        aws,
+        "GET",
+        "/clusters/prod/fargate-profiles/default",
+        &auth,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let profile = &body["fargateProfile"];
+    assert!(profile["createdAt"].is_f64(), "{profile}");
+    assert_eq!(profile["fargateProfileName"], "default");
+    assert_eq!(profile["clusterName"], "prod");
+    assert!(profile.get("health").is_none());
+
+    // Errors: the status, x-amzn-ErrorType and a JSON message.
+    let (status, head, body) = http_with_headers(
+        aws,
+        "GET",
+        "/clusters/prod/fargate-profiles/nope",
+        &auth,
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(
+        head.contains("x-amzn-errortype: resourcenotfoundexception"),
+        "{head}"
+    );
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["message"].is_string());
+    let (status, _, _) = http_with_headers(aws, "GET", "/clusters?maxResults=500", &auth, "").await;
+    assert_eq!(status, 400);
+
+    // An unknown key and a missing signature are refused.
+    let stranger = signed("AKIAUNKNOWN", "us-east-1", "eks");
+    let (status, head, _) = http_with_headers(
+        aws,
+        "GET",
+        "/clusters",
+        &[("Authorization", stranger.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        head.contains("x-amzn-errortype: unrecognizedclientexception"),
+        "{head}"
+    );
+    let (status, head, _) = http_with_headers(aws, "GET", "/clusters", &[], "").await;
+    assert_eq!(status, 403);
+    assert!(
+        head.contains("missingauthenticationtokenexception"),
+        "{head}"
+    );
+
+    // STS Query: a form POST, or the same parameters in a GET query string.
+    let sts = signed("AKIASIMULATEDEXAMPLE", "us-east-1", "sts");
+    let sts_auth = [
+        ("Authorization", sts.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let form = "Action=GetCallerIdentity&Version=2011-06-15";
+    let (status, _, body) = http_with_headers(aws, "POST", "/", &sts_auth, form).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<Account>111122223333</Account>"), "{body}");
+    let (status, _, body) =
+        http_with_headers(aws, "GET", &format!("/?{form}"), &sts_auth, "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<GetCallerIdentityResult>"), "{body}");
+    let assume = "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A222233334444%3Arole%2Fnone&RoleSessionName=s";
+    let (status, _, body) = http_with_headers(aws, "POST", "/", &sts_auth, assume).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
 }
