@@ -1,11 +1,14 @@
-//! Which profiles a target selects: `ListClusters` (every page) when its cluster is a glob,
+//! Which account a target is in (`GetCallerIdentity` once per credential source), and which
+//! profiles it selects: `ListClusters` (every page) when its cluster is a glob,
 //! `ListFargateProfiles` (every page) for each cluster, then name matching. What cannot be
 //! listed or matched is collected as a [`Problem`], never fatal.
+
+use std::collections::HashMap;
 
 use futures_util::{StreamExt, stream};
 
 use crate::config::Target;
-use crate::eks::{CallError, Eks, Page};
+use crate::eks::{CallError, CredentialSource, Eks, Page};
 use crate::limits::{RateLimiter, RetryPolicy, paced};
 use crate::model::ErrorKind;
 
@@ -31,6 +34,36 @@ pub enum Problem {
     ProfileNotFound { cluster: String, profile: String },
     /// The target's patterns matched no profile at all.
     NothingMatched,
+}
+
+/// The account id of each target: its `account_id`, or STS `GetCallerIdentity`, called once
+/// per distinct credential source.
+pub async fn account_ids<E: Eks>(
+    targets: &[Target],
+    clients: &[E],
+    limiter: &RateLimiter,
+    policy: &RetryPolicy,
+) -> Vec<Result<String, CallError>> {
+    let mut known: HashMap<CredentialSource, Result<String, CallError>> = HashMap::new();
+    let mut accounts = Vec::with_capacity(targets.len());
+    for (target, client) in targets.iter().zip(clients) {
+        let account = match &target.account_id {
+            Some(account) => Ok(account.clone()),
+            None => {
+                let source = CredentialSource::of(target);
+                match known.get(&source) {
+                    Some(answer) => answer.clone(),
+                    None => {
+                        let answer = paced(limiter, policy, || client.caller_identity()).await;
+                        known.insert(source, answer.clone());
+                        answer
+                    }
+                }
+            }
+        };
+        accounts.push(account);
+    }
+    accounts
 }
 
 /// Reads every page of a list operation, each page through the limiter.

@@ -25,6 +25,7 @@ use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 use crate::config::Target;
 use crate::model::{ErrorKind, Incarnation, IssueCode, Observation, Operation, ProfileKey};
 use crate::model::{RawIssue, Status, Timestamp};
+use crate::secret::Secret;
 
 /// The session name of roles assumed for `role_arn` targets; it shows in CloudTrail.
 pub const SESSION_NAME: &str = "fargate-health-monitor";
@@ -254,7 +255,23 @@ pub struct AwsSettings {
     pub timeout: Duration,
     /// Static credentials in place of the default chain or a named profile, as the base for
     /// `role_arn` too (for the simulator: `demo` and tests).
-    pub static_credentials: Option<Credentials>,
+    pub static_credentials: Option<StaticCredentials>,
+}
+
+/// An access key pair.
+#[derive(Clone, Debug)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+}
+
+impl StaticCredentials {
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            secret_access_key: Secret::new(secret_access_key),
+        }
+    }
 }
 
 /// Where a target's credentials come from; targets with the same source share one credentials
@@ -374,8 +391,14 @@ impl Connector {
         if let Some(profile) = &key.0 {
             loader = loader.profile_name(profile);
         }
-        if let Some(credentials) = &self.settings.static_credentials {
-            loader = loader.credentials_provider(credentials.clone());
+        if let Some(keys) = &self.settings.static_credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                &keys.access_key_id,
+                keys.secret_access_key.expose(),
+                None,
+                None,
+                "static",
+            ));
         }
         let config = loader.load().await;
         self.base.insert(key, config.clone());

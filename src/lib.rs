@@ -8,6 +8,15 @@
 //!   and the events; no I/O, no clock.
 //! - [`config`]: the TOML configuration, validated as a whole so that every problem is reported
 //!   at once with its file, line and column.
+//! - [`eks`]: the AWS adapter: the [`eks::Eks`] trait for the calls we make, its implementation
+//!   with the official SDK per target (credentials, region, endpoints, timeouts), and the
+//!   classification of every failure. The only module that names SDK types.
+//! - [`limits`]: the rate limiter per (account, region) and the retries of throttled calls.
+//! - [`discovery`]: account ids per credential source, and the clusters and profiles each target
+//!   selects.
+//! - [`once`]: the `once` command: one pass over every target, through the diff, as a report.
+//! - [`simulator`]: a simulated EKS and STS on loopback that speaks the AWS wire formats, for
+//!   the tests, `simulate`, `demo` and the benchmark.
 //! - [`secret`]: a string type for credentials and webhook URLs that never prints its value.
 //! - [`cli`]: the command line, its subcommands and their exit codes.
 //! - [`logging`]: `tracing` to stderr as text or JSON, filtered by `RUST_LOG`.

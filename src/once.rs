@@ -3,17 +3,17 @@
 //! its view of issues is the daemon's. The [`Report`] prints as a table or JSON and gives the
 //! exit code (DESIGN.md "Command line").
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use futures_util::{StreamExt, stream};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, Target};
 use crate::diff::{self, ProfileState, Rules, Sequence};
 use crate::discovery::{self, Problem};
-use crate::eks::{CallError, CredentialSource, Eks};
+use crate::eks::{CallError, Eks};
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
 use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Timestamp};
 
@@ -279,6 +279,39 @@ struct Summary {
 }
 
 impl TargetProblem {
+    /// A discovery problem of target number `index` (from 0).
+    fn new(index: usize, target: &Target, account_id: Option<&str>, problem: Problem) -> Self {
+        let (cluster, profile, name, error) = match problem {
+            Problem::Failed { cluster, error } => {
+                (cluster, None, "call_failed", Some((&error).into()))
+            }
+            Problem::ClusterNotFound { cluster } => {
+                (Some(cluster), None, "cluster_not_found", None)
+            }
+            Problem::ProfileNotFound { cluster, profile } => {
+                (Some(cluster), Some(profile), "profile_not_found", None)
+            }
+            Problem::NothingMatched => {
+                let patterns: Vec<&str> = target.profiles.iter().map(|p| p.as_str()).collect();
+                (
+                    Some(target.cluster.as_str().to_owned()),
+                    Some(patterns.join(",")),
+                    "nothing_matched",
+                    None,
+                )
+            }
+        };
+        Self {
+            target: index + 1,
+            region: target.region.clone(),
+            account_id: account_id.map(str::to_owned),
+            cluster,
+            profile,
+            problem: name,
+            error,
+        }
+    }
+
     /// One line for humans: `target 2 (eu-west-1, cluster staging): cluster does not exist`.
     pub fn describe(&self) -> String {
         let mut scope = format!("target {} ({}", self.target, self.region);
@@ -329,91 +362,39 @@ fn now() -> Timestamp {
 
 /// One pass over every target; `clients[i]` calls AWS for `config.targets[i]`.
 pub async fn run<E: Eks>(config: &Config, clients: &[E], policy: &RetryPolicy) -> Report {
-    let concurrency = config.poll.concurrency.max(1);
     let limiters = Limiters::new(config.poll.max_requests_per_second);
     let sts_limiter = RateLimiter::new(config.poll.max_requests_per_second);
     let mut report = Report::default();
 
-    // Account ids: one GetCallerIdentity per credential source.
-    let mut accounts: HashMap<CredentialSource, Result<String, CallError>> = HashMap::new();
-    let mut resolved: Vec<Option<String>> = Vec::new();
-    for (index, (target, client)) in config.targets.iter().zip(clients).enumerate() {
-        let account = match &target.account_id {
-            Some(account) => Ok(account.clone()),
-            None => {
-                let source = CredentialSource::of(target);
-                if let Some(known) = accounts.get(&source) {
-                    known.clone()
-                } else {
-                    let answer = paced(&sts_limiter, policy, || client.caller_identity()).await;
-                    accounts.insert(source, answer.clone());
-                    answer
-                }
-            }
-        };
-        match account {
-            Ok(account) => resolved.push(Some(account)),
+    let accounts = discovery::account_ids(&config.targets, clients, &sts_limiter, policy).await;
+    let mut selected: BTreeMap<ProfileKey, usize> = BTreeMap::new();
+    for (index, ((target, client), account)) in
+        config.targets.iter().zip(clients).zip(accounts).enumerate()
+    {
+        let account = match account {
+            Ok(account) => account,
             Err(error) => {
                 tracing::warn!(target = index + 1, %error, "cannot tell the target's account");
-                report.problems.push(TargetProblem {
-                    target: index + 1,
-                    region: target.region.clone(),
-                    account_id: None,
+                let problem = Problem::Failed {
                     cluster: None,
-                    profile: None,
-                    problem: "call_failed",
-                    error: Some((&error).into()),
-                });
-                resolved.push(None);
+                    error,
+                };
+                report
+                    .problems
+                    .push(TargetProblem::new(index, target, None, problem));
+                continue;
             }
-        }
-    }
-
-    // Discovery, target by target; a profile selected twice is polled under the first target.
-    let mut selected: BTreeMap<ProfileKey, usize> = BTreeMap::new();
-    for (index, ((target, client), account)) in config
-        .targets
-        .iter()
-        .zip(clients)
-        .zip(&resolved)
-        .enumerate()
-    {
-        let Some(account) = account else { continue };
-        let limiter = limiters.get(account, &target.region);
+        };
+        let limiter = limiters.get(&account, &target.region);
+        let concurrency = config.poll.concurrency.max(1);
         let found = discovery::discover(client, target, &limiter, policy, concurrency).await;
         for problem in found.problems {
-            let (cluster, profile, problem, error) = match problem {
-                Problem::Failed { cluster, error } => {
-                    (cluster, None, "call_failed", Some((&error).into()))
-                }
-                Problem::ClusterNotFound { cluster } => {
-                    (Some(cluster), None, "cluster_not_found", None)
-                }
-                Problem::ProfileNotFound { cluster, profile } => {
-                    (Some(cluster), Some(profile), "profile_not_found", None)
-                }
-                Problem::NothingMatched => {
-                    let profiles: Vec<&str> = target.profiles.iter().map(|p| p.as_str()).collect();
-                    (
-                        Some(target.cluster.as_str().to_owned()),
-                        Some(profiles.join(",")),
-                        "nothing_matched",
-                        None,
-                    )
-                }
-            };
-            report.problems.push(TargetProblem {
-                target: index + 1,
-                region: target.region.clone(),
-                account_id: Some(account.clone()),
-                cluster,
-                profile,
-                problem,
-                error,
-            });
+            let problem = TargetProblem::new(index, target, Some(&account), problem);
+            report.problems.push(problem);
         }
+        // A profile selected by several targets is described once, under the first.
         for (cluster, profile) in found.profiles {
-            let key = ProfileKey::new(account, &target.region, cluster, profile);
+            let key = ProfileKey::new(&account, &target.region, cluster, profile);
             match selected.get(&key) {
                 Some(first) => tracing::warn!(
                     profile = %key,
@@ -428,11 +409,24 @@ pub async fn run<E: Eks>(config: &Config, clients: &[E], policy: &RetryPolicy) -
         }
     }
 
-    // One describe per profile, through the diff from an empty state.
+    report.profiles = describe_all(config, clients, &limiters, policy, selected).await;
+    report
+}
+
+/// Describes each selected profile once and runs the answer through the diff from an empty
+/// state; the result is sorted by key.
+async fn describe_all<E: Eks>(
+    config: &Config,
+    clients: &[E],
+    limiters: &Limiters,
+    policy: &RetryPolicy,
+    selected: BTreeMap<ProfileKey, usize>,
+) -> Vec<ProfileReport> {
     let rules = Rules {
         resolve_after: config.alerts.resolve_after,
     };
-    let described: Vec<ProfileReport> = stream::iter(selected)
+    let rules = &rules;
+    let mut profiles: Vec<ProfileReport> = stream::iter(selected)
         .map(|(key, index)| {
             let limiter = limiters.get(&key.account_id, &key.region);
             let client = &clients[index];
@@ -443,35 +437,31 @@ pub async fn run<E: Eks>(config: &Config, clients: &[E], policy: &RetryPolicy) -
                 })
                 .await;
                 let observed_at = now();
-                let mut sequence = Sequence::default();
-                match answer {
-                    Ok(profile) => {
-                        let input = Input::Observed(profile.into_observation(key, observed_at));
-                        let next = diff::diff(None, &input, &rules, &mut sequence).next;
-                        let state =
-                            next.unwrap_or_else(|| ProfileState::discovered(input.key().clone()));
-                        ProfileReport::from_state(&state, labels)
-                    }
+                let (input, error) = match answer {
+                    Ok(profile) => (
+                        Input::Observed(profile.into_observation(key, observed_at)),
+                        None,
+                    ),
                     Err(error) => {
-                        let input = Input::Failed(PollFailure {
+                        let failure = PollFailure {
                             key,
                             kind: error.kind,
                             observed_at,
-                        });
-                        let next = diff::diff(None, &input, &rules, &mut sequence).next;
-                        let state =
-                            next.unwrap_or_else(|| ProfileState::discovered(input.key().clone()));
-                        let mut report = ProfileReport::from_state(&state, labels);
-                        report.error = Some((&error).into());
-                        report
+                        };
+                        (Input::Failed(failure), Some(ErrorReport::from(&error)))
                     }
+                };
+                let next = diff::diff(None, &input, rules, &mut Sequence::default()).next;
+                let state = next.unwrap_or_else(|| ProfileState::discovered(input.key().clone()));
+                ProfileReport {
+                    error,
+                    ..ProfileReport::from_state(&state, labels)
                 }
             }
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(config.poll.concurrency.max(1))
         .collect()
         .await;
-    report.profiles = described;
-    report.profiles.sort_by(|a, b| a.key.cmp(&b.key));
-    report
+    profiles.sort_by(|a, b| a.key.cmp(&b.key));
+    profiles
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fargate_health_monitor::eks::{Connector, Eks, Page};
+use fargate_health_monitor::eks::{Connector, Eks, Page, StaticCredentials};
 use fargate_health_monitor::model::{ErrorKind, IssueCode, Operation, ProfileKey, Status};
 use fargate_health_monitor::simulator::{
     Command, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCOUNT, FaultKind, Health, IssueSpec, Scope, Simulator,
@@ -206,13 +206,7 @@ async fn a_closed_port_is_a_network_error_and_an_unknown_key_is_access_denied() 
 
     let target = sim_target(&sim, REGION, "prod", &["*"]);
     let mut settings = sim_settings(Duration::from_secs(5));
-    settings.static_credentials = Some(aws_credential_types::Credentials::new(
-        "AKIAUNKNOWNKEY000000",
-        "secret",
-        None,
-        None,
-        "tests",
-    ));
+    settings.static_credentials = Some(StaticCredentials::new("AKIAUNKNOWNKEY000000", "secret"));
     let stranger = Connector::new(settings).connect(&target).await;
     assert_eq!(
         stranger.list_clusters(None).await.unwrap_err().kind,

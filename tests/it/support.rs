@@ -4,9 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
 use fargate_health_monitor::config::{Pattern, Target};
-use fargate_health_monitor::eks::{AwsSettings, Connector, SdkEks};
+use fargate_health_monitor::eks::{AwsSettings, Connector, SdkEks, StaticCredentials};
 use fargate_health_monitor::simulator::{self, Simulator};
 use url::Url;
 
@@ -89,12 +88,9 @@ pub fn sim_target(simulator: &Simulator, region: &str, cluster: &str, profiles: 
 pub fn sim_settings(timeout: Duration) -> AwsSettings {
     AwsSettings {
         timeout,
-        static_credentials: Some(Credentials::new(
+        static_credentials: Some(StaticCredentials::new(
             simulator::DEFAULT_ACCESS_KEY_ID,
             simulator::DEFAULT_SECRET_ACCESS_KEY,
-            None,
-            None,
-            "tests",
         )),
     }
 }
