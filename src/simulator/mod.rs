@@ -151,6 +151,12 @@ impl Simulator {
         self.with_world(|world| world.requests().cloned().collect())
     }
 
+    /// The most requests the AWS port had in progress at once (since the last
+    /// [`Command::ClearRequestLog`]).
+    pub fn max_in_flight(&self) -> usize {
+        self.with_world(World::max_in_flight)
+    }
+
     /// How many logged requests were of this operation.
     pub fn count(&self, operation: Operation) -> usize {
         self.with_world(|world| {

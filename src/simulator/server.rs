@@ -3,6 +3,7 @@
 //! log. The account of each AWS request comes from the access key id in its SigV4
 //! `Authorization` header; signatures are not checked.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -112,6 +113,7 @@ fn sts_error(status: StatusCode, code: &str, message: &str) -> Reply {
 
 /// Handles one request to the AWS port.
 pub async fn handle_aws(request: HttpRequest<Incoming>, world: SharedWorld) -> Reply {
+    let _in_flight = InFlight::begin(&world);
     let (parts, body) = request.into_parts();
     let form = if parts.method == Method::POST {
         match Limited::new(body, BODY_LIMIT).collect().await {
@@ -143,6 +145,22 @@ pub async fn handle_aws(request: HttpRequest<Incoming>, world: SharedWorld) -> R
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     reply
+}
+
+/// Counts a request as in progress until it is dropped, answered or abandoned.
+struct InFlight(SharedWorld);
+
+impl InFlight {
+    fn begin(world: &SharedWorld) -> Self {
+        lock(world).begin_request();
+        Self(world.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.0).end_request();
+    }
 }
 
 /// What a request asks for.
@@ -580,10 +598,25 @@ pub async fn handle_control(request: HttpRequest<Incoming>, world: SharedWorld) 
                 .collect();
             json_reply(StatusCode::OK, &json!(profiles))
         }
+        (&Method::GET, "/v1/stats") => {
+            let world = lock(&world);
+            let mut per_operation = BTreeMap::new();
+            for request in world.requests() {
+                *per_operation
+                    .entry(request.operation.as_str())
+                    .or_insert(0u64) += 1;
+            }
+            let body = json!({
+                "profiles": world.profiles().count(),
+                "max_in_flight": world.max_in_flight(),
+                "requests": per_operation,
+            });
+            json_reply(StatusCode::OK, &body)
+        }
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
         _ => control_error(
             StatusCode::NOT_FOUND,
-            "not found: POST /v1/commands, GET /v1/requests, GET /v1/profiles",
+            "not found: POST /v1/commands, GET /v1/requests, GET /v1/profiles, GET /v1/stats",
         ),
     }
 }

@@ -232,6 +232,7 @@ pub enum Command {
     SetPageLimit {
         limit: usize,
     },
+    /// Empties the request log and restarts the count of requests in flight at once.
     ClearRequestLog,
 }
 
@@ -309,6 +310,8 @@ pub struct World {
     page_limit: usize,
     log: VecDeque<LoggedRequest>,
     serial: u64,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 impl Default for World {
@@ -321,6 +324,8 @@ impl Default for World {
             page_limit: 100,
             log: VecDeque::new(),
             serial: 0,
+            in_flight: 0,
+            max_in_flight: 0,
         }
     }
 }
@@ -412,7 +417,10 @@ impl World {
                 }
                 self.page_limit = limit;
             }
-            Command::ClearRequestLog => self.log.clear(),
+            Command::ClearRequestLog => {
+                self.log.clear();
+                self.max_in_flight = self.in_flight;
+            }
         }
         Ok(())
     }
@@ -631,6 +639,22 @@ impl World {
             assumed_role_id: format!("AROASIM{:013}:{session_name}", self.serial),
             access_key_id,
         })
+    }
+
+    /// A request arrived on the AWS port.
+    pub fn begin_request(&mut self) {
+        self.in_flight += 1;
+        self.max_in_flight = self.max_in_flight.max(self.in_flight);
+    }
+
+    /// A request on the AWS port was answered (or abandoned by its client).
+    pub fn end_request(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// The most requests in progress at once since the start or the last log clearing.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
     }
 
     /// Records a served request.

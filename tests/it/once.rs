@@ -71,9 +71,15 @@ impl Outcome {
 
 /// Runs `once` on a config of `[poll]` settings plus `targets`, with `args` after it.
 async fn once(targets: &str, args: &[&str]) -> Outcome {
+    once_with("", targets, args).await
+}
+
+/// Runs `once` with extra `[poll]` lines.
+async fn once_with(poll: &str, targets: &str, args: &[&str]) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
-    let text = format!("[poll]\ntimeout = \"2s\"\nmax_requests_per_second = 200\n\n{targets}");
+    let text =
+        format!("[poll]\ntimeout = \"2s\"\nmax_requests_per_second = 200\n{poll}\n\n{targets}");
     std::fs::write(&path, text).unwrap();
     let mut command = aws_command(dir.path());
     command.arg("once").arg("--config").arg(&path).args(args);
@@ -515,4 +521,44 @@ fn the_simulator_refuses_to_listen_beyond_loopback() {
     assert!(stderr.contains("loopback only"), "{stderr}");
     let (code, _, _) = run(binary().args(["simulate", "--unhealthy-share", "2"]));
     assert_eq!(code, 64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_calls_than_concurrency_are_in_flight() {
+    let sim = Simulator::start().await.unwrap();
+    for p in 0..12 {
+        sim.add_profile(&key("prod", &format!("p{p:02}")), "ACTIVE", Health::Absent);
+    }
+    let describes = Scope::all().operations(&[Operation::DescribeFargateProfile]);
+    sim.add_fault(describes, FaultKind::Delay { millis: 300 }, None);
+    let out = once_with("concurrency = 3", &target(&sim, "prod", "[\"*\"]", ""), &[]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(sim.count(Operation::DescribeFargateProfile), 12);
+    assert_eq!(sim.max_in_flight(), 3, "three at a time, never more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_role_is_access_denied_on_that_target_only() {
+    let sim = Simulator::start().await.unwrap();
+    let role_arn = "arn:aws:iam::222233334444:role/reader";
+    sim.apply(simulator::Command::AddRole {
+        role_arn: role_arn.into(),
+        external_id: Some("right".into()),
+    })
+    .unwrap();
+    sim.add_profile(&key("prod", "home"), "ACTIVE", Health::Absent);
+    let wrong = format!("role_arn = \"{role_arn}\"\nexternal_id = \"wrong\"");
+    let targets = format!(
+        "{}{}",
+        target(&sim, "prod", "[\"*\"]", ""),
+        target(&sim, "prod", "[\"*\"]", &wrong)
+    );
+    let out = once(&targets, &["-o", "json"]).await;
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    let json = out.json();
+    assert_eq!(profile(&json, "home")["up"], true);
+    let problem = &json["problems"][0];
+    assert_eq!(problem["target"], 2);
+    assert_eq!(problem["error"]["operation"], "GetCallerIdentity");
+    assert_eq!(problem["error"]["kind"], "access_denied", "{problem:#}");
 }

@@ -116,6 +116,12 @@ async fn the_control_api_scripts_the_world_the_sdk_sees() {
     assert!(body.contains("no such profile"), "{body}");
     let (status, body) = http(control, "GET", "/v1/profiles", "").await;
     assert_eq!((status, body.as_str()), (200, "[]"));
+    let (status, body) = http(control, "GET", "/v1/stats", "").await;
+    assert_eq!(status, 200);
+    let stats: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["profiles"], 0);
+    assert_eq!(stats["requests"]["DescribeFargateProfile"], 5);
+    assert_eq!(stats["max_in_flight"], 1);
 }
 
 /// A SigV4 `Authorization` header for a key and region (the simulator reads, not checks, it).
