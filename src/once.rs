@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::config::{Config, Target};
 use crate::diff::{self, ProfileState, Rules, Sequence};
 use crate::discovery::{self, Problem};
-use crate::eks::{CallError, Eks};
+use crate::eks::{CallError, CredentialSource, Eks};
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
 use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Timestamp};
 
@@ -374,7 +374,12 @@ pub async fn run<E: Eks>(config: &Config, clients: &[E], policy: &RetryPolicy) -
         let account = match account {
             Ok(account) => account,
             Err(error) => {
-                tracing::warn!(target = index + 1, %error, "cannot tell the target's account");
+                tracing::warn!(
+                    config_target = index + 1,
+                    credentials = %CredentialSource::of(target).describe(),
+                    %error,
+                    "cannot tell the target's account"
+                );
                 let problem = Problem::Failed {
                     cluster: None,
                     error,
