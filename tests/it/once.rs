@@ -562,3 +562,86 @@ async fn a_refused_role_is_access_denied_on_that_target_only() {
     assert_eq!(problem["error"]["operation"], "GetCallerIdentity");
     assert_eq!(problem["error"]["kind"], "access_denied", "{problem:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_profiles_with_static_keys_and_credential_process_sign_their_calls() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let sim = Simulator::start().await.unwrap();
+    for (key_id, account) in [
+        ("AKIAFROMPROFILEFILE1", "333344445555"),
+        ("AKIAFROMPROCESS00001", "444455556666"),
+    ] {
+        sim.apply(simulator::Command::AddAccessKey {
+            access_key_id: key_id.into(),
+            account_id: account.into(),
+        })
+        .unwrap();
+        sim.add_profile(
+            &ProfileKey::new(account, REGION, "prod", "default"),
+            "ACTIVE",
+            Health::Absent,
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "[from-file]\naws_access_key_id = AKIAFROMPROFILEFILE1\naws_secret_access_key = s1\n",
+    )
+    .unwrap();
+    let process = dir.path().join("credential-process.sh");
+    std::fs::write(
+        &process,
+        "#!/bin/sh\necho '{\"Version\": 1, \"AccessKeyId\": \"AKIAFROMPROCESS00001\", \"SecretAccessKey\": \"s2\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&process, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let aws_config = dir.path().join("config");
+    std::fs::write(
+        &aws_config,
+        format!(
+            "[profile from-process]\ncredential_process = {}\n",
+            process.display()
+        ),
+    )
+    .unwrap();
+    let targets = format!(
+        "{}{}",
+        target(&sim, "prod", "[\"*\"]", "profile = \"from-file\""),
+        target(&sim, "prod", "[\"*\"]", "profile = \"from-process\"")
+    );
+    let path = dir.path().join("fhm.toml");
+    std::fs::write(&path, targets).unwrap();
+    let mut command = aws_command(dir.path());
+    command
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", &aws_config)
+        .args(["once", "-o", "json", "--config"])
+        .arg(&path);
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    let accounts: Vec<&str> = json["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(accounts, ["333344445555", "444455556666"]);
+    for request in sim.requests() {
+        let expected = match request.account_id.as_deref() {
+            Some("333344445555") => "AKIAFROMPROFILEFILE1",
+            _ => "AKIAFROMPROCESS00001",
+        };
+        assert_eq!(
+            request.access_key_id.as_deref(),
+            Some(expected),
+            "{request:?}"
+        );
+    }
+}
