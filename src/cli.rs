@@ -54,9 +54,11 @@ pub enum Command {
         #[arg(long, short = 'c', value_name = "PATH")]
         config: PathBuf,
     },
-    /// Describe every configured profile once and print what is wrong. Exit 0: all healthy;
-    /// 1: an issue is open or a status failed; 2: nothing unhealthy seen, but something could
-    /// not be told; 64: bad usage or config.
+    /// Describe every configured profile once and print what is wrong.
+    ///
+    /// Exit 0: all healthy; 1: an issue is open or a status failed; 2: nothing unhealthy seen,
+    /// but something could not be told (a call failed, a named cluster or profile does not
+    /// exist, a target matched nothing); 64: bad usage or config.
     Once {
         /// The TOML config file.
         #[arg(long, short = 'c', value_name = "PATH")]
@@ -65,8 +67,10 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
-    /// Run the simulated EKS and STS alone on loopback, with generated clusters and profiles,
-    /// for trying `once` and the daemon without AWS. Stops on Ctrl-C.
+    /// Run a simulated EKS and STS on loopback, for trying the monitor without AWS.
+    ///
+    /// Generates accounts, clusters and profiles (a share of them with health issues) and
+    /// serves them until Ctrl-C or SIGTERM. A JSON control API scripts changes and faults.
     Simulate(SimulateArgs),
 }
 
