@@ -41,6 +41,16 @@ pub struct Page {
     pub next_token: Option<String>,
 }
 
+impl Page {
+    /// A page from a list answer; an empty `nextToken` ends the listing like a missing one.
+    fn new(names: &[String], next_token: Option<&str>) -> Self {
+        Self {
+            names: names.to_vec(),
+            next_token: next_token.filter(|t| !t.is_empty()).map(str::to_owned),
+        }
+    }
+}
+
 /// A described Fargate profile, in the project's terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FargateProfile {
@@ -153,13 +163,7 @@ impl Eks for SdkEks {
             .send()
             .await
             .map_err(|err| call_error(Operation::ListClusters, &err))?;
-        Ok(Page {
-            names: output.clusters().to_vec(),
-            next_token: output
-                .next_token()
-                .filter(|token| !token.is_empty())
-                .map(str::to_owned),
-        })
+        Ok(Page::new(output.clusters(), output.next_token()))
     }
 
     async fn list_fargate_profiles(
@@ -176,13 +180,10 @@ impl Eks for SdkEks {
             .send()
             .await
             .map_err(|err| call_error(Operation::ListFargateProfiles, &err))?;
-        Ok(Page {
-            names: output.fargate_profile_names().to_vec(),
-            next_token: output
-                .next_token()
-                .filter(|token| !token.is_empty())
-                .map(str::to_owned),
-        })
+        Ok(Page::new(
+            output.fargate_profile_names(),
+            output.next_token(),
+        ))
     }
 
     async fn describe_fargate_profile(

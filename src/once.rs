@@ -15,7 +15,7 @@ use crate::diff::{self, ProfileState, Rules, Sequence};
 use crate::discovery::{self, Problem};
 use crate::eks::{CallError, CredentialSource, Eks};
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
-use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Timestamp};
+use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Status, Timestamp};
 
 /// Exit codes of `once`.
 pub mod exit {
@@ -47,7 +47,7 @@ pub struct ProfileReport {
     pub up: bool,
     pub arn: Option<String>,
     pub created_at: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub issues: Vec<IssueReport>,
     pub error: Option<ErrorReport>,
 }
@@ -95,11 +95,7 @@ pub struct TargetProblem {
 
 impl ProfileReport {
     fn unhealthy(&self) -> bool {
-        !self.issues.is_empty()
-            || self
-                .status
-                .as_deref()
-                .is_some_and(|s| crate::model::Status::from_wire(s).is_failed())
+        !self.issues.is_empty() || self.status.as_ref().is_some_and(Status::is_failed)
     }
 
     /// Distinct resource ids over the open issues.
@@ -115,7 +111,7 @@ impl ProfileReport {
             up: state.up,
             arn: known.map(|k| k.incarnation.arn.clone()),
             created_at: known.map(|k| k.incarnation.created_at.to_rfc3339()),
-            status: known.map(|k| k.status.as_str().to_owned()),
+            status: known.map(|k| k.status.clone()),
             issues: known
                 .into_iter()
                 .flat_map(|k| k.episodes.values())
@@ -188,26 +184,14 @@ impl Report {
         ];
         let mut rows: Vec<[String; 7]> = vec![header.map(str::to_owned)];
         for p in &self.profiles {
-            let (status, issues, resources) = match &p.error {
-                Some(error) => (
-                    "-".to_owned(),
-                    format!("error: {}", error.kind),
-                    "-".to_owned(),
-                ),
-                None if p.issues.is_empty() => (
-                    p.status.clone().unwrap_or_default(),
-                    "-".to_owned(),
-                    "0".to_owned(),
-                ),
-                None => (
-                    p.status.clone().unwrap_or_default(),
-                    p.issues
-                        .iter()
-                        .map(|i| i.code.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    p.resource_count().to_string(),
-                ),
+            let status = p.status.as_ref().map_or("-", Status::as_str).to_owned();
+            let (issues, resources) = match &p.error {
+                Some(error) => (format!("error: {}", error.kind), "-".to_owned()),
+                None if p.issues.is_empty() => ("-".to_owned(), "0".to_owned()),
+                None => {
+                    let codes: Vec<&str> = p.issues.iter().map(|i| i.code.as_str()).collect();
+                    (codes.join(","), p.resource_count().to_string())
+                }
             };
             rows.push([
                 p.key.account_id.clone(),

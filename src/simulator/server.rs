@@ -239,85 +239,73 @@ fn route(method: &Method, path: &str, form: &[u8]) -> Result<Route, Unrouted> {
 /// Answers a routed request, with faults applied, and logs it; also returns how long to delay
 /// the answer, in milliseconds.
 fn answer(world: &mut World, request: &mut Request, route: &Route, query: &str) -> (u64, Reply) {
-    let sts = super::world::is_sts(request.operation);
-    let mut delay = 0;
-    let reply = (|| {
-        if request.access_key_id.is_none() || request.region.is_none() {
-            return if sts {
-                sts_error(
-                    StatusCode::FORBIDDEN,
-                    "MissingAuthenticationToken",
-                    "Request is missing Authentication Token",
-                )
-            } else {
-                eks_error(
-                    StatusCode::FORBIDDEN,
-                    "MissingAuthenticationTokenException",
-                    "Missing Authentication Token",
-                )
-            };
-        }
-        let Some(account) = world.authenticate(request) else {
-            return if sts {
-                sts_error(
-                    StatusCode::FORBIDDEN,
-                    "InvalidClientTokenId",
-                    "The security token included in the request is invalid.",
-                )
-            } else {
-                eks_error(
-                    StatusCode::FORBIDDEN,
-                    "UnrecognizedClientException",
-                    "The security token included in the request is invalid.",
-                )
-            };
-        };
-        let fault;
-        (delay, fault) = world.faults_for(request);
-        if let Some(fault) = fault {
-            return fault_reply(fault, sts);
-        }
-        let region = request.region.clone().unwrap_or_default();
-        match request.operation {
-            Operation::GetCallerIdentity => caller_identity(request, &account),
-            Operation::AssumeRole => assume_role(world, &route.params),
-            Operation::ListClusters => {
-                let (max, token) = match paging(query) {
-                    Ok(paging) => paging,
-                    Err(refusal) => return refusal_reply(&refusal),
-                };
-                page_reply(
-                    world.list_clusters(&account, &region, max, token.as_deref()),
-                    "clusters",
-                )
-            }
-            Operation::ListFargateProfiles => {
-                let (max, token) = match paging(query) {
-                    Ok(paging) => paging,
-                    Err(refusal) => return refusal_reply(&refusal),
-                };
-                let cluster = route.cluster.as_deref().unwrap_or_default();
-                let page = world.list_profiles(&account, &region, cluster, max, token.as_deref());
-                page_reply(page, "fargateProfileNames")
-            }
-            Operation::DescribeFargateProfile => {
-                let key = ProfileKey::new(
-                    account,
-                    region,
-                    route.cluster.clone().unwrap_or_default(),
-                    route.profile.clone().unwrap_or_default(),
-                );
-                match world.describe(&key) {
-                    Ok(profile) => json_reply(
-                        StatusCode::OK,
-                        &json!({ "fargateProfile": profile_json(&key, profile) }),
-                    ),
-                    Err(refusal) => refusal_reply(&refusal),
-                }
-            }
-        }
-    })();
+    let (delay, reply) = respond(world, request, route, query);
     world.log(request, reply.status().as_u16(), now());
+    (delay, reply)
+}
+
+fn respond(world: &mut World, request: &mut Request, route: &Route, query: &str) -> (u64, Reply) {
+    let sts = super::world::is_sts(request.operation);
+    if request.access_key_id.is_none() || request.region.is_none() {
+        let reply = match sts {
+            true => sts_error(
+                StatusCode::FORBIDDEN,
+                "MissingAuthenticationToken",
+                "Request is missing Authentication Token",
+            ),
+            false => eks_error(
+                StatusCode::FORBIDDEN,
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            ),
+        };
+        return (0, reply);
+    }
+    let Some(account) = world.authenticate(request) else {
+        let message = "The security token included in the request is invalid.";
+        let reply = match sts {
+            true => sts_error(StatusCode::FORBIDDEN, "InvalidClientTokenId", message),
+            false => eks_error(
+                StatusCode::FORBIDDEN,
+                "UnrecognizedClientException",
+                message,
+            ),
+        };
+        return (0, reply);
+    };
+    let (delay, fault) = world.faults_for(request);
+    if let Some(fault) = fault {
+        return (delay, fault_reply(fault, sts));
+    }
+    let region = request.region.clone().unwrap_or_default();
+    let cluster = route.cluster.as_deref().unwrap_or_default();
+    let reply = match request.operation {
+        Operation::GetCallerIdentity => caller_identity(request, &account),
+        Operation::AssumeRole => assume_role(world, &route.params),
+        Operation::ListClusters => page_reply(
+            paging(query).and_then(|(max, token)| {
+                world.list_clusters(&account, &region, max, token.as_deref())
+            }),
+            "clusters",
+        ),
+        Operation::ListFargateProfiles => page_reply(
+            paging(query).and_then(|(max, token)| {
+                world.list_profiles(&account, &region, cluster, max, token.as_deref())
+            }),
+            "fargateProfileNames",
+        ),
+        Operation::DescribeFargateProfile => {
+            let profile = route.profile.as_deref().unwrap_or_default();
+            let key = ProfileKey::new(account, region, cluster, profile);
+            match world.describe(&key) {
+                Ok(found) => json_reply(
+                    StatusCode::OK,
+                    &json!({ "fargateProfile": profile_json(&key, found) }),
+                ),
+                Err(refusal) => refusal_reply(&refusal),
+            }
+        }
+    };
     (delay, reply)
 }
 

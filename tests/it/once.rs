@@ -69,27 +69,29 @@ impl Outcome {
     }
 }
 
-/// Runs `once` on a config of `[poll]` settings plus `targets`, with `args` after it.
+/// The `[poll]` settings of most tests: fast, with a generous rate.
+const POLL: &str = "timeout = \"2s\"\nmax_requests_per_second = 200";
+
+/// Runs `once` on a config of the usual `[poll]` settings plus `targets`, with `args` after it.
 async fn once(targets: &str, args: &[&str]) -> Outcome {
-    once_with("", targets, args).await
+    once_with(POLL, targets, args).await
 }
 
-/// Runs `once` with extra `[poll]` lines.
+/// Runs `once` with these `[poll]` lines.
 async fn once_with(poll: &str, targets: &str, args: &[&str]) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
-    let text =
-        format!("[poll]\ntimeout = \"2s\"\nmax_requests_per_second = 200\n{poll}\n\n{targets}");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, format!("[poll]\n{poll}\n\n{targets}")).unwrap();
     let mut command = aws_command(dir.path());
     command.arg("once").arg("--config").arg(&path).args(args);
-    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        let outcome = run(&mut command);
-        drop(dir);
-        outcome
-    })
-    .await
-    .unwrap();
+    run_blocking(command).await
+}
+
+/// Runs a command on a blocking thread, so the in-process simulator keeps serving.
+async fn run_blocking(mut command: Command) -> Outcome {
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap();
     Outcome {
         code,
         stdout,
@@ -379,17 +381,9 @@ async fn requests_per_account_and_region_stay_within_the_rate() {
         sim.add_profile(&key("prod", &format!("p{p:02}")), "ACTIVE", Health::Absent);
     }
     let rate = 12;
-    let targets = target(&sim, "prod", "[\"*\"]", "");
-    let targets = format!("[poll]\nmax_requests_per_second = {rate}\nconcurrency = 8\n\n{targets}");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, targets).unwrap();
-    let mut command = aws_command(dir.path());
-    command.args(["once", "--config"]).arg(&path);
-    let (code, stdout, _) = tokio::task::spawn_blocking(move || run(&mut command))
-        .await
-        .unwrap();
-    assert_eq!(code, 0, "{stdout}");
+    let poll = format!("max_requests_per_second = {rate}\nconcurrency = 8");
+    let out = once_with(&poll, &target(&sim, "prod", "[\"*\"]", ""), &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
     let times: Vec<i64> = sim
         .requests()
         .iter()
@@ -435,11 +429,9 @@ async fn no_credentials_at_all_is_access_denied_and_exits_2() {
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .args(["once", "--output", "json", "--config"])
         .arg(&path);
-    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run(&mut command))
-        .await
-        .unwrap();
-    assert_eq!(code, 2, "{stdout}{stderr}");
-    let json: Value = serde_json::from_str(&stdout).unwrap();
+    let out = run_blocking(command).await;
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    let json = out.json();
     let problem = &json["problems"][0];
     assert_eq!(problem["problem"], "call_failed");
     assert_eq!(problem["error"]["operation"], "GetCallerIdentity");
@@ -492,13 +484,11 @@ async fn the_shipped_simulator_config_works_against_the_simulate_command() {
     std::fs::write(&path, config).unwrap();
     let mut command = aws_command(dir.path());
     command.args(["once", "-o", "json", "--config"]).arg(&path);
-    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run(&mut command))
-        .await
-        .unwrap();
+    let out = run_blocking(command).await;
     let _ = simulate.kill();
     let _ = simulate.wait();
-    assert_eq!(code, 1, "{stdout}{stderr}");
-    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let json = out.json();
     assert_eq!(json["summary"]["profiles"], 20, "{json:#}");
     assert_eq!(json["summary"]["unhealthy"], 4);
     assert_eq!(json["problems"], serde_json::json!([]));
@@ -531,7 +521,8 @@ async fn no_more_calls_than_concurrency_are_in_flight() {
     }
     let describes = Scope::all().operations(&[Operation::DescribeFargateProfile]);
     sim.add_fault(describes, FaultKind::Delay { millis: 300 }, None);
-    let out = once_with("concurrency = 3", &target(&sim, "prod", "[\"*\"]", ""), &[]).await;
+    let poll = format!("{POLL}\nconcurrency = 3");
+    let out = once_with(&poll, &target(&sim, "prod", "[\"*\"]", ""), &[]).await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_eq!(sim.count(Operation::DescribeFargateProfile), 12);
     assert_eq!(sim.max_in_flight(), 3, "three at a time, never more");
@@ -621,11 +612,9 @@ async fn named_profiles_with_static_keys_and_credential_process_sign_their_calls
         .env("AWS_CONFIG_FILE", &aws_config)
         .args(["once", "-o", "json", "--config"])
         .arg(&path);
-    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run(&mut command))
-        .await
-        .unwrap();
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    let json: Value = serde_json::from_str(&stdout).unwrap();
+    let out = run_blocking(command).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let json = out.json();
     let accounts: Vec<&str> = json["profiles"]
         .as_array()
         .unwrap()
@@ -644,4 +633,19 @@ async fn named_profiles_with_static_keys_and_credential_process_sign_their_calls
             "{request:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_slower_than_the_configured_timeout_fails_as_timeout() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_profile(&key("prod", "slow"), "ACTIVE", Health::Absent);
+    sim.add_profile(&key("prod", "quick"), "ACTIVE", Health::Absent);
+    let slow = Scope::profile(&key("prod", "slow"));
+    sim.add_fault(slow, FaultKind::Delay { millis: 5_000 }, None);
+    let poll = "timeout = \"1s\"\nmax_requests_per_second = 200";
+    let out = once_with(poll, &target(&sim, "prod", "[\"*\"]", ""), &["-o", "json"]).await;
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    let json = out.json();
+    assert_eq!(profile(&json, "slow")["error"]["kind"], "timeout");
+    assert_eq!(profile(&json, "quick")["up"], true);
 }
