@@ -649,3 +649,103 @@ async fn a_call_slower_than_the_configured_timeout_fails_as_timeout() {
     assert_eq!(profile(&json, "slow")["error"]["kind"], "timeout");
     assert_eq!(profile(&json, "quick")["up"], true);
 }
+
+/// A container credentials endpoint as EKS Pod Identity runs one: it answers requests that carry
+/// the pod's token with temporary keys, and counts the requests it answered.
+async fn pod_identity_agent(
+    token: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let request = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let (status, body) = if request.contains(&format!("authorization: {token}")) {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let expiration = humantime::format_rfc3339_seconds(
+                        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+                    );
+                    (
+                        200,
+                        format!(
+                            r#"{{"AccessKeyId":"ASIAPODIDENTITY00001","SecretAccessKey":"s","Token":"t","AccountId":"555566667777","Expiration":"{expiration}"}}"#
+                        ),
+                    )
+                } else {
+                    (401, r#"{"message":"no token"}"#.to_owned())
+                };
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (addr, served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_chain_takes_eks_pod_identity_credentials() {
+    let sim = Simulator::start().await.unwrap();
+    sim.apply(simulator::Command::AddAccessKey {
+        access_key_id: "ASIAPODIDENTITY00001".into(),
+        account_id: "555566667777".into(),
+    })
+    .unwrap();
+    sim.add_profile(
+        &ProfileKey::new("555566667777", REGION, "prod", "default"),
+        "ACTIVE",
+        Health::Absent,
+    );
+    let (agent, served) = pod_identity_agent("pod-token-123").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("eks-pod-identity-token");
+    std::fs::write(&token_file, "pod-token-123").unwrap();
+    let path = dir.path().join("fhm.toml");
+    std::fs::write(&path, target(&sim, "prod", "[\"*\"]", "")).unwrap();
+    let mut command = aws_command(dir.path());
+    command
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("http://{agent}/v1/credentials"),
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
+        .args(["once", "-o", "json", "--config"])
+        .arg(&path);
+    let out = run_blocking(command).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        profile(&out.json(), "default")["account_id"],
+        "555566667777"
+    );
+    // One fetch: the STS and EKS clients of a target share the cached credentials.
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(
+        sim.requests()
+            .iter()
+            .all(|r| r.access_key_id.as_deref() == Some("ASIAPODIDENTITY00001"))
+    );
+}
