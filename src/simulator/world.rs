@@ -47,12 +47,6 @@ pub enum Health {
     Issues(Vec<IssueSpec>),
 }
 
-impl Health {
-    pub fn issues(issues: Vec<IssueSpec>) -> Self {
-        Health::Issues(issues)
-    }
-}
-
 /// One simulated Fargate profile.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Profile {

@@ -81,9 +81,9 @@ async fn describe_converts_status_issues_and_creation_time() {
     sim.add_profile(
         &key("prod", "sick"),
         "SOME_FUTURE_STATUS",
-        Health::issues(issues),
+        Health::Issues(issues),
     );
-    sim.add_profile(&key("prod", "empty"), "ACTIVE", Health::issues(vec![]));
+    sim.add_profile(&key("prod", "empty"), "ACTIVE", Health::Issues(vec![]));
     sim.add_profile(&key("prod", "absent"), "CREATE_FAILED", Health::Absent);
     let client = sim_client(&sim_target(&sim, REGION, "prod", &["*"])).await;
 

@@ -112,7 +112,7 @@ fn profile<'a>(json: &'a Value, name: &str) -> &'a Value {
 async fn all_healthy_exits_0_with_a_table_and_json() {
     let sim = Simulator::start().await.unwrap();
     sim.add_profile(&key("prod", "default"), "ACTIVE", Health::Absent);
-    sim.add_profile(&key("prod", "jobs"), "ACTIVE", Health::issues(vec![]));
+    sim.add_profile(&key("prod", "jobs"), "ACTIVE", Health::Issues(vec![]));
     let targets = target(&sim, "prod", "[\"*\"]", "labels = { env = \"prod\" }");
 
     let table = once(&targets, &[]).await;
@@ -183,7 +183,7 @@ async fn an_open_issue_or_failed_status_exits_1_with_codes_and_statuses_verbatim
         IssueSpec::new("SomeFutureCode", "new kind of trouble", &["x1"]),
         IssueSpec::new("PodExecutionRoleAlreadyInUse", "role a", &["r1", "r3"]),
     ];
-    sim.add_profile(&key("prod", "sick"), "ACTIVE", Health::issues(issues));
+    sim.add_profile(&key("prod", "sick"), "ACTIVE", Health::Issues(issues));
     sim.add_profile(&key("prod", "broken"), "CREATE_FAILED", Health::Absent);
     sim.add_profile(&key("prod", "odd"), "SOME_FUTURE_STATUS", Health::Absent);
     sim.add_profile(&key("prod", "fine"), "ACTIVE", Health::Absent);
@@ -301,7 +301,7 @@ async fn what_cannot_be_told_exits_2() {
 async fn an_unhealthy_profile_wins_over_a_failure_and_throttling_once_is_retried() {
     let sim = Simulator::start().await.unwrap();
     let issue = vec![IssueSpec::new("AccessDenied", "denied", &["r"])];
-    sim.add_profile(&key("prod", "sick"), "ACTIVE", Health::issues(issue));
+    sim.add_profile(&key("prod", "sick"), "ACTIVE", Health::Issues(issue));
     sim.add_profile(&key("prod", "flaky"), "ACTIVE", Health::Absent);
     sim.add_profile(&key("prod", "down"), "ACTIVE", Health::Absent);
     sim.add_fault(
