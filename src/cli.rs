@@ -196,10 +196,7 @@ pub async fn once(
         let _ = writeln!(err, "warning: {warning}");
     }
     let config = loaded.config;
-    let mut connector = Connector::new(AwsSettings {
-        timeout: config.poll.timeout,
-        static_credentials: None,
-    });
+    let mut connector = Connector::new(AwsSettings::new(config.poll.timeout));
     let mut clients = Vec::with_capacity(config.targets.len());
     for target in &config.targets {
         clients.push(connector.connect(target).await);

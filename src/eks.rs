@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
@@ -129,15 +130,76 @@ pub trait Eks: Send + Sync {
     ) -> impl Future<Output = Result<FargateProfile, CallError>> + Send;
 }
 
+/// Told about every call's outcome and duration (the metrics implement it).
+pub trait CallObserver: Send + Sync + std::fmt::Debug {
+    fn observe(
+        &self,
+        region: &str,
+        operation: Operation,
+        outcome: Result<(), ErrorKind>,
+        elapsed: Duration,
+    );
+}
+
 /// [`Eks`] with the official SDK.
 #[derive(Clone, Debug)]
 pub struct SdkEks {
     eks: aws_sdk_eks::Client,
     sts: aws_sdk_sts::Client,
+    region: String,
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+impl SdkEks {
+    /// Runs one call and tells the observer how it went.
+    async fn observed<T>(
+        &self,
+        operation: Operation,
+        call: impl Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
+        let started = Instant::now();
+        let result = call.await;
+        if let Some(observer) = &self.observer {
+            let outcome = result.as_ref().map(|_| ()).map_err(|error| error.kind);
+            observer.observe(&self.region, operation, outcome, started.elapsed());
+        }
+        result
+    }
 }
 
 impl Eks for SdkEks {
     async fn caller_identity(&self) -> Result<String, CallError> {
+        let operation = Operation::GetCallerIdentity;
+        self.observed(operation, self.get_caller_identity()).await
+    }
+
+    async fn list_clusters(&self, next_token: Option<String>) -> Result<Page, CallError> {
+        self.observed(Operation::ListClusters, self.list_clusters_page(next_token))
+            .await
+    }
+
+    async fn list_fargate_profiles(
+        &self,
+        cluster: &str,
+        next_token: Option<String>,
+    ) -> Result<Page, CallError> {
+        let page = self.list_fargate_profiles_page(cluster, next_token);
+        self.observed(Operation::ListFargateProfiles, page).await
+    }
+
+    async fn describe_fargate_profile(
+        &self,
+        cluster: &str,
+        profile: &str,
+    ) -> Result<FargateProfile, CallError> {
+        let described = self.describe(cluster, profile);
+        self.observed(Operation::DescribeFargateProfile, described)
+            .await
+    }
+}
+
+impl SdkEks {
+    async fn get_caller_identity(&self) -> Result<String, CallError> {
         let operation = Operation::GetCallerIdentity;
         let output = self
             .sts
@@ -154,7 +216,7 @@ impl Eks for SdkEks {
             })
     }
 
-    async fn list_clusters(&self, next_token: Option<String>) -> Result<Page, CallError> {
+    async fn list_clusters_page(&self, next_token: Option<String>) -> Result<Page, CallError> {
         let output = self
             .eks
             .list_clusters()
@@ -166,7 +228,7 @@ impl Eks for SdkEks {
         Ok(Page::new(output.clusters(), output.next_token()))
     }
 
-    async fn list_fargate_profiles(
+    async fn list_fargate_profiles_page(
         &self,
         cluster: &str,
         next_token: Option<String>,
@@ -186,11 +248,7 @@ impl Eks for SdkEks {
         ))
     }
 
-    async fn describe_fargate_profile(
-        &self,
-        cluster: &str,
-        profile: &str,
-    ) -> Result<FargateProfile, CallError> {
+    async fn describe(&self, cluster: &str, profile: &str) -> Result<FargateProfile, CallError> {
         let operation = Operation::DescribeFargateProfile;
         let output = self
             .eks
@@ -257,6 +315,19 @@ pub struct AwsSettings {
     /// Static credentials in place of the default chain or a named profile, as the base for
     /// `role_arn` too (for the simulator: `demo` and tests).
     pub static_credentials: Option<StaticCredentials>,
+    /// Told about every call, for the metrics.
+    pub observer: Option<Arc<dyn CallObserver>>,
+}
+
+impl AwsSettings {
+    /// The default chain, no observer.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            static_credentials: None,
+            observer: None,
+        }
+    }
 }
 
 /// An access key pair.
@@ -370,6 +441,8 @@ impl Connector {
         SdkEks {
             eks: aws_sdk_eks::Client::from_conf(eks.build()),
             sts: aws_sdk_sts::Client::from_conf(sts.build()),
+            region: target.region.clone(),
+            observer: self.settings.observer.clone(),
         }
     }
 

@@ -1,6 +1,7 @@
-//! Pacing of AWS calls: a rate limiter per (account, region) that spaces requests evenly, and
-//! retries of throttled calls with exponential backoff and jitter. Every HTTP attempt, retries
-//! and list pages included, passes the limiter.
+//! Pacing of AWS calls: a rate limiter per (account, region) that spaces requests evenly and
+//! backs the whole lane off when it is throttled, an optional bound on the calls in flight
+//! across all lanes, and retries of throttled calls. Every HTTP attempt, retries and list pages
+//! included, passes a limiter.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -8,17 +9,36 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::eks::CallError;
 use crate::model::ErrorKind;
 
 /// Spaces requests `1 / rate` apart, so any one-second window holds at most `rate + 1` of
-/// them. Waiters are served in the order they asked.
+/// them; waiters are served in the order they asked. When the lane is throttled, no request
+/// starts until the backoff has passed, for every caller of the lane.
 #[derive(Debug)]
 pub struct RateLimiter {
     spacing: Duration,
-    next: Mutex<Option<Instant>>,
+    lane: Mutex<Lane>,
+    in_flight: Option<Arc<Semaphore>>,
+}
+
+#[derive(Debug, Default)]
+struct Lane {
+    /// The earliest time of the next slot.
+    next: Option<Instant>,
+    /// No slot before this time: the lane is backing off.
+    paused_until: Option<Instant>,
+    /// Throttled answers since the last answer that was not throttled.
+    throttled_streak: u32,
+}
+
+/// Permission to send one request; it holds a place among the calls in flight until dropped.
+#[derive(Debug)]
+pub struct Pass {
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl RateLimiter {
@@ -31,27 +51,79 @@ impl RateLimiter {
         };
         Self {
             spacing,
-            next: Mutex::new(None),
+            lane: Mutex::new(Lane::default()),
+            in_flight: None,
         }
     }
 
-    /// Waits until this request's slot.
-    pub async fn acquire(&self) {
+    /// The same limiter, also bounded by `in_flight`, a semaphore shared with other lanes.
+    pub fn with_in_flight(mut self, in_flight: Arc<Semaphore>) -> Self {
+        self.in_flight = Some(in_flight);
+        self
+    }
+
+    /// Waits until this request may be sent. A backing-off lane is waited out before a place
+    /// among the calls in flight is taken, so one throttled lane does not hold up the others.
+    pub async fn acquire(&self) -> Pass {
+        while let Some(until) = self.paused_until()
+            && until > Instant::now()
+        {
+            tokio::time::sleep_until(until).await;
+        }
+        let permit = match &self.in_flight {
+            Some(semaphore) => semaphore.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         let slot = {
-            let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut lane = self.lock();
             let now = Instant::now();
-            let slot = next.map_or(now, |next| next.max(now));
-            *next = Some(slot + self.spacing);
+            let slot = [lane.next, lane.paused_until]
+                .into_iter()
+                .flatten()
+                .fold(now, Instant::max);
+            lane.next = Some(slot + self.spacing);
             slot
         };
         tokio::time::sleep_until(slot).await;
+        Pass { _permit: permit }
+    }
+
+    /// Records a throttled answer: the lane pauses for the next backoff delay, which grows
+    /// with each throttled answer in a row. Returns the delay.
+    pub fn throttled(&self, backoff: &Backoff) -> Duration {
+        let mut lane = self.lock();
+        let delay = backoff.delay(lane.throttled_streak);
+        lane.throttled_streak = lane.throttled_streak.saturating_add(1);
+        let until = Instant::now() + delay;
+        lane.paused_until = Some(lane.paused_until.map_or(until, |t| t.max(until)));
+        delay
+    }
+
+    /// Records an answer that was not throttled: the lane is back to its normal pace.
+    pub fn answered(&self) {
+        self.lock().throttled_streak = 0;
+    }
+
+    /// Throttled answers in a row; 0 when the lane runs at its normal pace.
+    pub fn throttled_streak(&self) -> u32 {
+        self.lock().throttled_streak
+    }
+
+    fn paused_until(&self) -> Option<Instant> {
+        self.lock().paused_until
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lane> {
+        self.lane.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// One limiter per (account, region), created on first use.
+/// One limiter per (account, region), created on first use, all sharing one bound on the
+/// calls in flight when one is set.
 #[derive(Debug)]
 pub struct Limiters {
     per_second: f64,
+    in_flight: Option<Arc<Semaphore>>,
     limiters: Mutex<HashMap<(String, String), Arc<RateLimiter>>>,
 }
 
@@ -59,8 +131,15 @@ impl Limiters {
     pub fn new(per_second: f64) -> Self {
         Self {
             per_second,
+            in_flight: None,
             limiters: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same limiters, with at most `max` calls in flight over all of them.
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.in_flight = Some(Arc::new(Semaphore::new(max.max(1))));
+        self
     }
 
     /// The limiter of an account and region.
@@ -68,8 +147,24 @@ impl Limiters {
         let mut limiters = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
         limiters
             .entry((account_id.to_owned(), region.to_owned()))
-            .or_insert_with(|| Arc::new(RateLimiter::new(self.per_second)))
+            .or_insert_with(|| {
+                let limiter = RateLimiter::new(self.per_second);
+                Arc::new(match &self.in_flight {
+                    Some(in_flight) => limiter.with_in_flight(in_flight.clone()),
+                    None => limiter,
+                })
+            })
             .clone()
+    }
+
+    /// A limiter of its own for calls outside any (account, region) lane, such as STS before
+    /// the account is known, sharing the bound on calls in flight.
+    pub fn standalone(&self) -> RateLimiter {
+        let limiter = RateLimiter::new(self.per_second);
+        match &self.in_flight {
+            Some(in_flight) => limiter.with_in_flight(in_flight.clone()),
+            None => limiter,
+        }
     }
 }
 
@@ -109,9 +204,21 @@ impl RetryPolicy {
             max: Duration::from_secs(2),
         },
     };
+
+    /// For the daemon, which polls again next cycle: two retries, and a lane that keeps being
+    /// throttled backs off for up to 30 s between attempts.
+    pub const DAEMON: RetryPolicy = RetryPolicy {
+        throttled_retries: 2,
+        backoff: Backoff {
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        },
+    };
 }
 
-/// Runs `call` after `limiter` allows it, retrying throttled answers as `policy` says.
+/// Runs `call` when `limiter` allows it. A throttled answer pauses the limiter's lane (so every
+/// caller of the lane backs off) and the call is retried as `policy` says; any other answer
+/// puts the lane back to its normal pace.
 pub async fn paced<T, F, Fut>(
     limiter: &RateLimiter,
     policy: &RetryPolicy,
@@ -123,22 +230,27 @@ where
 {
     let mut attempt = 0;
     loop {
-        limiter.acquire().await;
-        match call().await {
-            Err(error)
-                if error.kind == ErrorKind::Throttled && attempt < policy.throttled_retries =>
-            {
-                let delay = policy.backoff.delay(attempt);
+        let pass = limiter.acquire().await;
+        let result = call().await;
+        drop(pass);
+        match result {
+            Err(error) if error.kind == ErrorKind::Throttled => {
+                let delay = limiter.throttled(&policy.backoff);
+                if attempt >= policy.throttled_retries {
+                    return Err(error);
+                }
                 tracing::debug!(
                     operation = %error.operation,
                     attempt,
                     delay_ms = delay.as_millis() as u64,
                     "throttled; retrying"
                 );
-                tokio::time::sleep(delay).await;
                 attempt += 1;
             }
-            result => return result,
+            result => {
+                limiter.answered();
+                return result;
+            }
         }
     }
 }
@@ -254,5 +366,48 @@ mod tests {
         .await;
         assert_eq!(result.unwrap_err().kind, ErrorKind::Server);
         assert_eq!(calls, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_lane_pauses_every_caller_then_recovers() {
+        let limiter = RateLimiter::new(10.0);
+        let backoff = Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(8),
+        };
+        let first = limiter.throttled(&backoff);
+        let second = limiter.throttled(&backoff);
+        assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
+        assert!(second >= Duration::from_secs(1) && second <= Duration::from_secs(2));
+        assert_eq!(limiter.throttled_streak(), 2);
+        let start = Instant::now();
+        limiter.acquire().await;
+        assert!(Instant::now() - start >= first.max(second));
+        limiter.answered();
+        assert_eq!(limiter.throttled_streak(), 0);
+        let start = Instant::now();
+        limiter.acquire().await;
+        assert_eq!(Instant::now() - start, Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lanes_share_the_bound_on_calls_in_flight() {
+        let limiters = Arc::new(Limiters::new(1000.0).with_max_in_flight(3));
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let most = Arc::new(AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..12 {
+            let (limiters, in_flight, most) = (limiters.clone(), in_flight.clone(), most.clone());
+            tasks.spawn(async move {
+                let limiter = limiters.get(&format!("account-{}", i % 4), "us-east-1");
+                let _pass = limiter.acquire().await;
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        tasks.join_all().await;
+        assert_eq!(most.load(Ordering::SeqCst), 3);
     }
 }

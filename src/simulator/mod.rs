@@ -33,6 +33,11 @@ use server::SharedWorld;
 pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIASIMULATEDEXAMPLE";
 /// Any secret works with the simulator; this one is used by the tests and `demo`.
 pub const DEFAULT_SECRET_ACCESS_KEY: &str = "simulated-secret-access-key";
+
+/// The simulator's default access key pair, which signs as [`DEFAULT_ACCOUNT`].
+pub fn credentials() -> crate::eks::StaticCredentials {
+    crate::eks::StaticCredentials::new(DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET_ACCESS_KEY)
+}
 /// The account of [`DEFAULT_ACCESS_KEY_ID`].
 pub const DEFAULT_ACCOUNT: &str = "111122223333";
 

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use fargate_health_monitor::config::{Pattern, Target};
-use fargate_health_monitor::eks::{AwsSettings, Connector, SdkEks, StaticCredentials};
+use fargate_health_monitor::eks::{AwsSettings, Connector, SdkEks};
 use fargate_health_monitor::simulator::{self, Simulator};
 use url::Url;
 
@@ -87,11 +87,8 @@ pub fn sim_target(simulator: &Simulator, region: &str, cluster: &str, profiles: 
 /// AWS settings that sign with the simulator's default key, with this call timeout.
 pub fn sim_settings(timeout: Duration) -> AwsSettings {
     AwsSettings {
-        timeout,
-        static_credentials: Some(StaticCredentials::new(
-            simulator::DEFAULT_ACCESS_KEY_ID,
-            simulator::DEFAULT_SECRET_ACCESS_KEY,
-        )),
+        static_credentials: Some(simulator::credentials()),
+        ..AwsSettings::new(timeout)
     }
 }
 
