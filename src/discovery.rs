@@ -38,15 +38,14 @@ pub enum Problem {
 
 /// The account id of each target: its `account_id`, or STS `GetCallerIdentity`, called once
 /// per distinct credential source.
-pub async fn account_ids<E: Eks>(
-    targets: &[Target],
-    clients: &[E],
+pub async fn account_ids<'a, E: Eks + 'a>(
+    targets: impl IntoIterator<Item = (&'a Target, &'a E)>,
     limiter: &RateLimiter,
     policy: &RetryPolicy,
 ) -> Vec<Result<String, CallError>> {
     let mut known: HashMap<CredentialSource, Result<String, CallError>> = HashMap::new();
-    let mut accounts = Vec::with_capacity(targets.len());
-    for (target, client) in targets.iter().zip(clients) {
+    let mut accounts = Vec::new();
+    for (target, client) in targets {
         let account = match &target.account_id {
             Some(account) => Ok(account.clone()),
             None => {

@@ -31,6 +31,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod once;
+pub mod scheduler;
 pub mod secret;
 pub mod simulator;
 pub mod state;

@@ -20,6 +20,8 @@ use crate::model::ErrorKind;
 /// starts until the backoff has passed, for every caller of the lane.
 #[derive(Debug)]
 pub struct RateLimiter {
+    /// `account/region`, for log lines.
+    name: String,
     spacing: Duration,
     lane: Mutex<Lane>,
     in_flight: Option<Arc<Semaphore>>,
@@ -50,10 +52,17 @@ impl RateLimiter {
             Duration::ZERO
         };
         Self {
+            name: String::new(),
             spacing,
             lane: Mutex::new(Lane::default()),
             in_flight: None,
         }
+    }
+
+    /// The same limiter, named for log lines.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// The same limiter, also bounded by `in_flight`, a semaphore shared with other lanes.
@@ -62,18 +71,45 @@ impl RateLimiter {
         self
     }
 
-    /// Waits until this request may be sent. A backing-off lane is waited out before a place
-    /// among the calls in flight is taken, so one throttled lane does not hold up the others.
+    /// Waits until this request may be sent. Every request is sent at a slot of its own, so
+    /// the spacing holds whatever the waits; a backing-off lane is waited out, and a slot
+    /// waited for, before a place among the calls in flight is taken, so neither holds up
+    /// other lanes.
     pub async fn acquire(&self) -> Pass {
-        while let Some(until) = self.paused_until()
-            && until > Instant::now()
-        {
-            tokio::time::sleep_until(until).await;
+        loop {
+            while let Some(until) = self.paused_until()
+                && until > Instant::now()
+            {
+                tokio::time::sleep_until(until).await;
+            }
+            if !self.wait_for_slot().await {
+                continue;
+            }
+            let Some(semaphore) = &self.in_flight else {
+                return Pass { _permit: None };
+            };
+            let permit = match semaphore.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    // Late after waiting for a place: the slot has passed, so take a new one.
+                    let Ok(permit) = semaphore.clone().acquire_owned().await else {
+                        return Pass { _permit: None };
+                    };
+                    if !self.wait_for_slot().await {
+                        continue;
+                    }
+                    permit
+                }
+            };
+            return Pass {
+                _permit: Some(permit),
+            };
         }
-        let permit = match &self.in_flight {
-            Some(semaphore) => semaphore.clone().acquire_owned().await.ok(),
-            None => None,
-        };
+    }
+
+    /// Takes the next slot and sleeps until it; `false` when the lane was throttled meanwhile
+    /// (the slot is not used).
+    async fn wait_for_slot(&self) -> bool {
         let slot = {
             let mut lane = self.lock();
             let now = Instant::now();
@@ -85,7 +121,8 @@ impl RateLimiter {
             slot
         };
         tokio::time::sleep_until(slot).await;
-        Pass { _permit: permit }
+        self.paused_until()
+            .is_none_or(|until| until <= Instant::now())
     }
 
     /// Records a throttled answer: the lane pauses for the next backoff delay, which grows
@@ -93,6 +130,13 @@ impl RateLimiter {
     pub fn throttled(&self, backoff: &Backoff) -> Duration {
         let mut lane = self.lock();
         let delay = backoff.delay(lane.throttled_streak);
+        if lane.throttled_streak == 0 {
+            tracing::warn!(
+                lane = %self.name,
+                delay_ms = delay.as_millis() as u64,
+                "AWS throttles this account and region; backing off"
+            );
+        }
         lane.throttled_streak = lane.throttled_streak.saturating_add(1);
         let until = Instant::now() + delay;
         lane.paused_until = Some(lane.paused_until.map_or(until, |t| t.max(until)));
@@ -101,7 +145,11 @@ impl RateLimiter {
 
     /// Records an answer that was not throttled: the lane is back to its normal pace.
     pub fn answered(&self) {
-        self.lock().throttled_streak = 0;
+        let mut lane = self.lock();
+        if lane.throttled_streak > 0 {
+            tracing::info!(lane = %self.name, "no longer throttled; back to the configured rate");
+            lane.throttled_streak = 0;
+        }
     }
 
     /// Throttled answers in a row; 0 when the lane runs at its normal pace.
@@ -148,7 +196,8 @@ impl Limiters {
         limiters
             .entry((account_id.to_owned(), region.to_owned()))
             .or_insert_with(|| {
-                let limiter = RateLimiter::new(self.per_second);
+                let limiter =
+                    RateLimiter::new(self.per_second).named(format!("{account_id}/{region}"));
                 Arc::new(match &self.in_flight {
                     Some(in_flight) => limiter.with_in_flight(in_flight.clone()),
                     None => limiter,
@@ -160,7 +209,7 @@ impl Limiters {
     /// A limiter of its own for calls outside any (account, region) lane, such as STS before
     /// the account is known, sharing the bound on calls in flight.
     pub fn standalone(&self) -> RateLimiter {
-        let limiter = RateLimiter::new(self.per_second);
+        let limiter = RateLimiter::new(self.per_second).named("sts");
         match &self.in_flight {
             Some(in_flight) => limiter.with_in_flight(in_flight.clone()),
             None => limiter,

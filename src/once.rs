@@ -264,7 +264,7 @@ struct Summary {
 
 impl TargetProblem {
     /// A discovery problem of target number `index` (from 0).
-    fn new(index: usize, target: &Target, account_id: Option<&str>, problem: Problem) -> Self {
+    pub fn new(index: usize, target: &Target, account_id: Option<&str>, problem: Problem) -> Self {
         let (cluster, profile, name, error) = match problem {
             Problem::Failed { cluster, error } => {
                 (cluster, None, "call_failed", Some((&error).into()))
@@ -350,7 +350,8 @@ pub async fn run<E: Eks>(config: &Config, clients: &[E], policy: &RetryPolicy) -
     let sts_limiter = RateLimiter::new(config.poll.max_requests_per_second);
     let mut report = Report::default();
 
-    let accounts = discovery::account_ids(&config.targets, clients, &sts_limiter, policy).await;
+    let accounts =
+        discovery::account_ids(config.targets.iter().zip(clients), &sts_limiter, policy).await;
     let mut selected: BTreeMap<ProfileKey, usize> = BTreeMap::new();
     for (index, ((target, client), account)) in
         config.targets.iter().zip(clients).zip(accounts).enumerate()

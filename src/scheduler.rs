@@ -1,0 +1,739 @@
+//! When to poll what: discovery every `discovery_interval`, one describe per profile every
+//! `interval` spread evenly over it, at most `concurrency` calls in flight, every HTTP attempt
+//! through the rate limiter of its (account, region), which backs off when throttled.
+//!
+//! One task (the core) owns the schedule and is the only writer of the [`State`]: discovery
+//! loops (one per target) and describe tasks (one per describe) report to it over a channel,
+//! so no lock is held across a call and one slow or failing call delays nothing else.
+//!
+//! - A profile that discovery selects for the first time is described at once.
+//! - A `not_found` on describe is confirmed at once by listing the cluster's profiles (and
+//!   the clusters, when the cluster itself is not found); only then is the profile gone
+//!   (DESIGN.md invariant 2).
+//! - Each cycle orders the profiles by their last attempt, oldest first, and starts them
+//!   `interval / n` apart. A cycle that ends with profiles not described counts an overrun and
+//!   says why; the next starts with the stalest, so none starves.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Poll, Target};
+use crate::discovery::{self, Discovery, Problem};
+use crate::eks::{CallError, Eks};
+use crate::limits::{Backoff, Limiters, RetryPolicy, paced};
+use crate::model::{ErrorKind, Gone, Input, Operation, PollFailure, ProfileKey, Timestamp};
+use crate::once::TargetProblem;
+use crate::state::{Labels, State};
+
+/// How long in-flight describes may take to finish after shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How a target whose discovery failed retries before its next regular round.
+const DISCOVERY_RETRY: Backoff = Backoff {
+    base: Duration::from_secs(5),
+    max: Duration::from_secs(300),
+};
+
+/// The knobs of the schedule, from `[poll]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    pub interval: Duration,
+    pub discovery_interval: Duration,
+    pub concurrency: usize,
+    pub max_requests_per_second: f64,
+    pub policy: RetryPolicy,
+}
+
+impl Settings {
+    pub fn new(poll: &Poll) -> Self {
+        Self {
+            interval: poll.interval,
+            discovery_interval: poll.discovery_interval,
+            concurrency: poll.concurrency.max(1),
+            max_requests_per_second: poll.max_requests_per_second,
+            policy: RetryPolicy::DAEMON,
+        }
+    }
+}
+
+/// Where observation times come from.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The wall clock.
+pub fn wall_clock() -> Clock {
+    Arc::new(|| Timestamp::from_system_time(SystemTime::now()))
+}
+
+/// A clock that follows tokio's (pausable) time from the wall time at its creation: for tests
+/// on the paused clock.
+pub fn tokio_clock() -> Clock {
+    let start = Instant::now();
+    let wall = Timestamp::from_system_time(SystemTime::now());
+    Arc::new(move || {
+        let elapsed = Instant::now() - start;
+        Timestamp::from_millis(wall.as_millis() + elapsed.as_millis() as i64)
+    })
+}
+
+/// One target: its config and its AWS clients.
+#[derive(Debug)]
+pub struct Watched<E> {
+    pub target: Target,
+    pub client: E,
+}
+
+/// What the scheduler shares with its tasks.
+struct Shared<E> {
+    watched: Vec<Watched<E>>,
+    labels: Vec<Arc<Labels>>,
+    settings: Settings,
+    limiters: Limiters,
+    clock: Clock,
+    /// Cancelled when shutdown starts: no new call is sent after it.
+    stopping: CancellationToken,
+}
+
+/// What the tasks report to the core.
+enum Message {
+    Discovered {
+        target: usize,
+        /// `None` when the account id could not be told.
+        account_id: Option<String>,
+        discovery: Discovery,
+    },
+    Described {
+        key: ProfileKey,
+        outcome: Box<Outcome>,
+    },
+}
+
+/// The result of one describe, after confirmation of a `not_found`.
+enum Outcome {
+    Input(Input),
+    /// The profile's cluster is gone: so is every profile in it.
+    ClusterGone {
+        observed_at: Timestamp,
+    },
+}
+
+/// Runs the schedule until `shutdown` is cancelled, then lets in-flight describes finish for
+/// up to [`SHUTDOWN_GRACE`] and returns.
+pub async fn run<E: Eks + 'static>(
+    watched: Vec<Watched<E>>,
+    settings: Settings,
+    state: Arc<State>,
+    clock: Clock,
+    shutdown: CancellationToken,
+) {
+    let labels = watched
+        .iter()
+        .map(|w| Arc::new(w.target.labels.clone()))
+        .collect();
+    let limiters =
+        Limiters::new(settings.max_requests_per_second).with_max_in_flight(settings.concurrency);
+    let shared = Arc::new(Shared {
+        watched,
+        labels,
+        settings,
+        limiters,
+        clock,
+        stopping: shutdown.clone(),
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut discoveries = JoinSet::new();
+    {
+        let shared = shared.clone();
+        let tx = tx.clone();
+        discoveries.spawn(async move { start_discovery(shared, tx).await });
+    }
+    let targets = shared.watched.len();
+    let mut core = Core {
+        shared,
+        state,
+        tx,
+        profiles: BTreeMap::new(),
+        selections: vec![None; targets],
+        reported: vec![BTreeSet::new(); targets],
+        cycle: Cycle::empty(Instant::now()),
+        describes: JoinSet::new(),
+    };
+    core.run(rx, &shutdown).await;
+    discoveries.shutdown().await;
+}
+
+/// Tells every target's account (once per credential source), then runs a discovery loop
+/// per target.
+async fn start_discovery<E: Eks + 'static>(shared: Arc<Shared<E>>, tx: Tx) {
+    let sts = shared.limiters.standalone();
+    let mut targets = Vec::new();
+    for watched in &shared.watched {
+        targets.push((&watched.target, &watched.client));
+    }
+    let accounts = discovery::account_ids(targets, &sts, &shared.settings.policy).await;
+    let mut loops = JoinSet::new();
+    for (index, account) in accounts.into_iter().enumerate() {
+        let shared = shared.clone();
+        let tx = tx.clone();
+        loops.spawn(async move { discovery_loop(shared, index, account, tx).await });
+    }
+    loops.join_all().await;
+}
+
+type Tx = mpsc::UnboundedSender<Message>;
+
+/// Discovers one target every `discovery_interval`, sooner after a failure.
+async fn discovery_loop<E: Eks>(
+    shared: Arc<Shared<E>>,
+    index: usize,
+    mut account: Result<String, CallError>,
+    tx: Tx,
+) {
+    let Watched { target, client } = &shared.watched[index];
+    let settings = &shared.settings;
+    let sts = shared.limiters.standalone();
+    let mut failures = 0;
+    loop {
+        if account.is_err() {
+            account = paced(&sts, &settings.policy, || client.caller_identity()).await;
+        }
+        let (account_id, discovery) = match &account {
+            Ok(account_id) => {
+                let limiter = shared.limiters.get(account_id, &target.region);
+                let found = discovery::discover(
+                    client,
+                    target,
+                    &limiter,
+                    &settings.policy,
+                    settings.concurrency,
+                )
+                .await;
+                (Some(account_id.clone()), found)
+            }
+            Err(error) => {
+                let problem = Problem::Failed {
+                    cluster: None,
+                    error: error.clone(),
+                };
+                (
+                    None,
+                    Discovery {
+                        profiles: Vec::new(),
+                        problems: vec![problem],
+                    },
+                )
+            }
+        };
+        let failed = discovery
+            .problems
+            .iter()
+            .any(|p| matches!(p, Problem::Failed { .. }));
+        let message = Message::Discovered {
+            target: index,
+            account_id,
+            discovery,
+        };
+        if tx.send(message).is_err() {
+            return;
+        }
+        let wait = if failed {
+            failures += 1;
+            DISCOVERY_RETRY
+                .delay(failures - 1)
+                .min(settings.discovery_interval)
+        } else {
+            failures = 0;
+            settings.discovery_interval
+        };
+        tokio::select! {
+            () = shared.stopping.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// The schedule of one profile.
+#[derive(Clone, Debug)]
+struct Slot {
+    /// The target it is polled under: the first in config order that selects it.
+    target: usize,
+    in_flight: bool,
+    /// When its last describe finished; `None` before the first.
+    last_done: Option<Instant>,
+    /// How its last describe failed, for log lines on changes.
+    last_error: Option<ErrorKind>,
+}
+
+/// One pass over every profile.
+#[derive(Debug)]
+struct Cycle {
+    started: Instant,
+    /// Profiles still to start in this cycle, stalest first.
+    queue: VecDeque<ProfileKey>,
+    next_at: Instant,
+    spacing: Duration,
+    /// Profiles monitored at the start that have not finished a describe since.
+    unfinished: BTreeSet<ProfileKey>,
+}
+
+impl Cycle {
+    fn empty(now: Instant) -> Self {
+        Self {
+            started: now,
+            queue: VecDeque::new(),
+            next_at: now,
+            spacing: Duration::ZERO,
+            unfinished: BTreeSet::new(),
+        }
+    }
+}
+
+struct Core<E> {
+    shared: Arc<Shared<E>>,
+    state: Arc<State>,
+    tx: Tx,
+    profiles: BTreeMap<ProfileKey, Slot>,
+    /// What each target's last discovery selected; `None` before its first.
+    selections: Vec<Option<BTreeSet<ProfileKey>>>,
+    /// The problems each target's last discovery reported, to log changes only.
+    reported: Vec<BTreeSet<String>>,
+    cycle: Cycle,
+    describes: JoinSet<()>,
+}
+
+impl<E: Eks + 'static> Core<E> {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::UnboundedReceiver<Message>,
+        shutdown: &CancellationToken,
+    ) {
+        loop {
+            let cycle_end = self.cycle.started + self.shared.settings.interval;
+            let wake = match self.cycle.queue.front() {
+                Some(_) => self.cycle.next_at.min(cycle_end),
+                None => cycle_end,
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(message) = rx.recv() => self.handle(message),
+                Some(joined) = self.describes.join_next(), if !self.describes.is_empty() => {
+                    if let Err(error) = joined && error.is_panic() {
+                        tracing::error!(%error, "a describe task panicked");
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => self.tick(),
+            }
+        }
+        self.state.set_ready(false);
+        self.drain(&mut rx).await;
+    }
+
+    /// Applies what in-flight describes report until they are done or the grace period ends.
+    async fn drain(&mut self, rx: &mut mpsc::UnboundedReceiver<Message>) {
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while !self.describes.is_empty() {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(
+                        describes = self.describes.len(),
+                        "shutdown grace period over; cancelling the describes still running"
+                    );
+                    break;
+                }
+                Some(message) = rx.recv() => {
+                    if let Message::Described { .. } = message {
+                        self.handle(message);
+                    }
+                }
+                Some(_) = self.describes.join_next() => {}
+            }
+        }
+        self.describes.shutdown().await;
+    }
+
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Discovered {
+                target,
+                account_id,
+                discovery,
+            } => self.discovered(target, account_id, discovery),
+            Message::Described { key, outcome } => self.described(key, *outcome),
+        }
+        self.check_ready();
+    }
+
+    /// Starts what is due: the next profiles of the cycle, or the next cycle.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if now >= self.cycle.started + self.shared.settings.interval {
+            self.end_cycle();
+            self.start_cycle(now);
+        }
+        while self.cycle.next_at <= now
+            && let Some(key) = self.cycle.queue.pop_front()
+        {
+            self.cycle.next_at += self.cycle.spacing;
+            self.dispatch(&key);
+        }
+    }
+
+    fn start_cycle(&mut self, now: Instant) {
+        let mut order: Vec<(&ProfileKey, &Slot)> =
+            self.profiles.iter().filter(|(_, s)| !s.in_flight).collect();
+        // Stalest first: never described, then by the end of the last describe.
+        order.sort_by_key(|(key, slot)| (slot.last_done, *key));
+        let spacing = self.shared.settings.interval / (order.len().max(1) as u32);
+        self.cycle = Cycle {
+            started: now,
+            queue: order.into_iter().map(|(key, _)| key.clone()).collect(),
+            next_at: now,
+            spacing,
+            unfinished: self.profiles.keys().cloned().collect(),
+        };
+    }
+
+    /// Counts an overrun when profiles of the ending cycle were not described, and says why.
+    fn end_cycle(&mut self) {
+        let unfinished = self.cycle.unfinished.len();
+        if unfinished == 0 {
+            return;
+        }
+        self.state.record_overrun();
+        let settings = &self.shared.settings;
+        let per_interval = settings.max_requests_per_second * settings.interval.as_secs_f64();
+        let mut lanes: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for key in self.profiles.keys() {
+            *lanes.entry((&key.account_id, &key.region)).or_default() += 1;
+        }
+        let crowded: Vec<String> = lanes
+            .iter()
+            .filter(|(_, n)| **n as f64 > per_interval)
+            .map(|((account, region), n)| format!("{account}/{region} has {n}"))
+            .collect();
+        let interval = humantime::format_duration(settings.interval);
+        let why = if crowded.is_empty() {
+            format!(
+                "no account and region has more profiles than {rate} requests/s x {interval} = {per_interval:.0} allows, so calls are slow, failing or throttled, or concurrency {concurrency} is too low",
+                rate = settings.max_requests_per_second,
+                concurrency = settings.concurrency,
+            )
+        } else {
+            format!(
+                "{} profiles but {rate} requests/s x {interval} allows {per_interval:.0} per account and region; raise max_requests_per_second or interval, or split the targets",
+                crowded.join(", "),
+                rate = settings.max_requests_per_second,
+            )
+        };
+        tracing::warn!(
+            unfinished,
+            profiles = self.profiles.len(),
+            "poll cycle overran: {unfinished} of {} profiles not described within {interval}; {why}; the stalest go first next cycle",
+            self.profiles.len(),
+        );
+    }
+
+    /// Starts one describe, unless one is running for the profile.
+    fn dispatch(&mut self, key: &ProfileKey) {
+        let Some(slot) = self.profiles.get_mut(key) else {
+            return;
+        };
+        if slot.in_flight {
+            return;
+        }
+        slot.in_flight = true;
+        let target = slot.target;
+        let shared = self.shared.clone();
+        let tx = self.tx.clone();
+        let key = key.clone();
+        self.describes.spawn(async move {
+            if let Some(outcome) = describe(&shared, target, &key).await {
+                let outcome = Box::new(outcome);
+                let _ = tx.send(Message::Described { key, outcome });
+            }
+        });
+    }
+
+    fn described(&mut self, key: ProfileKey, outcome: Outcome) {
+        let Some(slot) = self.profiles.get_mut(&key) else {
+            return;
+        };
+        slot.in_flight = false;
+        slot.last_done = Some(Instant::now());
+        self.cycle.unfinished.remove(&key);
+        match outcome {
+            Outcome::Input(input) => {
+                let error = match &input {
+                    Input::Failed(failure) => Some(failure.kind),
+                    _ => None,
+                };
+                if slot.last_error != error {
+                    log_describe_change(&key, slot.last_error, error);
+                    slot.last_error = error;
+                }
+                if let Input::Gone(_) = input {
+                    self.forget(&key);
+                }
+                self.state.apply(&input);
+            }
+            Outcome::ClusterGone { observed_at } => {
+                let gone: Vec<ProfileKey> = self
+                    .profiles
+                    .keys()
+                    .filter(|k| {
+                        k.account_id == key.account_id
+                            && k.region == key.region
+                            && k.cluster == key.cluster
+                    })
+                    .cloned()
+                    .collect();
+                tracing::info!(
+                    account_id = %key.account_id,
+                    region = %key.region,
+                    cluster = %key.cluster,
+                    profiles = gone.len(),
+                    "cluster is gone; so are its profiles"
+                );
+                for key in gone {
+                    self.forget(&key);
+                    self.state.apply(&Input::Gone(Gone { key, observed_at }));
+                }
+            }
+        }
+    }
+
+    /// Stops scheduling a profile and drops it from every selection.
+    fn forget(&mut self, key: &ProfileKey) {
+        self.profiles.remove(key);
+        self.cycle.unfinished.remove(key);
+        for selection in self.selections.iter_mut().flatten() {
+            selection.remove(key);
+        }
+    }
+
+    fn discovered(&mut self, index: usize, account_id: Option<String>, discovery: Discovery) {
+        self.report_problems(index, account_id.as_deref(), &discovery.problems);
+        let old = self.selections[index].take().unwrap_or_default();
+        let Some(account_id) = account_id else {
+            self.selections[index] = Some(old);
+            return;
+        };
+        let region = &self.shared.watched[index].target.region;
+        // Profiles of clusters that could not be listed stay selected as they were.
+        let mut kept = BTreeSet::new();
+        for problem in &discovery.problems {
+            if let Problem::Failed { cluster, .. } = problem {
+                kept.extend(
+                    old.iter()
+                        .filter(|k| cluster.as_ref().is_none_or(|c| *c == k.cluster))
+                        .cloned(),
+                );
+            }
+        }
+        let new: BTreeSet<ProfileKey> = discovery
+            .profiles
+            .into_iter()
+            .map(|(cluster, profile)| ProfileKey::new(&account_id, region, cluster, profile))
+            .chain(kept)
+            .collect();
+        let removed: Vec<ProfileKey> = old.difference(&new).cloned().collect();
+        let added: Vec<ProfileKey> = new.difference(&old).cloned().collect();
+        self.selections[index] = Some(new);
+        for key in removed {
+            self.unselected(key);
+        }
+        for key in added {
+            self.selected(key, index);
+        }
+    }
+
+    /// A target selects a profile it did not select before.
+    fn selected(&mut self, key: ProfileKey, index: usize) {
+        let labels = self.shared.labels[index].clone();
+        match self.profiles.get_mut(&key) {
+            Some(slot) => {
+                tracing::warn!(
+                    profile = %key,
+                    first_target = slot.target.min(index) + 1,
+                    also_target = slot.target.max(index) + 1,
+                    "profile selected by two targets; polled under the first"
+                );
+                if index < slot.target {
+                    slot.target = index;
+                    self.state.discovered(&key, labels, (self.shared.clock)());
+                }
+            }
+            None => {
+                let slot = Slot {
+                    target: index,
+                    in_flight: false,
+                    last_done: None,
+                    last_error: None,
+                };
+                self.profiles.insert(key.clone(), slot);
+                self.state.discovered(&key, labels, (self.shared.clock)());
+                self.dispatch(&key);
+            }
+        }
+    }
+
+    /// A target's listing no longer shows a profile: the API says it is gone, unless another
+    /// target still selects it.
+    fn unselected(&mut self, key: ProfileKey) {
+        let still = self
+            .selections
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.contains(&key)));
+        match still {
+            Some(index) => {
+                if let Some(slot) = self.profiles.get_mut(&key)
+                    && slot.target != index
+                {
+                    slot.target = index;
+                    let labels = self.shared.labels[index].clone();
+                    self.state.discovered(&key, labels, (self.shared.clock)());
+                }
+            }
+            None => {
+                if self.profiles.contains_key(&key) {
+                    self.forget(&key);
+                    let observed_at = (self.shared.clock)();
+                    self.state.apply(&Input::Gone(Gone { key, observed_at }));
+                }
+            }
+        }
+    }
+
+    /// Logs discovery problems when they change: ERROR when a person must act (access denied,
+    /// a named cluster or profile that does not exist, a target that matches nothing), WARN
+    /// for the rest; INFO when they clear.
+    fn report_problems(&mut self, index: usize, account_id: Option<&str>, problems: &[Problem]) {
+        let target = &self.shared.watched[index].target;
+        let mut now = BTreeSet::new();
+        for problem in problems {
+            let must_act = match problem {
+                Problem::Failed { error, .. } => error.kind == ErrorKind::AccessDenied,
+                _ => true,
+            };
+            let text = TargetProblem::new(index, target, account_id, problem.clone()).describe();
+            if !self.reported[index].contains(&text) {
+                if must_act {
+                    tracing::error!(problem = %text, "target needs attention");
+                } else {
+                    tracing::warn!(problem = %text, "discovery failed; retrying");
+                }
+            }
+            now.insert(text);
+        }
+        for cleared in self.reported[index].difference(&now) {
+            tracing::info!(problem = %cleared, "problem cleared");
+        }
+        self.reported[index] = now;
+    }
+
+    /// Ready once every target was discovered and every profile attempted; it stays ready.
+    fn check_ready(&self) {
+        if self.state.is_ready() {
+            return;
+        }
+        let discovered = self.selections.iter().all(Option::is_some);
+        let attempted = self.profiles.values().all(|slot| slot.last_done.is_some());
+        if discovered && attempted {
+            tracing::info!(
+                profiles = self.profiles.len(),
+                "ready: every target discovered and every profile attempted"
+            );
+            self.state.set_ready(true);
+        }
+    }
+}
+
+/// Logs a profile's describe starting or stopping to fail: ERROR when a person must act.
+fn log_describe_change(key: &ProfileKey, before: Option<ErrorKind>, now: Option<ErrorKind>) {
+    match now {
+        Some(ErrorKind::AccessDenied) => tracing::error!(
+            profile = %key,
+            "describe fargate profile is denied; grant eks:DescribeFargateProfile"
+        ),
+        Some(kind) => {
+            tracing::warn!(profile = %key, error = %kind, "describe fargate profile failed")
+        }
+        None => tracing::info!(
+            profile = %key,
+            was = %before.map_or("", ErrorKind::as_str),
+            "describe fargate profile works again"
+        ),
+    }
+}
+
+/// Describes one profile; a `not_found` is confirmed by a list before the profile counts as
+/// gone. `None` when shutdown started before the call was sent.
+async fn describe<E: Eks>(shared: &Shared<E>, target: usize, key: &ProfileKey) -> Option<Outcome> {
+    let client = &shared.watched[target].client;
+    let limiter = shared.limiters.get(&key.account_id, &key.region);
+    let policy = &shared.settings.policy;
+    let stopping = &shared.stopping;
+    let answer = paced(&limiter, policy, || async {
+        if stopping.is_cancelled() {
+            return Err(stopped(Operation::DescribeFargateProfile));
+        }
+        client
+            .describe_fargate_profile(&key.cluster, &key.profile)
+            .await
+    })
+    .await;
+    if stopping.is_cancelled() && answer.is_err() {
+        return None;
+    }
+    let observed_at = (shared.clock)();
+    let failed = |kind| {
+        Outcome::Input(Input::Failed(PollFailure {
+            key: key.clone(),
+            kind,
+            observed_at,
+        }))
+    };
+    let error = match answer {
+        Ok(profile) => {
+            let observation = profile.into_observation(key.clone(), observed_at);
+            return Some(Outcome::Input(Input::Observed(observation)));
+        }
+        Err(error) if error.kind == ErrorKind::NotFound => error,
+        Err(error) => return Some(failed(error.kind)),
+    };
+    tracing::debug!(profile = %key, %error, "describe says not found; listing to confirm");
+    let listed = discovery::list_all(&limiter, policy, |token| {
+        client.list_fargate_profiles(&key.cluster, token)
+    })
+    .await;
+    let gone = Outcome::Input(Input::Gone(Gone {
+        key: key.clone(),
+        observed_at,
+    }));
+    Some(match listed {
+        Ok(names) if !names.contains(&key.profile) => gone,
+        Err(error) if error.kind == ErrorKind::NotFound => {
+            let clusters =
+                discovery::list_all(&limiter, policy, |token| client.list_clusters(token)).await;
+            match clusters {
+                Ok(names) if !names.contains(&key.cluster) => Outcome::ClusterGone { observed_at },
+                _ => failed(ErrorKind::NotFound),
+            }
+        }
+        // Listed but not described (eventual consistency), or the list failed: not proven.
+        _ => failed(ErrorKind::NotFound),
+    })
+}
+
+fn stopped(operation: Operation) -> CallError {
+    CallError::new(operation, ErrorKind::Other, "not sent: shutting down")
+}
+
+#[cfg(test)]
+mod tests;
