@@ -48,6 +48,22 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: poll every configured profile, serve /metrics and the JSON API.
+    ///
+    /// SIGTERM or Ctrl-C stops it cleanly (exit 0); a second signal exits at once.
+    Run {
+        /// The TOML config file.
+        #[arg(long, short = 'c', value_name = "PATH")]
+        config: PathBuf,
+    },
+    /// Run the daemon against a built-in simulated EKS, with no AWS account and no config.
+    ///
+    /// A scripted story changes the simulated profiles over the first two minutes.
+    Demo {
+        /// Where the daemon's HTTP server listens.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9877")]
+        listen: SocketAddr,
+    },
     /// Validate a config file and list every problem in it (exit 0, or 64 with problems).
     Check {
         /// The TOML config file.
@@ -211,6 +227,40 @@ pub async fn once(
     report.exit_code()
 }
 
+/// `run`: the daemon, until SIGTERM or Ctrl-C. 64 for an invalid config, 69 when the listen
+/// address cannot be bound.
+pub async fn run(path: &Path, env: &dyn Environment, err: &mut dyn Write) -> u8 {
+    let loaded = match config::load(path, env) {
+        Ok(loaded) => loaded,
+        Err(error) => return report_invalid(path, &error, err),
+    };
+    for warning in &loaded.warnings {
+        let _ = writeln!(err, "warning: {warning}");
+    }
+    let config = loaded.config;
+    let shutdown = crate::shutdown::on_signals();
+    let aws = AwsSettings::new(config.poll.timeout);
+    let daemon = match crate::daemon::Daemon::start(&config, aws, None).await {
+        Ok(daemon) => daemon,
+        Err(error) => {
+            let _ = writeln!(
+                err,
+                "error: {error}; is another instance running? Set another [server] listen"
+            );
+            return exit::UNAVAILABLE;
+        }
+    };
+    shutdown.cancelled().await;
+    daemon.stop().await;
+    exit::OK
+}
+
+/// `demo`: the daemon against the simulator, with a scripted story, until SIGTERM or Ctrl-C.
+pub async fn demo(listen: SocketAddr, out: &mut (dyn Write + Send), err: &mut dyn Write) -> u8 {
+    let shutdown = crate::shutdown::on_signals();
+    crate::demo::run(listen, shutdown.cancelled_owned(), out, err).await
+}
+
 /// `simulate`: runs the simulator until Ctrl-C or SIGTERM.
 pub async fn simulate(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     use crate::simulator::{self, Population, Simulator};
@@ -265,30 +315,6 @@ pub async fn simulate(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Wr
         role = simulator::reader_role("<account>"),
     );
     let _ = out.flush();
-    shutdown_signal().await;
+    crate::shutdown::signal().await;
     exit::OK
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }

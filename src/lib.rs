@@ -23,6 +23,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod diff;
 pub mod discovery;
 pub mod eks;
@@ -33,5 +35,7 @@ pub mod model;
 pub mod once;
 pub mod scheduler;
 pub mod secret;
+pub mod server;
+pub mod shutdown;
 pub mod simulator;
 pub mod state;

@@ -34,6 +34,16 @@ fn main() -> ExitCode {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         )),
+        Command::Run { config } => block_on(cli::run(
+            config,
+            &ProcessEnvironment,
+            &mut std::io::stderr(),
+        )),
+        Command::Demo { listen } => block_on(cli::demo(
+            *listen,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
         Command::Simulate(args) => block_on(cli::simulate(
             args,
             &mut std::io::stdout(),

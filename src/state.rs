@@ -169,8 +169,8 @@ fn kind_index(kind: EventKind) -> usize {
 /// Logs one event as one structured line: what happened, to which profile, and its data.
 fn log_event(event: &Event, labels: &Labels) {
     let key = &event.key;
-    let labels = (!labels.is_empty()).then(|| format!("{labels:?}"));
-    let labels = labels.as_deref().unwrap_or_default();
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let labels = labels.join(",");
     let kind = event.kind().as_str();
     match &event.detail {
         EventDetail::IssueOpened { issue } | EventDetail::IssueUpdated { issue } => {

@@ -1,0 +1,309 @@
+//! The admin HTTP server (hyper 1): `/metrics`, `/healthz`, `/readyz`, `/api/v1/profiles` and
+//! an index page at `/` (DESIGN.md "HTTP endpoints").
+//!
+//! [`bind`] is separate from [`Bound::serve`], so a taken address fails before any polling
+//! starts, with a message that names it. GET and HEAD only (405 with `Allow` otherwise), a
+//! header-read timeout and a small buffer per connection. `/metrics` is rendered on a blocking
+//! thread from a snapshot, so a scrape never waits on the pollers, and is gzip-compressed when
+//! the scraper accepts it.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{self, Metrics};
+use crate::model::ErrorKind;
+use crate::state::{Entry, State};
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The read buffer of a connection (hyper's minimum): requests here are small.
+const MAX_BUF_SIZE: usize = 8 * 1024;
+
+/// What the endpoints read.
+#[derive(Debug)]
+pub struct App {
+    pub state: Arc<State>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A listening socket, not serving yet.
+#[derive(Debug)]
+pub struct Bound {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+/// The address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds the admin server's address.
+pub async fn bind(addr: SocketAddr) -> Result<Bound, BindError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| BindError { addr, source })?;
+    Ok(Bound { listener, addr })
+}
+
+impl Bound {
+    /// The bound address (with the port the OS picked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn serve(self, app: Arc<App>, shutdown: CancellationToken) {
+        loop {
+            let (stream, _) = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors, say: wait a little rather than spin.
+                        tracing::warn!(%error, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let app = app.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(respond(&app, &request).await) }
+                });
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(MAX_BUF_SIZE)
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    result = connection => {
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "admin connection ended");
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+async fn respond(app: &App, request: &Request<Incoming>) -> Reply {
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        let mut reply = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        reply
+            .headers_mut()
+            .insert(ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+        return reply;
+    }
+    let mut reply = match request.uri().path() {
+        "/metrics" => metrics_reply(app, accepts_gzip(request)).await,
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if app.state.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: discovery or the first describe of every profile is not done\n",
+        ),
+        "/api/v1/profiles" => profiles_reply(app),
+        "/" => index(),
+        _ => text(StatusCode::NOT_FOUND, "not found; see /\n"),
+    };
+    if method == Method::HEAD {
+        // The same headers, with the length of the body that GET would send.
+        let length = reply.headers().get(CONTENT_LENGTH).cloned();
+        *reply.body_mut() = Full::new(Bytes::new());
+        if let Some(length) = length {
+            reply.headers_mut().insert(CONTENT_LENGTH, length);
+        }
+    }
+    reply
+}
+
+/// Whether `Accept-Encoding` allows gzip (and does not refuse it with `q=0`).
+fn accepts_gzip(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f64>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+}
+
+async fn metrics_reply(app: &App, gzip: bool) -> Reply {
+    let metrics = app.metrics.clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        let text = metrics.render();
+        if gzip {
+            Bytes::from(metrics::gzip(&text))
+        } else {
+            Bytes::from(text)
+        }
+    })
+    .await;
+    let Ok(body) = rendered else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot render metrics\n");
+    };
+    let mut reply = with_length(StatusCode::OK, metrics::CONTENT_TYPE, body);
+    let headers = reply.headers_mut();
+    headers.insert(VARY, http::HeaderValue::from_static("Accept-Encoding"));
+    if gzip {
+        headers.insert(CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+    }
+    reply
+}
+
+fn with_length(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
+    let length = body.len();
+    let mut reply = Response::new(Full::new(body));
+    *reply.status_mut() = status;
+    let headers = reply.headers_mut();
+    headers.insert(CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    headers.insert(CONTENT_LENGTH, http::HeaderValue::from(length));
+    reply
+}
+
+fn text(status: StatusCode, body: &'static str) -> Reply {
+    with_length(status, "text/plain; charset=utf-8", Bytes::from_static(body.as_bytes()))
+}
+
+fn json(value: &impl Serialize) -> Reply {
+    match serde_json::to_vec_pretty(value) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            with_length(StatusCode::OK, "application/json", Bytes::from(body))
+        }
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode\n"),
+    }
+}
+
+fn index() -> Reply {
+    const PAGE: &str = concat!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>fargate-health-monitor</title></head>\n",
+        "<body><h1>fargate-health-monitor ",
+        env!("CARGO_PKG_VERSION"),
+        "</h1>\n<ul>\n",
+        "<li><a href=\"metrics\">/metrics</a>: Prometheus metrics</li>\n",
+        "<li><a href=\"api/v1/profiles\">/api/v1/profiles</a>: every monitored profile as JSON</li>\n",
+        "<li><a href=\"readyz\">/readyz</a>: 200 once every target was discovered and every profile attempted</li>\n",
+        "<li><a href=\"healthz\">/healthz</a>: 200 while the process runs</li>\n",
+        "</ul></body></html>\n"
+    );
+    with_length(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        Bytes::from_static(PAGE.as_bytes()),
+    )
+}
+
+/// The body of `/api/v1/profiles`.
+#[derive(Debug, Serialize)]
+struct ProfilesDocument<'a> {
+    ready: bool,
+    profiles: Vec<ProfileView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProfileView<'a> {
+    account_id: &'a str,
+    region: &'a str,
+    cluster: &'a str,
+    profile: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    up: bool,
+    /// How the last describe failed, while `up` is false.
+    error: Option<ErrorKind>,
+    status: Option<&'a str>,
+    arn: Option<&'a str>,
+    created_at: Option<String>,
+    last_success: Option<String>,
+    last_attempt: Option<String>,
+    issues: Vec<IssueView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct IssueView<'a> {
+    code: &'a str,
+    message: &'a str,
+    resource_ids: &'a [String],
+    resource_count: usize,
+    episode_id: &'a str,
+    since: String,
+}
+
+fn profiles_reply(app: &App) -> Reply {
+    let snapshot = app.state.snapshot();
+    json(&ProfilesDocument {
+        ready: app.state.is_ready(),
+        profiles: snapshot.profiles.iter().map(|e| profile_view(e)).collect(),
+    })
+}
+
+fn profile_view(entry: &Entry) -> ProfileView<'_> {
+    let state = &entry.state;
+    let known = state.known.as_ref();
+    ProfileView {
+        account_id: &state.key.account_id,
+        region: &state.key.region,
+        cluster: &state.key.cluster,
+        profile: &state.key.profile,
+        labels: &entry.labels,
+        up: state.up,
+        error: state.last_error,
+        status: known.map(|k| k.status.as_str()),
+        arn: known.map(|k| k.incarnation.arn.as_str()),
+        created_at: known.map(|k| k.incarnation.created_at.to_rfc3339()),
+        last_success: state.last_success.map(|t| t.to_rfc3339()),
+        last_attempt: state.last_attempt.map(|t| t.to_rfc3339()),
+        issues: known
+            .into_iter()
+            .flat_map(|k| k.episodes.values())
+            .map(|episode| IssueView {
+                code: episode.issue.code.as_str(),
+                message: &episode.issue.message,
+                resource_ids: &episode.issue.resource_ids,
+                resource_count: episode.issue.resource_ids.len(),
+                episode_id: &episode.id,
+                since: episode.since.to_rfc3339(),
+            })
+            .collect(),
+    }
+}
