@@ -201,7 +201,10 @@ pub async fn run(
     let simulator = match Simulator::start().await {
         Ok(simulator) => simulator,
         Err(error) => {
-            let _ = writeln!(err, "error: cannot start the simulated EKS on loopback: {error}");
+            let _ = writeln!(
+                err,
+                "error: cannot start the simulated EKS on loopback: {error}"
+            );
             return exit::UNAVAILABLE;
         }
     };

@@ -202,7 +202,11 @@ fn with_length(status: StatusCode, content_type: &'static str, body: Bytes) -> R
 }
 
 fn text(status: StatusCode, body: &'static str) -> Reply {
-    with_length(status, "text/plain; charset=utf-8", Bytes::from_static(body.as_bytes()))
+    with_length(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
 }
 
 fn json(value: &impl Serialize) -> Reply {

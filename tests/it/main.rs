@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod check;
+mod daemon;
 mod eks;
 mod once;
 mod simulator;

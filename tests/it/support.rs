@@ -118,6 +118,19 @@ pub async fn http_with_headers(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
+    let (status, head, body) = http_bytes(addr, method, path, headers, body).await;
+    (status, head, String::from_utf8(body).unwrap())
+}
+
+/// One HTTP/1.1 request with extra headers: the status, the response head (lowercase) and
+/// the body as bytes.
+pub async fn http_bytes(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -133,8 +146,35 @@ pub async fn http_with_headers(
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
-    let response = String::from_utf8(response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8(response[..split].to_vec()).unwrap();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head.to_ascii_lowercase(), body.to_owned())
+    (
+        status,
+        head.to_ascii_lowercase(),
+        response[split + 4..].to_vec(),
+    )
+}
+
+/// Polls `check` every 50 ms until it gives `Some`, or panics after `secs` seconds saying
+/// what was awaited.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
