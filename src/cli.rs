@@ -195,6 +195,15 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// Loads a config for a command that runs it: warnings printed, or every problem and 64.
+fn load(path: &Path, env: &dyn Environment, err: &mut dyn Write) -> Result<config::Config, u8> {
+    let loaded = config::load(path, env).map_err(|error| report_invalid(path, &error, err))?;
+    for warning in &loaded.warnings {
+        let _ = writeln!(err, "warning: {warning}");
+    }
+    Ok(loaded.config)
+}
+
 /// `once`: one pass over every configured profile; prints the report and returns its exit
 /// code (64 for an invalid config).
 pub async fn once(
@@ -204,14 +213,10 @@ pub async fn once(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let loaded = match config::load(path, env) {
-        Ok(loaded) => loaded,
-        Err(error) => return report_invalid(path, &error, err),
+    let config = match load(path, env, err) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
-    for warning in &loaded.warnings {
-        let _ = writeln!(err, "warning: {warning}");
-    }
-    let config = loaded.config;
     let mut connector = Connector::new(AwsSettings::new(config.poll.timeout));
     let mut clients = Vec::with_capacity(config.targets.len());
     for target in &config.targets {
@@ -230,14 +235,10 @@ pub async fn once(
 /// `run`: the daemon, until SIGTERM or Ctrl-C. 64 for an invalid config, 69 when the listen
 /// address cannot be bound.
 pub async fn run(path: &Path, env: &dyn Environment, err: &mut dyn Write) -> u8 {
-    let loaded = match config::load(path, env) {
-        Ok(loaded) => loaded,
-        Err(error) => return report_invalid(path, &error, err),
+    let config = match load(path, env, err) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
-    for warning in &loaded.warnings {
-        let _ = writeln!(err, "warning: {warning}");
-    }
-    let config = loaded.config;
     let shutdown = crate::shutdown::on_signals();
     let aws = AwsSettings::new(config.poll.timeout);
     let daemon = match crate::daemon::Daemon::start(&config, aws, None).await {

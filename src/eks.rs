@@ -17,8 +17,8 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_eks::config::http::HttpResponse;
 use aws_sdk_eks::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::assume_role::AssumeRoleError;
@@ -422,7 +422,11 @@ impl Connector {
                         if let Some(external_id) = &target.external_id {
                             builder = builder.external_id(external_id.clone());
                         }
-                        let provider = SharedCredentialsProvider::new(builder.build().await);
+                        let provider = SharedCredentialsProvider::new(ObservedAssumeRole {
+                            inner: builder.build().await,
+                            region: target.region.clone(),
+                            observer: self.settings.observer.clone(),
+                        });
                         self.assumed.insert(key, provider.clone());
                         provider
                     }
@@ -477,6 +481,36 @@ impl Connector {
         let config = loader.load().await;
         self.base.insert(key, config.clone());
         config
+    }
+}
+
+/// aws-config's `AssumeRoleProvider`, with each of its calls (one STS `AssumeRole` attempt,
+/// since retries are off) told to the observer.
+#[derive(Debug)]
+struct ObservedAssumeRole {
+    inner: AssumeRoleProvider,
+    region: String,
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+impl ProvideCredentials for ObservedAssumeRole {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let started = Instant::now();
+            let result = self.inner.provide_credentials().await;
+            if let Some(observer) = &self.observer {
+                let outcome = match &result {
+                    Ok(_) => Ok(()),
+                    Err(error) => Err(credentials_kind(error).unwrap_or(ErrorKind::Other)),
+                };
+                let elapsed = started.elapsed();
+                observer.observe(&self.region, Operation::AssumeRole, outcome, elapsed);
+            }
+            result
+        })
     }
 }
 

@@ -359,7 +359,8 @@ fn encode_state(out: &mut String, snapshot: &Snapshot, now: Timestamp) {
 
 /// The series encoded from a snapshot (all but the registry's), in the text format.
 pub fn render_snapshot(snapshot: &Snapshot, now: Timestamp) -> String {
-    let mut out = String::with_capacity(snapshot.profiles.len() * 2048 + 16 * 1024);
+    // About 13 lines of about 180 bytes per profile, more with static labels and issues.
+    let mut out = String::with_capacity(snapshot.profiles.len() * 2560 + 16 * 1024);
     encode_domain(&mut out, snapshot);
     encode_state(&mut out, snapshot, now);
     out

@@ -679,13 +679,17 @@ async fn describe<E: Eks>(shared: &Shared<E>, target: usize, key: &ProfileKey) -
     let limiter = shared.limiters.get(&key.account_id, &key.region);
     let policy = &shared.settings.policy;
     let stopping = &shared.stopping;
-    let answer = paced(&limiter, policy, || async {
-        if stopping.is_cancelled() {
-            return Err(stopped(Operation::DescribeFargateProfile));
-        }
-        client
-            .describe_fargate_profile(&key.cluster, &key.profile)
-            .await
+    // The call's future is boxed when the call starts: a describe waiting for its slot stays
+    // small, however many wait (all of them, right after a large discovery).
+    let answer = paced(&limiter, policy, || {
+        Box::pin(async {
+            if stopping.is_cancelled() {
+                return Err(stopped(Operation::DescribeFargateProfile));
+            }
+            client
+                .describe_fargate_profile(&key.cluster, &key.profile)
+                .await
+        })
     })
     .await;
     if stopping.is_cancelled() && answer.is_err() {
@@ -708,9 +712,9 @@ async fn describe<E: Eks>(shared: &Shared<E>, target: usize, key: &ProfileKey) -
         Err(error) => return Some(failed(error.kind)),
     };
     tracing::debug!(profile = %key, %error, "describe says not found; listing to confirm");
-    let listed = discovery::list_all(&limiter, policy, |token| {
+    let listed = Box::pin(discovery::list_all(&limiter, policy, |token| {
         client.list_fargate_profiles(&key.cluster, token)
-    })
+    }))
     .await;
     let gone = Outcome::Input(Input::Gone(Gone {
         key: key.clone(),
@@ -719,8 +723,10 @@ async fn describe<E: Eks>(shared: &Shared<E>, target: usize, key: &ProfileKey) -
     Some(match listed {
         Ok(names) if !names.contains(&key.profile) => gone,
         Err(error) if error.kind == ErrorKind::NotFound => {
-            let clusters =
-                discovery::list_all(&limiter, policy, |token| client.list_clusters(token)).await;
+            let clusters = Box::pin(discovery::list_all(&limiter, policy, |token| {
+                client.list_clusters(token)
+            }))
+            .await;
             match clusters {
                 Ok(names) if !names.contains(&key.cluster) => Outcome::ClusterGone { observed_at },
                 _ => failed(ErrorKind::NotFound),

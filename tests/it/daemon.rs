@@ -544,6 +544,8 @@ fn config_file(dir: &Path, simulator: &Simulator, listen: &str) -> std::path::Pa
         &path,
         format!(
             "[server]\nlisten = \"{listen}\"\n[poll]\ninterval = \"2s\"\ntimeout = \"1s\"\n\n[[targets]]\nregion = \"us-east-1\"\ncluster = \"*\"\n\
+             endpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\n\n\
+             [[targets]]\nregion = \"us-east-1\"\ncluster = \"decommissioned\"\n\
              endpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\n"
         ),
     )
@@ -625,6 +627,13 @@ async fn run_serves_metrics_and_exits_0_on_sigterm() {
     assert_eq!(status.0.code(), Some(0), "{}", status.1);
     assert!(status.1.contains("issue opened"), "{}", status.1);
     assert!(status.1.contains("shutting down"), "{}", status.1);
+    // A named cluster that does not exist needs a person: one ERROR line, not one per poll.
+    let errors: Vec<&str> = status.1.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("cluster decommissioned does not exist"),
+        "{errors:?}"
+    );
 }
 
 #[tokio::test]
@@ -669,6 +678,10 @@ async fn demo_needs_no_aws_account_and_no_config() {
         (up == 24).then_some(body)
     })
     .await;
+    assert!(
+        text.contains("operation=\"AssumeRole\",outcome=\"success\""),
+        "the role's STS calls are counted too"
+    );
     assert!(
         text.contains("aws_account_id=\"222233330001\""),
         "the second account is polled through its role"
