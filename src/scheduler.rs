@@ -321,13 +321,14 @@ impl<E: Eks + 'static> Core<E> {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                // Before the messages, so a steady flow of answers cannot hold up what is due.
+                () = tokio::time::sleep_until(wake) => self.tick(),
                 Some(message) = rx.recv() => self.handle(message),
                 Some(joined) = self.describes.join_next(), if !self.describes.is_empty() => {
                     if let Err(error) = joined && error.is_panic() {
                         tracing::error!(%error, "a describe task panicked");
                     }
                 }
-                () = tokio::time::sleep_until(wake) => self.tick(),
             }
         }
         self.state.set_ready(false);
