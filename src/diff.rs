@@ -183,21 +183,28 @@ impl Event {
         }
     }
 
-    /// A stable id derived from what the event is: the same event derived again (after a
-    /// restart, from the persisted state and sequence) has the same id.
+    /// A stable id derived from what the event is: the kind, the profile and its incarnation,
+    /// and for issues the code and the episode. One episode opens and resolves once, and an
+    /// incarnation is deleted once, so those ids need nothing more; updates and status changes
+    /// can repeat, so theirs also carry the sequence number (which the state file keeps).
+    /// The same event derived again after a restart has the same id.
     pub fn id(&self) -> String {
-        let mut parts = vec![self.kind().as_str().to_owned(), self.sequence.to_string()];
+        let mut parts = vec![self.kind().as_str().to_owned()];
         parts.extend(identity_parts(&self.key, &self.incarnation));
         match &self.detail {
-            EventDetail::IssueOpened { issue }
-            | EventDetail::IssueUpdated { issue }
-            | EventDetail::IssueResolved { issue, .. } => {
+            EventDetail::IssueOpened { issue } | EventDetail::IssueResolved { issue, .. } => {
                 parts.push(issue.issue.code.as_str().to_owned());
                 parts.push(issue.episode_id.clone());
+            }
+            EventDetail::IssueUpdated { issue } => {
+                parts.push(issue.issue.code.as_str().to_owned());
+                parts.push(issue.episode_id.clone());
+                parts.push(self.sequence.to_string());
             }
             EventDetail::StatusChanged { from, to } => {
                 parts.push(from.as_ref().map_or("", Status::as_str).to_owned());
                 parts.push(to.as_str().to_owned());
+                parts.push(self.sequence.to_string());
             }
             EventDetail::ProfileDeleted => {}
         }

@@ -859,3 +859,45 @@ proptest! {
         prop_assert_eq!(open, from_state);
     }
 }
+
+#[test]
+fn event_ids_come_from_what_the_event_is() {
+    // The same history replayed with another starting sequence (as after a restart that lost
+    // nothing but the counter) gives the same ids for openings and resolutions.
+    let history = [
+        observed(10, "ACTIVE", vec![raw("AccessDenied", "denied", &["r1"])]),
+        observed(20, "ACTIVE", vec![raw("AccessDenied", "denied", &["r1", "r2"])]),
+        observed(30, "ACTIVE", vec![]),
+        observed(40, "ACTIVE", vec![]),
+    ];
+    let ids = |start: u64| {
+        let mut sequence = Sequence::starting_after(start);
+        let mut state = None;
+        let mut out = Vec::new();
+        for input in &history {
+            let t = diff(state.as_ref(), input, &Rules::default(), &mut sequence);
+            out.extend(t.events.iter().map(|e| (e.kind(), e.id())));
+            state = t.next;
+        }
+        out
+    };
+    let (first, second) = (ids(0), ids(100));
+    let kinds: Vec<EventKind> = first.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::StatusChanged,
+            EventKind::IssueOpened,
+            EventKind::IssueUpdated,
+            EventKind::IssueResolved
+        ]
+    );
+    for ((kind, a), (_, b)) in first.iter().zip(&second) {
+        match kind {
+            EventKind::IssueOpened | EventKind::IssueResolved => assert_eq!(a, b, "{kind:?}"),
+            _ => assert_ne!(a, b, "{kind:?} carries its sequence"),
+        }
+    }
+    let distinct: BTreeSet<&String> = first.iter().map(|(_, id)| id).collect();
+    assert_eq!(distinct.len(), first.len());
+}
