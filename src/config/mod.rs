@@ -143,6 +143,9 @@ pub struct Delivery {
     pub timeout: Duration,
     pub max_age: Duration,
     pub max_queue: usize,
+    /// The first retry's delay; each next one doubles, up to `retry_max`, with jitter.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -199,6 +202,8 @@ pub mod defaults {
     pub const SINK_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
     pub const MAX_QUEUE: usize = 10_000;
+    pub const RETRY_INITIAL: Duration = Duration::from_secs(1);
+    pub const RETRY_MAX: Duration = Duration::from_secs(300);
     pub const GROUP_WAIT: Duration = Duration::from_secs(30);
     pub const RESEND_INTERVAL: Duration = Duration::from_secs(60);
     pub const STATUSES: [&str; 2] = ["CREATE_FAILED", "DELETE_FAILED"];

@@ -50,6 +50,8 @@ const SLACK_KEYS: &[&str] = &[
     "timeout",
     "max_age",
     "max_queue",
+    "retry_initial",
+    "retry_max",
     "group_wait",
 ];
 const WEBHOOK_KEYS: &[&str] = &[
@@ -66,6 +68,8 @@ const WEBHOOK_KEYS: &[&str] = &[
     "timeout",
     "max_age",
     "max_queue",
+    "retry_initial",
+    "retry_max",
 ];
 const ALERTMANAGER_KEYS: &[&str] = &[
     "name",
@@ -734,6 +738,8 @@ fn delivery(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Delivery> {
     let statuses = statuses(r, t);
     let timeout = positive_duration(r, t, "timeout");
     let max_age = positive_duration(r, t, "max_age");
+    let retry_initial = positive_duration(r, t, "retry_initial");
+    let retry_max = positive_duration(r, t, "retry_max");
     let max_queue = match r.integer(t, "max_queue") {
         Some(At { value, span }) if !(1..=10_000_000).contains(&value) => {
             r.error(
@@ -752,6 +758,9 @@ fn delivery(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Delivery> {
         timeout: given(t, "timeout", timeout)?.unwrap_or(defaults::SINK_TIMEOUT),
         max_age: given(t, "max_age", max_age)?.unwrap_or(defaults::MAX_AGE),
         max_queue: max_queue?,
+        retry_initial: given(t, "retry_initial", retry_initial)?
+            .unwrap_or(defaults::RETRY_INITIAL),
+        retry_max: given(t, "retry_max", retry_max)?.unwrap_or(defaults::RETRY_MAX),
     })
 }
 
