@@ -20,6 +20,8 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 69;
     /// Bad usage or an invalid configuration (`EX_USAGE`).
     pub const USAGE: u8 = 64;
+    /// The state file cannot be written (`EX_CANTCREAT`).
+    pub const CANT_CREATE: u8 = 73;
 }
 
 /// Watches the health of Amazon EKS Fargate profiles.
@@ -243,17 +245,29 @@ pub async fn run(path: &Path, env: &dyn Environment, err: &mut dyn Write) -> u8 
     let aws = AwsSettings::new(config.poll.timeout);
     let daemon = match crate::daemon::Daemon::start(&config, aws, None).await {
         Ok(daemon) => daemon,
-        Err(error) => {
-            let _ = writeln!(
-                err,
-                "error: {error}; is another instance running? Set another [server] listen"
-            );
-            return exit::UNAVAILABLE;
-        }
+        Err(error) => return start_failed(&error, err),
     };
     shutdown.cancelled().await;
     daemon.stop().await;
     exit::OK
+}
+
+/// Reports why the daemon could not start; 69 for a listen address, 73 for the state file.
+pub fn start_failed(error: &crate::daemon::StartError, err: &mut dyn Write) -> u8 {
+    use crate::daemon::StartError;
+    match error {
+        StartError::Bind(_) => {
+            let _ = writeln!(
+                err,
+                "error: {error}; is another instance running? Set another [server] listen"
+            );
+            exit::UNAVAILABLE
+        }
+        StartError::State { .. } => {
+            let _ = writeln!(err, "error: {error}; set [state] path to a writable file");
+            exit::CANT_CREATE
+        }
+    }
 }
 
 /// `demo`: the daemon against the simulator, with a scripted story, until SIGTERM or Ctrl-C.

@@ -1,45 +1,137 @@
-//! The daemon, wired: the admin server bound first, then the state, the metrics, one set of AWS
-//! clients per target and the scheduler. Used by `run`, `demo` and the tests.
+//! The daemon, wired: the admin server bound first, the state file loaded (and written once,
+//! so an unwritable path fails at start), then the state, the metrics, the sinks with their
+//! outbox workers, one set of AWS clients per target and the scheduler. Used by `run`, `demo`
+//! and the tests.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, SinkKind, defaults};
 use crate::diff::Rules;
 use crate::eks::{AwsSettings, Connector};
+use crate::limits::Backoff;
 use crate::metrics::Metrics;
+use crate::model::{EventKind, Status};
 use crate::scheduler::{self, Settings, Watched};
 use crate::server::{self, App, BindError};
-use crate::state::State;
+use crate::sinks::log::LogSink;
+use crate::sinks::webhook::WebhookSink;
+use crate::sinks::{self, Pacing};
+use crate::state::{State, Subscription};
+use crate::store;
+
+/// How long a stopping daemon keeps delivering what is due.
+pub const FLUSH_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("cannot write the state file {path}: {source}")]
+    State {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// A running daemon.
 #[derive(Debug)]
 pub struct Daemon {
     addr: SocketAddr,
     state: Arc<State>,
+    /// Stops polling and serving.
     shutdown: CancellationToken,
-    scheduler: JoinHandle<()>,
-    server: JoinHandle<()>,
+    /// Stops the sinks (after their grace) and the state file writer.
+    stop_delivery: CancellationToken,
+    scheduler: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<()>,
+    sinks: JoinSet<()>,
+    persister: tokio::task::JoinHandle<()>,
+}
+
+/// A sink the outbox feeds, ready to run.
+enum Worker {
+    Log(LogSink),
+    Webhook(Box<WebhookSink>),
 }
 
 impl Daemon {
-    /// Binds `config.server.listen` (or `listen`), connects every target and starts polling.
-    /// `aws` gives the timeout, credentials for the simulator, and no observer: the daemon's
-    /// metrics observe every call.
+    /// Binds `config.server.listen` (or `listen`), loads the state file, starts the sinks,
+    /// connects every target and starts polling. `aws` gives the timeout and credentials for
+    /// the simulator; the daemon's metrics observe every call.
     pub async fn start(
         config: &Config,
         aws: AwsSettings,
         listen: Option<SocketAddr>,
-    ) -> Result<Self, BindError> {
+    ) -> Result<Self, StartError> {
         let bound = server::bind(listen.unwrap_or(config.server.listen)).await?;
         let addr = bound.local_addr();
-        let state = Arc::new(State::new(Rules {
-            resolve_after: config.alerts.resolve_after,
-        }));
+
+        let (subscriptions, workers) = sinks_of(config);
+        let state = Arc::new(State::new(
+            Rules {
+                resolve_after: config.alerts.resolve_after,
+            },
+            subscriptions.iter().map(|(s, _)| s.clone()).collect(),
+        ));
+        let path = config.state.path.clone();
+        match store::load(&path) {
+            store::Loaded::Found(saved) => {
+                tracing::info!(
+                    path = %path.display(),
+                    profiles = saved.profiles.len(),
+                    pending = saved.outbox.len(),
+                    "state file loaded"
+                );
+                state.restore(saved);
+            }
+            store::Loaded::Missing => {
+                tracing::info!(path = %path.display(), "no state file: a first start, open issues are alerted once");
+            }
+            store::Loaded::Corrupt { .. } => {}
+        }
+        let (generation, saved) = state.to_save();
+        let written = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || store::write(&path, &saved)).await
+        };
+        match written {
+            Ok(Ok(_)) => state.mark_saved(generation),
+            Ok(Err(source)) => return Err(StartError::State { path, source }),
+            Err(error) => {
+                return Err(StartError::State {
+                    path,
+                    source: std::io::Error::other(error),
+                });
+            }
+        }
+
         let metrics = Arc::new(Metrics::new(state.clone()));
+        let shutdown = CancellationToken::new();
+        let stop_delivery = CancellationToken::new();
+        let persister = tokio::spawn(store::persist(state.clone(), path, stop_delivery.clone()));
+        let mut sinks = JoinSet::new();
+        for ((subscription, pacing), worker) in subscriptions.into_iter().zip(workers) {
+            let name = subscription.sink;
+            let (state, stop) = (state.clone(), stop_delivery.clone());
+            match worker {
+                Worker::Log(sink) => {
+                    sinks.spawn(sinks::run(name, sink, pacing, state, stop, FLUSH_GRACE))
+                }
+                Worker::Webhook(sink) => {
+                    sinks.spawn(sinks::run(name, *sink, pacing, state, stop, FLUSH_GRACE))
+                }
+            };
+        }
+
         let mut connector = Connector::new(AwsSettings {
             observer: Some(metrics.api()),
             ..aws
@@ -52,7 +144,6 @@ impl Daemon {
                 client,
             });
         }
-        let shutdown = CancellationToken::new();
         let app = Arc::new(App {
             state: state.clone(),
             metrics,
@@ -61,6 +152,7 @@ impl Daemon {
         tracing::info!(
             %addr,
             targets = config.targets.len(),
+            sinks = config.sinks.len().max(1),
             interval = %humantime::format_duration(config.poll.interval),
             "serving /metrics, /api/v1/profiles, /readyz and /healthz"
         );
@@ -75,8 +167,11 @@ impl Daemon {
             addr,
             state,
             shutdown,
+            stop_delivery,
             scheduler,
             server,
+            sinks,
+            persister,
         })
     }
 
@@ -89,13 +184,105 @@ impl Daemon {
         &self.state
     }
 
-    /// Stops polling and serving; in-flight describes get [`scheduler::SHUTDOWN_GRACE`].
-    pub async fn stop(self) {
+    /// Stops polling and serving (in-flight describes get [`scheduler::SHUTDOWN_GRACE`]),
+    /// delivers what is due for up to [`FLUSH_GRACE`], and writes the state file a last time.
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Err(error) = self.scheduler.await {
             tracing::error!(%error, "the scheduler ended abnormally");
         }
         let _ = self.server.await;
+        self.stop_delivery.cancel();
+        while self.sinks.join_next().await.is_some() {}
+        let _ = self.persister.await;
+        let (_, saved) = self.state.to_save();
+        if !saved.outbox.is_empty() {
+            tracing::info!(
+                pending = saved.outbox.len(),
+                "undelivered events saved for the next start"
+            );
+        }
         tracing::info!("stopped");
     }
+}
+
+/// The sinks the outbox feeds, with their subscriptions; a `log` sink when none is configured.
+fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
+    let mut subscriptions = Vec::new();
+    let mut workers = Vec::new();
+    let log_pacing = Pacing {
+        timeout: Duration::from_secs(1),
+        max_age: defaults::MAX_AGE,
+        backoff: Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+        },
+    };
+    for sink in &config.sinks {
+        let name = sink.name.clone();
+        match &sink.kind {
+            SinkKind::Log { events, statuses } => {
+                let subscription = Subscription {
+                    sink: name.clone(),
+                    events: events.clone(),
+                    statuses: statuses.clone(),
+                    max_queue: defaults::MAX_QUEUE,
+                };
+                subscriptions.push((subscription, log_pacing));
+                workers.push(Worker::Log(LogSink { name }));
+            }
+            SinkKind::Webhook {
+                url,
+                secrets,
+                headers,
+                delivery,
+            } => {
+                let subscription = Subscription {
+                    sink: name,
+                    events: delivery.events.clone(),
+                    statuses: delivery.statuses.clone(),
+                    max_queue: delivery.max_queue,
+                };
+                let pacing = Pacing {
+                    timeout: delivery.timeout,
+                    max_age: delivery.max_age,
+                    backoff: Backoff {
+                        base: delivery.retry_initial,
+                        max: delivery.retry_max,
+                    },
+                };
+                subscriptions.push((subscription, pacing));
+                workers.push(Worker::Webhook(Box::new(WebhookSink::new(
+                    url.clone(),
+                    secrets.clone(),
+                    headers.clone(),
+                ))));
+            }
+            SinkKind::Slack { .. } | SinkKind::Alertmanager { .. } => {
+                tracing::warn!(
+                    sink = %sink.name,
+                    kind = sink.kind.type_name(),
+                    "this sink type is not delivered by this version yet; its events are not queued"
+                );
+            }
+        }
+    }
+    if config.sinks.is_empty() {
+        let name = "log".to_owned();
+        let subscription = Subscription {
+            sink: name.clone(),
+            events: EventKind::ALL
+                .into_iter()
+                .filter(|k| *k != EventKind::IssueUpdated)
+                .collect(),
+            statuses: defaults::STATUSES
+                .iter()
+                .map(|s| Status::from_wire(s))
+                .collect::<BTreeSet<_>>(),
+            max_queue: defaults::MAX_QUEUE,
+        };
+        subscriptions.push((subscription, log_pacing));
+        workers.push(Worker::Log(LogSink { name }));
+    }
+    (subscriptions, workers)
 }

@@ -30,10 +30,13 @@ pub fn population() -> Population {
 }
 
 /// The daemon's config for a simulator at `endpoint`: short intervals, one target per account
-/// (the second reached through its reader role).
-pub fn config_text(endpoint: &str) -> String {
+/// (the second reached through its reader role), the state file at `state`.
+pub fn config_text(endpoint: &str, state: &Path) -> String {
     format!(
-        r#"[poll]
+        r#"[state]
+path = "{state}"
+
+[poll]
 interval = "5s"
 discovery_interval = "20s"
 timeout = "2s"
@@ -58,6 +61,11 @@ endpoint_url = "{endpoint}"
 sts_endpoint_url = "{endpoint}"
 "#,
         role = simulator::reader_role(&simulator::account_id(1)),
+        state = state
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\""),
     )
 }
 
@@ -175,7 +183,7 @@ pub fn story() -> Vec<Step> {
 }
 
 /// The daemon's config for the demo, parsed and validated like any other.
-pub fn config(endpoint: &str) -> Result<Config, config::ConfigError> {
+pub fn config(endpoint: &str, state: &Path) -> Result<Config, config::ConfigError> {
     struct NoVariables;
     impl Environment for NoVariables {
         fn var(&self, _: &str) -> Option<String> {
@@ -185,7 +193,7 @@ pub fn config(endpoint: &str) -> Result<Config, config::ConfigError> {
             std::fs::read_to_string(path)
         }
     }
-    let text = config_text(endpoint);
+    let text = config_text(endpoint, state);
     config::parse(&text, Path::new("<demo>"), &NoVariables).map(|loaded| loaded.config)
 }
 
@@ -212,7 +220,17 @@ pub async fn run(
         let _ = writeln!(err, "error: cannot build the simulated world: {error}");
         return exit::FAILURE;
     }
-    let config = match config(&simulator.endpoint_url()) {
+    // A fresh state file per run, removed at the end: the demo starts from scratch each time.
+    let state_dir = std::env::temp_dir().join(format!(
+        "fargate-health-monitor-demo-{}",
+        std::process::id()
+    ));
+    if let Err(error) = std::fs::create_dir_all(&state_dir) {
+        let _ = writeln!(err, "error: cannot create {}: {error}", state_dir.display());
+        return exit::CANT_CREATE;
+    }
+    let _cleanup = RemoveOnDrop(state_dir.clone());
+    let config = match config(&simulator.endpoint_url(), &state_dir.join("state.json")) {
         Ok(config) => config,
         Err(error) => {
             let _ = writeln!(err, "error: the demo's own config is invalid: {error}");
@@ -230,7 +248,7 @@ pub async fn run(
                 err,
                 "error: {error}; pass another address, e.g. demo --listen 127.0.0.1:0"
             );
-            return exit::UNAVAILABLE;
+            return crate::cli::start_failed(&error, &mut std::io::sink());
         }
     };
     let base = format!("http://{}", daemon.addr());
@@ -274,4 +292,13 @@ pub async fn run(
     }
     daemon.stop().await;
     exit::OK
+}
+
+/// Removes a directory when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

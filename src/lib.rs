@@ -38,4 +38,6 @@ pub mod secret;
 pub mod server;
 pub mod shutdown;
 pub mod simulator;
+pub mod sinks;
 pub mod state;
+pub mod store;

@@ -16,7 +16,7 @@ use prometheus::{Registry, TextEncoder};
 
 use crate::eks::CallObserver;
 use crate::model::{ErrorKind, EventKind, IssueCode, Operation, Status, Timestamp};
-use crate::state::{Entry, Snapshot, State};
+use crate::state::{Entry, Outcome, Snapshot, State};
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -349,6 +349,32 @@ fn encode_state(out: &mut String, snapshot: &Snapshot, now: Timestamp) {
         "Poll cycles that could not describe every profile within the interval.",
     );
     let _ = writeln!(out, "{name} {}", snapshot.overruns);
+
+    let name = format!("{PREFIX}notifications_total");
+    header(
+        out,
+        &name,
+        "counter",
+        "Delivery attempts and drops by sink and outcome: success, retry, rejected, dropped.",
+    );
+    for (sink, stats) in &snapshot.sinks {
+        for outcome in Outcome::ALL {
+            let count = stats.outcomes.get(&outcome).copied().unwrap_or_default();
+            out.push_str(&name);
+            out.push_str("{sink=\"");
+            escape_into(out, sink);
+            let _ = writeln!(out, "\",outcome=\"{}\"}} {count}", outcome.as_str());
+        }
+    }
+
+    let name = format!("{PREFIX}notification_queue_depth");
+    header(out, &name, "gauge", "Events waiting for delivery, by sink.");
+    for (sink, stats) in &snapshot.sinks {
+        out.push_str(&name);
+        out.push_str("{sink=\"");
+        escape_into(out, sink);
+        let _ = writeln!(out, "\"}} {}", stats.queued);
+    }
 
     let name = format!("{PREFIX}events_total");
     header(out, &name, "counter", "Events by kind.");

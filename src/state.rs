@@ -1,19 +1,127 @@
-//! The last-known snapshot of every monitored profile, as the diff left it, shared by the
-//! metrics, the JSON API and (later) the sinks.
+//! The last-known snapshot of every monitored profile, as the diff left it, and the outbox:
+//! the events each sink still has to receive. Shared by the metrics, the JSON API, the state
+//! file and the sinks.
 //!
 //! One writer (the scheduler) feeds it inputs; readers take a [`Snapshot`], which copies only
 //! pointers, so a scrape holds the lock for microseconds and never waits on a poll. Every
-//! event is logged as one structured line and counted by kind.
+//! event is logged as one structured line, counted by kind, and queued for each sink that wants
+//! it in the same step, so the state file always holds both or neither. Each change to what the
+//! file holds bumps a generation; an event may be delivered once the file holds its generation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::diff::{self, Event, EventDetail, ProfileState, Rules, Sequence};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::diff::{self, Event, EventDetail, Known, ProfileState, Rules, Sequence};
 use crate::model::{EventKind, Input, ProfileKey, Status, Timestamp};
 
 /// The static labels of a target, attached to every series and event of its profiles.
 pub type Labels = BTreeMap<String, String>;
+
+/// What one sink wants from the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub sink: String,
+    pub events: BTreeSet<EventKind>,
+    /// For `status_changed`: only transitions into one of these.
+    pub statuses: BTreeSet<Status>,
+    /// Undelivered events kept at most; the oldest are dropped beyond it.
+    pub max_queue: usize,
+}
+
+impl Subscription {
+    pub fn wants(&self, event: &Event) -> bool {
+        self.events.contains(&event.kind())
+            && match &event.detail {
+                EventDetail::StatusChanged { to, .. } => self.statuses.contains(to),
+                _ => true,
+            }
+    }
+}
+
+/// An event waiting for one sink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The event's id: the same on every attempt and after a restart.
+    pub id: String,
+    pub sink: String,
+    pub event: Event,
+    /// The target's static labels when the event happened.
+    pub labels: Labels,
+    pub enqueued_at: Timestamp,
+    pub attempts: u32,
+    /// No attempt before this time (a retry's backoff or `Retry-After`).
+    pub not_before: Option<Timestamp>,
+    /// The state generation that holds it; 0 for what was loaded from the file.
+    #[serde(skip)]
+    pub generation: u64,
+}
+
+/// How one delivery attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered,
+    /// Try again, not before this time.
+    Retry {
+        not_before: Timestamp,
+    },
+    /// The receiver refused it for good (a 4xx other than 408 and 429): dropped.
+    Rejected,
+}
+
+/// A notification outcome, the `outcome` label of `notifications_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    Success,
+    Retry,
+    Rejected,
+    Dropped,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Success,
+        Outcome::Retry,
+        Outcome::Rejected,
+        Outcome::Dropped,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Retry => "retry",
+            Outcome::Rejected => "rejected",
+            Outcome::Dropped => "dropped",
+        }
+    }
+}
+
+/// What the state file holds: what the alert promises need, not what changes every poll.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    /// The last event sequence number handed out.
+    pub sequence: u64,
+    pub profiles: Vec<SavedProfile>,
+    pub outbox: Vec<Pending>,
+}
+
+/// One profile as the state file keeps it: its incarnation, status and open episodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedProfile {
+    pub key: ProfileKey,
+    pub labels: Labels,
+    pub known: Known,
+}
+
+/// Per sink: queue depth and counts by outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    pub queued: usize,
+    pub outcomes: BTreeMap<Outcome, u64>,
+}
 
 /// One monitored profile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,43 +147,94 @@ pub struct Snapshot {
     pub events_total: [u64; EventKind::ALL.len()],
     /// Poll cycles that could not describe every profile within the interval.
     pub overruns: u64,
+    /// Per sink, by name.
+    pub sinks: BTreeMap<String, SinkStats>,
 }
 
 /// The shared state of the daemon.
 #[derive(Debug)]
 pub struct State {
     rules: Rules,
+    subscriptions: Vec<Subscription>,
     inner: Mutex<Inner>,
     ready: AtomicBool,
+    /// The generation of what the state file should hold.
+    generation: watch::Sender<u64>,
+    /// The generation the state file holds.
+    saved: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     profiles: BTreeMap<ProfileKey, Arc<Entry>>,
+    /// Profiles from the state file that discovery has not selected again yet.
+    restored: BTreeMap<ProfileKey, SavedProfile>,
     sequence: Sequence,
     events_total: [u64; EventKind::ALL.len()],
     overruns: u64,
+    outbox: BTreeMap<String, VecDeque<Pending>>,
+    outcomes: BTreeMap<(String, Outcome), u64>,
+    generation: u64,
 }
 
 impl State {
-    pub fn new(rules: Rules) -> Self {
+    /// An empty state; `subscriptions` are the sinks the outbox feeds.
+    pub fn new(rules: Rules, subscriptions: Vec<Subscription>) -> Self {
+        let mut inner = Inner::default();
+        for subscription in &subscriptions {
+            inner
+                .outbox
+                .insert(subscription.sink.clone(), VecDeque::new());
+        }
         Self {
             rules,
-            inner: Mutex::new(Inner::default()),
+            subscriptions,
+            inner: Mutex::new(inner),
             ready: AtomicBool::new(false),
+            generation: watch::Sender::new(0),
+            saved: watch::Sender::new(0),
         }
     }
 
-    /// Adds a profile that discovery selected; it exports `up 0` until described. A profile
-    /// already known only takes the new labels.
+    /// Takes back what the state file held: the sequence counter, the profiles (which wait for
+    /// discovery to select them again) and the events not delivered yet (to sinks that still
+    /// exist; the others are dropped with a WARN).
+    pub fn restore(&self, saved: Saved) {
+        let mut inner = self.lock();
+        inner.sequence = Sequence::starting_after(saved.sequence);
+        inner.restored = saved
+            .profiles
+            .into_iter()
+            .map(|profile| (profile.key.clone(), profile))
+            .collect();
+        let mut orphans: BTreeMap<String, usize> = BTreeMap::new();
+        for mut pending in saved.outbox {
+            pending.generation = 0;
+            match inner.outbox.get_mut(&pending.sink) {
+                Some(queue) => queue.push_back(pending),
+                None => *orphans.entry(pending.sink).or_default() += 1,
+            }
+        }
+        drop(inner);
+        for (sink, events) in orphans {
+            tracing::warn!(sink = %sink, events, "the state file holds events for a sink that is no longer configured; dropped");
+        }
+    }
+
+    /// Adds a profile that discovery selected; it exports `up 0` until described, with what
+    /// the state file knew of it, if anything. A profile already known only takes the new
+    /// labels.
     pub fn discovered(&self, key: &ProfileKey, labels: Arc<Labels>, at: Timestamp) {
         let mut inner = self.lock();
+        let restored = inner.restored.remove(key);
         match inner.profiles.get_mut(key) {
             Some(entry) if entry.labels != labels => Arc::make_mut(entry).labels = labels,
             Some(_) => {}
             None => {
+                let mut state = ProfileState::discovered(key.clone());
+                state.known = restored.map(|saved| saved.known);
                 let entry = Entry {
-                    state: ProfileState::discovered(key.clone()),
+                    state,
                     labels,
                     discovered_at: at,
                 };
@@ -84,36 +243,217 @@ impl State {
         }
     }
 
+    /// Profiles the state file knew that discovery has not selected again.
+    pub fn restored_keys(&self) -> Vec<ProfileKey> {
+        self.lock().restored.keys().cloned().collect()
+    }
+
     /// Runs one input through the diff. Inputs for profiles that are not monitored (not
-    /// discovered, or already gone) are ignored. Returns the events, which are also logged
-    /// and counted.
+    /// discovered, or already gone) are ignored, except that a restored profile not selected
+    /// again can end (gone or unmonitored). Returns the events, which are also logged,
+    /// counted and queued for every sink that wants them.
     pub fn apply(&self, input: &Input) -> Vec<Event> {
         let mut inner = self.lock();
+        let key = input.key();
+        let (prev, labels) = match inner.profiles.get(key) {
+            Some(entry) => (entry.state.clone(), entry.labels.clone()),
+            None => match (inner.restored.get(key), input) {
+                (Some(saved), Input::Gone(_) | Input::Unmonitored(_)) => {
+                    let mut state = ProfileState::discovered(key.clone());
+                    state.known = Some(saved.known.clone());
+                    (state, Arc::new(saved.labels.clone()))
+                }
+                _ => return Vec::new(),
+            },
+        };
         let Inner {
             profiles,
+            restored,
             sequence,
             events_total,
+            generation,
             ..
         } = &mut *inner;
-        let Some(entry) = profiles.get_mut(input.key()) else {
-            return Vec::new();
-        };
-        let transition = diff::diff(Some(&entry.state), input, &self.rules, sequence);
-        let labels = entry.labels.clone();
+        let transition = diff::diff(Some(&prev), input, &self.rules, sequence);
+        let mut changed = !transition.events.is_empty();
         match transition.next {
-            Some(next) => Arc::make_mut(entry).state = next,
+            Some(next) => {
+                changed |= next.known != prev.known;
+                if let Some(entry) = profiles.get_mut(key) {
+                    Arc::make_mut(entry).state = next;
+                }
+            }
             None => {
-                profiles.remove(input.key());
+                changed |= prev.known.is_some();
+                profiles.remove(key);
+                restored.remove(key);
             }
         }
         for event in &transition.events {
             events_total[kind_index(event.kind())] += 1;
         }
+        if changed {
+            *generation += 1;
+        }
+        let generation = *generation;
+        let now = transition
+            .events
+            .first()
+            .map_or(input.observed_at(), |e| e.observed_at);
+        for event in &transition.events {
+            for subscription in self.subscriptions.iter().filter(|s| s.wants(event)) {
+                let pending = Pending {
+                    id: event.id(),
+                    sink: subscription.sink.clone(),
+                    event: event.clone(),
+                    labels: (*labels).clone(),
+                    enqueued_at: now,
+                    attempts: 0,
+                    not_before: None,
+                    generation,
+                };
+                enqueue(&mut inner, subscription, pending);
+            }
+        }
         drop(inner);
+        if changed {
+            self.generation.send_replace(generation);
+        }
         for event in &transition.events {
             log_event(event, &labels);
         }
         transition.events
+    }
+
+    /// What the state file should hold now, and its generation.
+    pub fn to_save(&self) -> (u64, Saved) {
+        let inner = self.lock();
+        let mut profiles: Vec<SavedProfile> = inner
+            .profiles
+            .values()
+            .filter_map(|entry| {
+                Some(SavedProfile {
+                    key: entry.state.key.clone(),
+                    labels: (*entry.labels).clone(),
+                    known: entry.state.known.clone()?,
+                })
+            })
+            .collect();
+        profiles.extend(inner.restored.values().cloned());
+        let saved = Saved {
+            sequence: inner.sequence.last(),
+            profiles,
+            outbox: inner.outbox.values().flatten().cloned().collect(),
+        };
+        (inner.generation, saved)
+    }
+
+    /// Records that the state file holds `generation`: its events may be delivered.
+    pub fn mark_saved(&self, generation: u64) {
+        self.saved.send_if_modified(|saved| {
+            let newer = generation > *saved;
+            *saved = (*saved).max(generation);
+            newer
+        });
+    }
+
+    /// Changes whenever what the state file should hold changes.
+    pub fn watch_generation(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Changes whenever the state file was written.
+    pub fn watch_saved(&self) -> watch::Receiver<u64> {
+        self.saved.subscribe()
+    }
+
+    /// The next event `sink` may attempt now: saved, due, and with no earlier event of the
+    /// same profile still queued (so events of a profile arrive in order). Events older than
+    /// `max_age` are dropped and counted first. Also returns the earliest time a queued event
+    /// becomes due, for the caller to sleep until.
+    pub fn next_for(
+        &self,
+        sink: &str,
+        now: Timestamp,
+        max_age: std::time::Duration,
+    ) -> (Option<Pending>, Option<Timestamp>) {
+        let saved = *self.saved.borrow();
+        let mut inner = self.lock();
+        let Some(queue) = inner.outbox.get_mut(sink) else {
+            return (None, None);
+        };
+        let before = queue.len();
+        queue.retain(|p| now.since(p.enqueued_at) <= max_age);
+        let expired = (before - queue.len()) as u64;
+        let mut blocked: BTreeSet<&ProfileKey> = BTreeSet::new();
+        let mut next = None;
+        let mut wake: Option<Timestamp> = None;
+        for pending in queue.iter() {
+            if blocked.contains(&pending.event.key) {
+                continue;
+            }
+            blocked.insert(&pending.event.key);
+            if pending.generation > saved {
+                continue;
+            }
+            match pending.not_before {
+                Some(at) if at > now => wake = Some(wake.map_or(at, |w| w.min(at))),
+                _ => {
+                    next = Some(pending.clone());
+                    break;
+                }
+            }
+        }
+        if expired > 0 {
+            *inner
+                .outcomes
+                .entry((sink.to_owned(), Outcome::Dropped))
+                .or_default() += expired;
+            inner.generation += 1;
+            let generation = inner.generation;
+            drop(inner);
+            self.generation.send_replace(generation);
+            tracing::warn!(
+                sink,
+                events = expired,
+                "undelivered events older than max_age dropped"
+            );
+        }
+        (next, wake)
+    }
+
+    /// Records how an attempt to deliver `id` to `sink` ended.
+    pub fn attempted(&self, sink: &str, id: &str, attempt: Attempt) {
+        let mut inner = self.lock();
+        let outcome = match attempt {
+            Attempt::Delivered => Outcome::Success,
+            Attempt::Retry { .. } => Outcome::Retry,
+            Attempt::Rejected => Outcome::Rejected,
+        };
+        *inner
+            .outcomes
+            .entry((sink.to_owned(), outcome))
+            .or_default() += 1;
+        let Some(queue) = inner.outbox.get_mut(sink) else {
+            return;
+        };
+        let Some(index) = queue.iter().position(|p| p.id == id) else {
+            return;
+        };
+        match attempt {
+            Attempt::Delivered | Attempt::Rejected => {
+                queue.remove(index);
+            }
+            Attempt::Retry { not_before } => {
+                let pending = &mut queue[index];
+                pending.attempts += 1;
+                pending.not_before = Some(not_before);
+            }
+        }
+        inner.generation += 1;
+        let generation = inner.generation;
+        drop(inner);
+        self.generation.send_replace(generation);
     }
 
     /// Counts a poll cycle that could not describe every profile within the interval.
@@ -124,10 +464,26 @@ impl State {
     /// A consistent copy of what is known, cheap to take.
     pub fn snapshot(&self) -> Snapshot {
         let inner = self.lock();
+        let mut sinks: BTreeMap<String, SinkStats> = inner
+            .outbox
+            .iter()
+            .map(|(sink, queue)| {
+                let stats = SinkStats {
+                    queued: queue.len(),
+                    outcomes: BTreeMap::new(),
+                };
+                (sink.clone(), stats)
+            })
+            .collect();
+        for ((sink, outcome), count) in &inner.outcomes {
+            let stats = sinks.entry(sink.clone()).or_default();
+            stats.outcomes.insert(*outcome, *count);
+        }
         Snapshot {
             profiles: inner.profiles.values().cloned().collect(),
             events_total: inner.events_total,
             overruns: inner.overruns,
+            sinks,
         }
     }
 
@@ -159,6 +515,26 @@ impl State {
     }
 }
 
+/// Queues one event for one sink, dropping the oldest beyond `max_queue`.
+fn enqueue(inner: &mut Inner, subscription: &Subscription, pending: Pending) {
+    let Some(queue) = inner.outbox.get_mut(&subscription.sink) else {
+        return;
+    };
+    queue.push_back(pending);
+    let mut dropped = 0;
+    while queue.len() > subscription.max_queue {
+        queue.pop_front();
+        dropped += 1;
+    }
+    if dropped > 0 {
+        *inner
+            .outcomes
+            .entry((subscription.sink.clone(), Outcome::Dropped))
+            .or_default() += dropped;
+        tracing::warn!(sink = %subscription.sink, events = dropped, "outbox full (max_queue); the oldest events dropped");
+    }
+}
+
 fn kind_index(kind: EventKind) -> usize {
     EventKind::ALL
         .iter()
@@ -166,80 +542,15 @@ fn kind_index(kind: EventKind) -> usize {
         .unwrap_or_default()
 }
 
-/// Logs one event as one structured line: what happened, to which profile, and its data.
+/// Logs one event at DEBUG: the `log` sink writes the INFO line, through the outbox.
 fn log_event(event: &Event, labels: &Labels) {
-    let key = &event.key;
-    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let labels = labels.join(",");
-    let kind = event.kind().as_str();
-    match &event.detail {
-        EventDetail::IssueOpened { issue } | EventDetail::IssueUpdated { issue } => {
-            tracing::info!(
-                event = kind,
-                sequence = event.sequence,
-                account_id = %key.account_id,
-                region = %key.region,
-                cluster = %key.cluster,
-                fargate_profile = %key.profile,
-                labels,
-                code = issue.issue.code.as_str(),
-                resource_count = issue.issue.resource_ids.len(),
-                episode_id = %issue.episode_id,
-                since = %issue.since.to_rfc3339(),
-                message = %issue.issue.message,
-                "{}",
-                if kind == "issue_opened" { "issue opened" } else { "issue updated" }
-            );
-        }
-        EventDetail::IssueResolved {
-            issue,
-            resolved_at,
-            reason,
-        } => {
-            tracing::info!(
-                event = kind,
-                sequence = event.sequence,
-                account_id = %key.account_id,
-                region = %key.region,
-                cluster = %key.cluster,
-                fargate_profile = %key.profile,
-                labels,
-                code = issue.issue.code.as_str(),
-                episode_id = %issue.episode_id,
-                since = %issue.since.to_rfc3339(),
-                duration_seconds = resolved_at.since(issue.since).as_secs(),
-                reason = reason.as_str(),
-                "issue resolved"
-            );
-        }
-        EventDetail::StatusChanged { from, to } => {
-            tracing::info!(
-                event = kind,
-                sequence = event.sequence,
-                account_id = %key.account_id,
-                region = %key.region,
-                cluster = %key.cluster,
-                fargate_profile = %key.profile,
-                labels,
-                from = from.as_ref().map_or("none", Status::as_str),
-                to = to.as_str(),
-                "status changed"
-            );
-        }
-        EventDetail::ProfileDeleted => {
-            tracing::info!(
-                event = kind,
-                sequence = event.sequence,
-                account_id = %key.account_id,
-                region = %key.region,
-                cluster = %key.cluster,
-                fargate_profile = %key.profile,
-                labels,
-                arn = %event.incarnation.arn,
-                "profile deleted"
-            );
-        }
-    }
+    tracing::debug!(
+        event = event.kind().as_str(),
+        sequence = event.sequence,
+        profile = %event.key,
+        labels = ?labels,
+        "event"
+    );
 }
 
 #[cfg(test)]
@@ -276,7 +587,7 @@ mod tests {
 
     #[test]
     fn inputs_reach_only_discovered_profiles_and_events_are_counted() {
-        let state = State::new(Rules::default());
+        let state = State::new(Rules::default(), Vec::new());
         assert!(state.apply(&observed(10, &["AccessDenied"])).is_empty());
         assert!(state.is_empty());
 
@@ -320,7 +631,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_does_not_change_when_the_state_does() {
-        let state = State::new(Rules::default());
+        let state = State::new(Rules::default(), Vec::new());
         state.discovered(&key(), Arc::default(), Timestamp::from_secs(1));
         let before = state.snapshot();
         state.apply(&observed(10, &[]));

@@ -758,8 +758,7 @@ fn delivery(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Delivery> {
         timeout: given(t, "timeout", timeout)?.unwrap_or(defaults::SINK_TIMEOUT),
         max_age: given(t, "max_age", max_age)?.unwrap_or(defaults::MAX_AGE),
         max_queue: max_queue?,
-        retry_initial: given(t, "retry_initial", retry_initial)?
-            .unwrap_or(defaults::RETRY_INITIAL),
+        retry_initial: given(t, "retry_initial", retry_initial)?.unwrap_or(defaults::RETRY_INITIAL),
         retry_max: given(t, "retry_max", retry_max)?.unwrap_or(defaults::RETRY_MAX),
     })
 }

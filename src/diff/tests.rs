@@ -866,7 +866,11 @@ fn event_ids_come_from_what_the_event_is() {
     // nothing but the counter) gives the same ids for openings and resolutions.
     let history = [
         observed(10, "ACTIVE", vec![raw("AccessDenied", "denied", &["r1"])]),
-        observed(20, "ACTIVE", vec![raw("AccessDenied", "denied", &["r1", "r2"])]),
+        observed(
+            20,
+            "ACTIVE",
+            vec![raw("AccessDenied", "denied", &["r1", "r2"])],
+        ),
         observed(30, "ACTIVE", vec![]),
         observed(40, "ACTIVE", vec![]),
     ];

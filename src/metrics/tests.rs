@@ -44,7 +44,7 @@ fn samples<'a>(text: &'a str, name: &str, having: &[&str]) -> Vec<&'a str> {
 }
 
 fn state_with_three_profiles() -> State {
-    let state = State::new(Rules::default());
+    let state = State::new(Rules::default(), Vec::new());
     let labels = Arc::new(Labels::from([("env".to_owned(), "pro\"d\\1".to_owned())]));
     for profile in ["healthy", "broken", "never"] {
         state.discovered(&key(profile), labels.clone(), Timestamp::from_secs(100));

@@ -215,7 +215,7 @@ impl Harness {
             };
             watched.push(Watched { target, client });
         }
-        let state = Arc::new(State::new(Rules::default()));
+        let state = Arc::new(State::new(Rules::default(), Vec::new()));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(
             watched,

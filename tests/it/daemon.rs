@@ -34,9 +34,12 @@ fn issue(code: &str, resources: &[&str]) -> Health {
 /// A config for the simulator: short intervals, one target over every cluster.
 fn config(simulator: &Simulator, poll: &str) -> Config {
     let url = simulator.endpoint_url();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let state = dir.join("state.json");
     let text = format!(
-        "[poll]\n{poll}\n\n[[targets]]\nregion = \"us-east-1\"\ncluster = \"*\"\nprofiles = [\"*\"]\n\
-         labels = {{ env = \"test\", team = \"platform\" }}\nendpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\n"
+        "[state]\npath = \"{}\"\n[poll]\n{poll}\n\n[[targets]]\nregion = \"us-east-1\"\ncluster = \"*\"\nprofiles = [\"*\"]\n\
+         labels = {{ env = \"test\", team = \"platform\" }}\nendpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\n",
+        state.display()
     );
     config::parse(&text, Path::new("test.toml"), &ProcessEnvironment)
         .unwrap()
@@ -539,11 +542,12 @@ async fn gzip_and_plain_scrapes_agree_and_only_get_and_head_are_allowed() {
 /// Writes a config for the simulator and returns its path.
 fn config_file(dir: &Path, simulator: &Simulator, listen: &str) -> std::path::PathBuf {
     let url = simulator.endpoint_url();
+    let state = dir.join("state.json").display().to_string();
     let path = dir.join("config.toml");
     std::fs::write(
         &path,
         format!(
-            "[server]\nlisten = \"{listen}\"\n[poll]\ninterval = \"2s\"\ntimeout = \"1s\"\n\n[[targets]]\nregion = \"us-east-1\"\ncluster = \"*\"\n\
+            "[server]\nlisten = \"{listen}\"\n[state]\npath = \"{state}\"\n[poll]\ninterval = \"2s\"\ntimeout = \"1s\"\n\n[[targets]]\nregion = \"us-east-1\"\ncluster = \"*\"\n\
              endpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\n\n\
              [[targets]]\nregion = \"us-east-1\"\ncluster = \"decommissioned\"\n\
              endpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\n"

@@ -1,0 +1,110 @@
+//! The `log` sink: each event it wants as one structured INFO line on stderr. It is the only
+//! sink when none is configured.
+
+use crate::diff::EventDetail;
+use crate::model::Status;
+use crate::state::Pending;
+
+use super::{Failure, Sink};
+
+/// Logs events; it cannot fail.
+#[derive(Clone, Debug)]
+pub struct LogSink {
+    pub name: String,
+}
+
+impl Sink for LogSink {
+    async fn deliver(&self, pending: &Pending) -> Result<(), Failure> {
+        log(&self.name, pending);
+        Ok(())
+    }
+}
+
+fn log(sink: &str, pending: &Pending) {
+    let event = &pending.event;
+    let key = &event.key;
+    let labels: Vec<String> = pending
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let labels = labels.join(",");
+    let kind = event.kind().as_str();
+    let id = pending.id.as_str();
+    match &event.detail {
+        EventDetail::IssueOpened { issue } | EventDetail::IssueUpdated { issue } => {
+            tracing::info!(
+                sink,
+                event = kind,
+                id,
+                sequence = event.sequence,
+                account_id = %key.account_id,
+                region = %key.region,
+                cluster = %key.cluster,
+                fargate_profile = %key.profile,
+                labels,
+                code = issue.issue.code.as_str(),
+                resource_count = issue.issue.resource_ids.len(),
+                episode_id = %issue.episode_id,
+                since = %issue.since.to_rfc3339(),
+                message = %issue.issue.message,
+                "{}",
+                if kind == "issue_opened" { "issue opened" } else { "issue updated" }
+            );
+        }
+        EventDetail::IssueResolved {
+            issue,
+            resolved_at,
+            reason,
+        } => {
+            tracing::info!(
+                sink,
+                event = kind,
+                id,
+                sequence = event.sequence,
+                account_id = %key.account_id,
+                region = %key.region,
+                cluster = %key.cluster,
+                fargate_profile = %key.profile,
+                labels,
+                code = issue.issue.code.as_str(),
+                episode_id = %issue.episode_id,
+                since = %issue.since.to_rfc3339(),
+                duration_seconds = resolved_at.since(issue.since).as_secs(),
+                reason = reason.as_str(),
+                "issue resolved"
+            );
+        }
+        EventDetail::StatusChanged { from, to } => {
+            tracing::info!(
+                sink,
+                event = kind,
+                id,
+                sequence = event.sequence,
+                account_id = %key.account_id,
+                region = %key.region,
+                cluster = %key.cluster,
+                fargate_profile = %key.profile,
+                labels,
+                from = from.as_ref().map_or("none", Status::as_str),
+                to = to.as_str(),
+                "status changed"
+            );
+        }
+        EventDetail::ProfileDeleted => {
+            tracing::info!(
+                sink,
+                event = kind,
+                id,
+                sequence = event.sequence,
+                account_id = %key.account_id,
+                region = %key.region,
+                cluster = %key.cluster,
+                fargate_profile = %key.profile,
+                labels,
+                arn = %event.incarnation.arn,
+                "profile deleted"
+            );
+        }
+    }
+}

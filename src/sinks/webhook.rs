@@ -1,0 +1,342 @@
+//! The generic `webhook` sink: one `POST` per event with the JSON payload version 1, its
+//! `X-Fargate-Health-*` headers and, with a `secret`, both signatures (DESIGN.md "Generic
+//! webhook payload"). Redirects are not followed; 2xx is delivered, 408, 429 and 5xx are
+//! retried (honouring `Retry-After`), any other answer is rejected.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use hmac::{Hmac, KeyInit, Mac};
+use http::{HeaderName, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use sha2::Sha256;
+
+use crate::diff::{Event, EventDetail};
+use crate::secret::{Secret, SecretUrl};
+use crate::state::Pending;
+
+use super::{Failure, Sink};
+
+/// At most this many resource ids are sent per issue; `resource_count` is the true count.
+pub const RESOURCE_IDS_CAP: usize = 1000;
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Posts events to one URL.
+#[derive(Clone, Debug)]
+pub struct WebhookSink {
+    url: SecretUrl,
+    /// Signing keys, newest first.
+    secrets: Vec<Secret>,
+    headers: Vec<(String, Secret)>,
+    client: Client<Https, Full<Bytes>>,
+}
+
+impl WebhookSink {
+    pub fn new(url: SecretUrl, secrets: Vec<Secret>, headers: Vec<(String, Secret)>) -> Self {
+        Self {
+            url,
+            secrets,
+            headers,
+            client: https_client(),
+        }
+    }
+}
+
+/// An HTTP(S) client with the system's root certificates; it follows no redirects.
+pub fn https_client() -> Client<Https, Full<Bytes>> {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match builder.with_native_roots() {
+        Ok(builder) => builder,
+        Err(error) => {
+            tracing::warn!(%error, "no system root certificates; https sinks will fail");
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty_roots_config())
+        }
+    };
+    let connector = builder.https_or_http().enable_http1().build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+fn empty_roots_config() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
+}
+
+impl Sink for WebhookSink {
+    async fn deliver(&self, pending: &Pending) -> Result<(), Failure> {
+        let body = payload(pending);
+        let timestamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(self.url.expose().as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("fargate-health-monitor/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("x-fargate-health-event-id", &pending.id);
+        for (name, value) in signature_headers(&self.secrets, &pending.id, timestamp, &body) {
+            request = request.header(name, value);
+        }
+        for (name, value) in &self.headers {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.expose()),
+            ) else {
+                return Err(Failure::Reject {
+                    reason: format!("header {name} is not a valid HTTP header"),
+                });
+            };
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|error| Failure::Reject {
+                reason: format!("cannot build the request: {error}"),
+            })?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|error| Failure::Retry {
+                reason: format!("cannot reach {}: {}", self.url, error_chain(&error)),
+                after: None,
+            })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Read the body so the connection can be reused; its content does not matter.
+        let _ = response.into_body().collect().await;
+        let code = status.as_u16();
+        match code {
+            200..=299 => Ok(()),
+            408 | 429 | 500..=599 => Err(Failure::Retry {
+                reason: format!("{} answered {status}", self.url),
+                after: retry_after.filter(|_| code == 429 || code == 503),
+            }),
+            300..=399 => Err(Failure::Reject {
+                reason: format!("{} answered {status}; redirects are not followed", self.url),
+            }),
+            _ => Err(Failure::Reject {
+                reason: format!("{} answered {status}", self.url),
+            }),
+        }
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The signature headers for `secrets` (newest first): `X-Fargate-Health-Signature` with the
+/// newest key, and the Standard Webhooks headers with one signature per key.
+pub fn signature_headers(
+    secrets: &[Secret],
+    id: &str,
+    timestamp: u64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let Some(newest) = secrets.first() else {
+        return Vec::new();
+    };
+    let hex: String = hmac(newest.expose().as_bytes(), &[body])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let timestamp = timestamp.to_string();
+    let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
+    let standard: Vec<String> = secrets
+        .iter()
+        .map(|secret| {
+            let mac = hmac(secret.expose().as_bytes(), &signed);
+            format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(mac)
+            )
+        })
+        .collect();
+    vec![
+        ("x-fargate-health-signature", format!("sha256={hex}")),
+        ("webhook-id", id.to_owned()),
+        ("webhook-timestamp", timestamp),
+        ("webhook-signature", standard.join(" ")),
+    ]
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    version: &'static str,
+    id: &'a str,
+    kind: &'static str,
+    sequence: u64,
+    observed_at: String,
+    profile: ProfilePart<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issue: Option<IssuePart<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusPart<'a>>,
+}
+
+#[derive(Serialize)]
+struct ProfilePart<'a> {
+    account_id: &'a str,
+    region: &'a str,
+    cluster: &'a str,
+    profile: &'a str,
+    arn: &'a str,
+    status: &'a str,
+    labels: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct IssuePart<'a> {
+    code: &'a str,
+    message: &'a str,
+    resource_ids: &'a [String],
+    resource_count: usize,
+    episode_id: &'a str,
+    since: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct StatusPart<'a> {
+    from: Option<&'a str>,
+    to: &'a str,
+}
+
+/// The JSON body, version 1.
+pub fn payload(pending: &Pending) -> Vec<u8> {
+    let event: &Event = &pending.event;
+    let issue = event.episode_issue().map(|episode| {
+        let ids = &episode.issue.resource_ids;
+        let (resolved_at, duration_seconds, reason) = match &event.detail {
+            EventDetail::IssueResolved {
+                resolved_at,
+                reason,
+                ..
+            } => (
+                Some(resolved_at.to_rfc3339()),
+                Some(resolved_at.since(episode.since).as_secs()),
+                Some(reason.as_str()),
+            ),
+            _ => (None, None, None),
+        };
+        IssuePart {
+            code: episode.issue.code.as_str(),
+            message: &episode.issue.message,
+            resource_ids: &ids[..ids.len().min(RESOURCE_IDS_CAP)],
+            resource_count: ids.len(),
+            episode_id: &episode.episode_id,
+            since: episode.since.to_rfc3339(),
+            resolved_at,
+            duration_seconds,
+            reason,
+        }
+    });
+    let status = match &event.detail {
+        EventDetail::StatusChanged { from, to } => Some(StatusPart {
+            from: from.as_ref().map(|s| s.as_str()),
+            to: to.as_str(),
+        }),
+        _ => None,
+    };
+    let body = Payload {
+        version: "1",
+        id: &pending.id,
+        kind: event.kind().as_str(),
+        sequence: event.sequence,
+        observed_at: event.observed_at.to_rfc3339(),
+        profile: ProfilePart {
+            account_id: &event.key.account_id,
+            region: &event.key.region,
+            cluster: &event.key.cluster,
+            profile: &event.key.profile,
+            arn: &event.incarnation.arn,
+            status: event.status.as_str(),
+            labels: &pending.labels,
+        },
+        issue,
+        status,
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_match_the_published_examples() {
+        // Standard Webhooks' example: secret bytes are the UTF-8 of the configured secret here.
+        let secrets = vec![Secret::new("new-key"), Secret::new("old-key")];
+        let headers = signature_headers(&secrets, "msg_1", 1_700_000_000, b"{\"a\":1}");
+        let get = |name: &str| headers.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        let expected_hex: String = hmac(b"new-key", &[b"{\"a\":1}"])
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            get("x-fargate-health-signature"),
+            format!("sha256={expected_hex}")
+        );
+        assert_eq!(get("webhook-id"), "msg_1");
+        assert_eq!(get("webhook-timestamp"), "1700000000");
+        let signatures = get("webhook-signature");
+        let parts: Vec<&str> = signatures.split(' ').collect();
+        assert_eq!(parts.len(), 2);
+        let old = hmac(b"old-key", &[b"msg_1.1700000000.{\"a\":1}"]);
+        assert_eq!(
+            parts[1],
+            format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(old)
+            )
+        );
+        // HMAC-SHA256 of a known input (RFC 4231 test case 2).
+        let known = hmac(b"Jefe", &[b"what do ya want for nothing?"]);
+        let hex: String = known.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert!(signature_headers(&[], "x", 1, b"").is_empty());
+    }
+}

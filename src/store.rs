@@ -1,0 +1,272 @@
+//! The state file (`[state] path`): what the alert promises need across restarts and crashes
+//! (per profile the incarnation, status and open episodes; the sequence counter; the outbox),
+//! never what changes on every poll.
+//!
+//! It is written only when that changes, atomically: a temporary file beside it, fsynced, the
+//! current file hard-linked to `<path>.prev`, then renamed over, and the directory fsynced. A
+//! SIGKILL at any moment leaves the last complete file in place. On start a missing file is a
+//! first start; a file that cannot be read or parsed is replaced by `.prev` when that one is
+//! good, else moved aside with a WARN: the daemon starts fresh and never crashes on it.
+
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{Saved, State};
+
+/// The version of the file's format; a file of another version is not read.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    version: u32,
+    #[serde(flatten)]
+    saved: &'a Saved,
+}
+
+#[derive(Deserialize)]
+struct FileIn {
+    version: u32,
+    #[serde(flatten)]
+    saved: Saved,
+}
+
+/// `<path>.prev`: the previous complete file.
+pub fn prev_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".prev")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// What loading found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Loaded {
+    /// No file: a first start.
+    Missing,
+    Found(Saved),
+    /// Neither the file nor `.prev` could be read; the bad file was moved to the path given.
+    Corrupt {
+        moved_to: Option<PathBuf>,
+    },
+}
+
+/// Reads the state file, falling back to `.prev`, as the module doc says.
+pub fn load(path: &Path) -> Loaded {
+    let prev = prev_path(path);
+    match read(path) {
+        Ok(Some(saved)) => Loaded::Found(saved),
+        Ok(None) => match read(&prev) {
+            // The file is missing but a previous one exists: a crash between writes of an
+            // older version, or a file removed by hand. Use it.
+            Ok(Some(saved)) => {
+                tracing::warn!(path = %prev.display(), "state file missing; using the previous one");
+                Loaded::Found(saved)
+            }
+            _ => Loaded::Missing,
+        },
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cannot read the state file");
+            let moved_to = move_aside(path);
+            match read(&prev) {
+                Ok(Some(saved)) => {
+                    tracing::warn!(path = %prev.display(), "using the previous state file");
+                    Loaded::Found(saved)
+                }
+                _ => {
+                    tracing::warn!("starting without a state: open issues will be alerted again");
+                    Loaded::Corrupt { moved_to }
+                }
+            }
+        }
+    }
+}
+
+/// `Ok(None)` when the file does not exist.
+fn read(path: &Path) -> Result<Option<Saved>, String> {
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error.to_string()),
+    };
+    let file: FileIn = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+    if file.version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {} (this build reads {FORMAT_VERSION})",
+            file.version
+        ));
+    }
+    Ok(Some(file.saved))
+}
+
+/// Renames a bad file to `<path>.corrupt-<unix seconds>` so it can be looked at.
+fn move_aside(path: &Path) -> Option<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let aside = with_suffix(path, &format!(".corrupt-{secs}"));
+    match fs::rename(path, &aside) {
+        Ok(()) => {
+            tracing::warn!(path = %aside.display(), "moved the bad state file aside");
+            Some(aside)
+        }
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cannot move the bad state file aside");
+            None
+        }
+    }
+}
+
+/// Writes `saved` to `path` atomically and keeps the previous file as `.prev`. Returns how
+/// long it took and the file's size.
+pub fn write(path: &Path, saved: &Saved) -> io::Result<(Duration, u64)> {
+    let started = Instant::now();
+    let body = serde_json::to_vec(&FileOut {
+        version: FORMAT_VERSION,
+        saved,
+    })
+    .map_err(io::Error::other)?;
+    let temp = with_suffix(path, ".tmp");
+    {
+        let mut file = File::create(&temp)?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+    }
+    if path.exists() {
+        let prev = prev_path(path);
+        let prev_temp = with_suffix(path, ".prev.tmp");
+        let _ = fs::remove_file(&prev_temp);
+        fs::hard_link(path, &prev_temp)?;
+        fs::rename(&prev_temp, &prev)?;
+    }
+    fs::rename(&temp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok((started.elapsed(), body.len() as u64))
+}
+
+/// Writes the state file whenever what it should hold changes, until `shutdown`; then once
+/// more. Deliveries wait for the generation that holds their event.
+pub async fn persist(state: Arc<State>, path: PathBuf, shutdown: CancellationToken) {
+    let mut changes = state.watch_generation();
+    let mut failing = false;
+    loop {
+        let (generation, saved) = state.to_save();
+        let target = path.clone();
+        let written = tokio::task::spawn_blocking(move || write(&target, &saved)).await;
+        match written {
+            Ok(Ok((took, bytes))) => {
+                if failing {
+                    tracing::info!(path = %path.display(), "state file written again");
+                    failing = false;
+                }
+                tracing::debug!(
+                    generation,
+                    bytes,
+                    took_ms = took.as_millis() as u64,
+                    "state file written"
+                );
+                state.mark_saved(generation);
+            }
+            Ok(Err(error)) => {
+                if !failing {
+                    tracing::error!(path = %path.display(), %error, "cannot write the state file; deliveries wait for it");
+                    failing = true;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            Err(error) => tracing::error!(%error, "the state file writer panicked"),
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        changes.mark_unchanged();
+        if *changes.borrow() == generation {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::Known;
+    use crate::model::{Incarnation, ProfileKey, Status, Timestamp};
+    use crate::state::SavedProfile;
+
+    fn saved(sequence: u64) -> Saved {
+        Saved {
+            sequence,
+            profiles: vec![SavedProfile {
+                key: ProfileKey::new("111122223333", "us-east-1", "prod", "default"),
+                labels: Default::default(),
+                known: Known {
+                    incarnation: Incarnation {
+                        arn: "arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/default/1"
+                            .into(),
+                        created_at: Timestamp::from_secs(1),
+                    },
+                    status: Status::from_wire("ACTIVE"),
+                    info: Default::default(),
+                    episodes: Default::default(),
+                },
+            }],
+            outbox: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_written_file_loads_back_and_the_previous_one_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(load(&path), Loaded::Missing);
+        write(&path, &saved(1)).unwrap();
+        write(&path, &saved(2)).unwrap();
+        assert_eq!(load(&path), Loaded::Found(saved(2)));
+        assert_eq!(read(&prev_path(&path)).unwrap(), Some(saved(1)));
+    }
+
+    #[test]
+    fn a_corrupt_file_falls_back_to_prev_or_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write(&path, &saved(1)).unwrap();
+        write(&path, &saved(2)).unwrap();
+        fs::write(&path, b"{\"version\": 1, \"sequ").unwrap();
+        assert_eq!(load(&path), Loaded::Found(saved(1)));
+
+        fs::remove_file(prev_path(&path)).unwrap();
+        fs::write(&path, b"not json").unwrap();
+        let Loaded::Corrupt {
+            moved_to: Some(aside),
+        } = load(&path)
+        else {
+            panic!("a corrupt file with no .prev starts fresh");
+        };
+        assert_eq!(fs::read(aside).unwrap(), b"not json");
+        assert!(!path.exists());
+
+        fs::write(
+            &path,
+            b"{\"version\": 99, \"sequence\": 1, \"profiles\": [], \"outbox\": []}",
+        )
+        .unwrap();
+        assert!(matches!(load(&path), Loaded::Corrupt { .. }));
+    }
+}
