@@ -27,7 +27,9 @@ use crate::config::{Poll, Target};
 use crate::discovery::{self, Discovery, Problem};
 use crate::eks::{CallError, Eks};
 use crate::limits::{Backoff, Limiters, RetryPolicy, paced};
-use crate::model::{ErrorKind, Gone, Input, Operation, PollFailure, ProfileKey, Timestamp};
+use crate::model::{
+    ErrorKind, Gone, Input, Operation, PollFailure, ProfileKey, Timestamp, Unmonitored,
+};
 use crate::once::TargetProblem;
 use crate::state::{Labels, State};
 
@@ -552,6 +554,32 @@ impl<E: Eks + 'static> Core<E> {
         for key in added {
             self.selected(key, index);
         }
+        let listed_everything = !discovery
+            .problems
+            .iter()
+            .any(|p| matches!(p, Problem::Failed { .. }));
+        if listed_everything {
+            self.end_restored(|key| {
+                key.account_id == account_id && covers(&self.shared.watched[index].target, key)
+            });
+        }
+    }
+
+    /// Ends profiles the state file knew that discovery did not select again and `unlisted`
+    /// says are gone: the listing that covers them did not show them (deleted while the daemon
+    /// was down), or no target selects them any more (unmonitored).
+    fn end_restored(&self, gone: impl Fn(&ProfileKey) -> bool) {
+        for key in self.state.restored_keys() {
+            let observed_at = (self.shared.clock)();
+            let input = if gone(&key) {
+                Input::Gone(Gone { key, observed_at })
+            } else if !self.shared.watched.iter().any(|w| covers(&w.target, &key)) {
+                Input::Unmonitored(Unmonitored { key, observed_at })
+            } else {
+                continue;
+            };
+            self.state.apply(&input);
+        }
     }
 
     /// A target selects a profile it did not select before.
@@ -646,6 +674,7 @@ impl<E: Eks + 'static> Core<E> {
         let discovered = self.selections.iter().all(Option::is_some);
         let attempted = self.profiles.values().all(|slot| slot.last_done.is_some());
         if discovered && attempted {
+            self.end_restored(|_| false);
             tracing::info!(
                 profiles = self.profiles.len(),
                 "ready: every target discovered and every profile attempted"
@@ -736,6 +765,13 @@ async fn describe<E: Eks>(shared: &Shared<E>, target: usize, key: &ProfileKey) -
         // Listed but not described (eventual consistency), or the list failed: not proven.
         _ => failed(ErrorKind::NotFound),
     })
+}
+
+/// Whether a target's patterns select a profile (its account aside).
+fn covers(target: &Target, key: &ProfileKey) -> bool {
+    target.region == key.region
+        && target.cluster.matches(&key.cluster)
+        && target.profiles.iter().any(|p| p.matches(&key.profile))
 }
 
 fn stopped(operation: Operation) -> CallError {

@@ -1,0 +1,593 @@
+//! Alert delivery, end to end: the built binary (`run`) against the simulator, posting to a
+//! webhook receiver on loopback; restarts, SIGKILL and damaged state files included.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use fargate_health_monitor::model::ProfileKey;
+use fargate_health_monitor::simulator::{
+    self, Command as SimCommand, FaultKind, Health, IssueSpec, Scope, Simulator,
+};
+use hmac::{Hmac, KeyInit, Mac};
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::support::{binary, eventually};
+
+const NEW_SECRET: &str = "whsec-new-key";
+const OLD_SECRET: &str = "whsec-old-key";
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: BTreeMap<String, String>,
+    raw: Vec<u8>,
+    body: Value,
+    answered: u16,
+}
+
+impl Received {
+    fn kind(&self) -> &str {
+        self.body["kind"].as_str().unwrap_or_default()
+    }
+    fn id(&self) -> &str {
+        self.body["id"].as_str().unwrap_or_default()
+    }
+    fn profile(&self) -> &str {
+        self.body["profile"]["profile"].as_str().unwrap_or_default()
+    }
+}
+
+/// A webhook receiver on loopback that answers from a script (200 once it is empty).
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = Receiver {
+            addr: listener.local_addr().unwrap(),
+            got: Arc::default(),
+            script: Arc::default(),
+        };
+        let shared = receiver.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: http::Request<hyper::body::Incoming>| {
+                            let shared = shared.clone();
+                            async move {
+                                let headers = request
+                                    .headers()
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (
+                                            k.as_str().to_owned(),
+                                            v.to_str().unwrap_or_default().to_owned(),
+                                        )
+                                    })
+                                    .collect();
+                                let raw = request
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .unwrap()
+                                    .to_bytes()
+                                    .to_vec();
+                                let answered =
+                                    shared.script.lock().unwrap().pop_front().unwrap_or(200);
+                                let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+                                shared.got.lock().unwrap().push(Received {
+                                    headers,
+                                    raw,
+                                    body,
+                                    answered,
+                                });
+                                let mut response = http::Response::new(Full::new(Bytes::new()));
+                                *response.status_mut() =
+                                    http::StatusCode::from_u16(answered).unwrap();
+                                Ok::<_, Infallible>(response)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        receiver
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn answer(&self, statuses: &[u16]) {
+        self.script.lock().unwrap().extend(statuses);
+    }
+
+    /// The delivered (2xx) requests of `kind` for `profile`.
+    fn delivered(&self, kind: &str, profile: &str) -> Vec<Received> {
+        self.got()
+            .into_iter()
+            .filter(|r| r.answered < 300 && r.kind() == kind && r.profile() == profile)
+            .collect()
+    }
+
+    async fn until_delivered(&self, kind: &str, profile: &str) -> Received {
+        eventually(30, &format!("{kind} of {profile} delivered"), || async {
+            self.delivered(kind, profile).into_iter().next()
+        })
+        .await
+    }
+}
+
+fn key(profile: &str) -> ProfileKey {
+    ProfileKey::new(simulator::DEFAULT_ACCOUNT, "us-east-1", "prod", profile)
+}
+
+fn issue(code: &str) -> Health {
+    Health::Issues(vec![IssueSpec::new(
+        code,
+        &format!("{code} happened"),
+        &["r-1", "r-2"],
+    )])
+}
+
+/// A directory with a config for the simulator and the receiver; the daemon it runs.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(simulator: &Simulator, receiver: &Receiver) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = simulator.endpoint_url();
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let text = format!(
+            r#"[server]
+listen = "{listen}"
+[state]
+path = "{state}"
+[poll]
+interval = "2s"
+discovery_interval = "2s"
+timeout = "1s"
+max_requests_per_second = 100
+
+[[targets]]
+region = "us-east-1"
+cluster = "*"
+labels = {{ env = "test" }}
+endpoint_url = "{url}"
+sts_endpoint_url = "{url}"
+
+[[sinks]]
+name = "hook"
+type = "webhook"
+url = "http://{receiver}/hook"
+secret = ["{NEW_SECRET}", "{OLD_SECRET}"]
+headers = {{ X-Team = "platform" }}
+events = ["issue_opened", "issue_resolved", "status_changed", "profile_deleted"]
+retry_initial = "100ms"
+retry_max = "300ms"
+"#,
+            state = dir.path().join("state.json").display(),
+            receiver = receiver.addr,
+        );
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, text).unwrap();
+        Setup { dir, config }
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.dir.path().join("state.json")
+    }
+
+    fn start(&self, log_name: &str) -> Child {
+        let log = std::fs::File::create(self.dir.path().join(log_name)).unwrap();
+        binary()
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("AWS_ACCESS_KEY_ID", simulator::DEFAULT_ACCESS_KEY_ID)
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                simulator::DEFAULT_SECRET_ACCESS_KEY,
+            )
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn log(&self, log_name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(log_name)).unwrap_or_default()
+    }
+}
+
+async fn stop(mut child: Child, signal: &str) -> Option<i32> {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::task::spawn_blocking(move || child.wait().unwrap().code())
+        .await
+        .unwrap()
+}
+
+fn hmac(key: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).unwrap();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Checks both signatures of a request as a receiver would.
+fn assert_signed(request: &Received) {
+    let h = &request.headers;
+    let hex: String = hmac(NEW_SECRET, &[&request.raw])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(h["x-fargate-health-signature"], format!("sha256={hex}"));
+    assert_eq!(h["x-fargate-health-event-id"], request.id());
+    assert_eq!(h["webhook-id"], request.id());
+    let timestamp = &h["webhook-timestamp"];
+    let signed: Vec<&[u8]> = vec![
+        request.id().as_bytes(),
+        b".",
+        timestamp.as_bytes(),
+        b".",
+        &request.raw,
+    ];
+    let expected: Vec<String> = [NEW_SECRET, OLD_SECRET]
+        .iter()
+        .map(|secret| {
+            format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(hmac(secret, &signed))
+            )
+        })
+        .collect();
+    assert_eq!(h["webhook-signature"], expected.join(" "));
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["x-team"], "platform");
+}
+
+#[tokio::test]
+async fn an_issue_opens_once_survives_an_outage_and_resolves_with_the_same_episode() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    let setup = Setup::new(&simulator, &receiver);
+    let daemon = setup.start("run.log");
+
+    let opened = receiver.until_delivered("issue_opened", "web").await;
+    assert_signed(&opened);
+    let body = &opened.body;
+    assert_eq!(body["version"], "1");
+    assert!(body["observed_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(body["profile"]["account_id"], simulator::DEFAULT_ACCOUNT);
+    assert_eq!(body["profile"]["region"], "us-east-1");
+    assert_eq!(body["profile"]["cluster"], "prod");
+    assert_eq!(body["profile"]["status"], "ACTIVE");
+    assert!(
+        body["profile"]["arn"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:eks:")
+    );
+    assert_eq!(body["profile"]["labels"]["env"], "test");
+    assert_eq!(body["issue"]["code"], "AccessDenied");
+    assert_eq!(
+        body["issue"]["resource_ids"],
+        serde_json::json!(["r-1", "r-2"])
+    );
+    assert_eq!(body["issue"]["resource_count"], 2);
+    assert!(body["issue"].get("reason").is_none());
+    assert!(body.get("status").is_none());
+
+    // An API outage of several cycles resolves nothing.
+    simulator.add_fault(Scope::profile(&key("web")), FaultKind::ServerError, None);
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    assert!(receiver.delivered("issue_resolved", "web").is_empty());
+    simulator.apply(SimCommand::ClearFaults).unwrap();
+
+    simulator
+        .apply(SimCommand::SetHealth {
+            key: key("web"),
+            health: Health::Issues(Vec::new()),
+        })
+        .unwrap();
+    let resolved = receiver.until_delivered("issue_resolved", "web").await;
+    assert_signed(&resolved);
+    assert_eq!(
+        resolved.body["issue"]["episode_id"],
+        opened.body["issue"]["episode_id"]
+    );
+    assert_eq!(resolved.body["issue"]["reason"], "cleared");
+    assert!(resolved.body["sequence"].as_u64() > opened.body["sequence"].as_u64());
+    assert!(resolved.body["issue"]["duration_seconds"].as_u64().unwrap() >= 7);
+    assert_ne!(resolved.id(), opened.id());
+    assert_eq!(receiver.delivered("issue_opened", "web").len(), 1);
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_the_event_later_with_the_same_id_and_in_order() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    receiver.answer(&[500, 503, 502, 500]);
+    simulator.add_profile(&key("web"), "ACTIVE", issue("ClusterUnreachable"));
+    let setup = Setup::new(&simulator, &receiver);
+    let daemon = setup.start("run.log");
+    let opened = receiver.until_delivered("issue_opened", "web").await;
+    // The status goes bad while the opening is still being retried: it must come after.
+    simulator
+        .apply(SimCommand::SetStatus {
+            key: key("web"),
+            status: "CREATE_FAILED".into(),
+        })
+        .unwrap();
+    let changed = receiver.until_delivered("status_changed", "web").await;
+    let got = receiver.got();
+    let tries: Vec<&Received> = got.iter().filter(|r| r.id() == opened.id()).collect();
+    assert_eq!(tries.len(), 5, "four failures, then the delivery");
+    assert!(
+        tries.iter().all(|r| r.raw == opened.raw),
+        "the same body every time"
+    );
+    let position = |id: &str| {
+        got.iter()
+            .position(|r| r.id() == id && r.answered < 300)
+            .unwrap()
+    };
+    assert!(position(opened.id()) < position(changed.id()));
+    assert_eq!(changed.body["status"]["to"], "CREATE_FAILED");
+    assert_eq!(changed.body["status"]["from"], "ACTIVE");
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+    let metrics_free = setup.log("run.log");
+    assert!(metrics_free.contains("will retry"), "{metrics_free}");
+}
+
+#[tokio::test]
+async fn a_receiver_answering_400_is_not_retried() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    receiver.answer(&[400]);
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    let setup = Setup::new(&simulator, &receiver);
+    let daemon = setup.start("run.log");
+    let first = eventually(30, "the first attempt", || async {
+        receiver.got().into_iter().next()
+    })
+    .await;
+    assert_eq!(first.answered, 400);
+    simulator
+        .apply(SimCommand::SetStatus {
+            key: key("web"),
+            status: "CREATE_FAILED".into(),
+        })
+        .unwrap();
+    receiver.until_delivered("status_changed", "web").await;
+    let attempts = receiver
+        .got()
+        .iter()
+        .filter(|r| r.id() == first.id())
+        .count();
+    assert_eq!(attempts, 1, "a rejected event is dropped, not retried");
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+    assert!(setup.log("run.log").contains("delivery rejected"));
+}
+
+#[tokio::test]
+async fn a_restart_alerts_nothing_twice_and_what_happened_meanwhile_once() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    simulator.add_profile(&key("jobs"), "ACTIVE", Health::Absent);
+    let setup = Setup::new(&simulator, &receiver);
+    let daemon = setup.start("first.log");
+    let opened = receiver.until_delivered("issue_opened", "web").await;
+    let start = opened.body["issue"]["since"].clone();
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+
+    // While it is down, jobs gets an issue.
+    simulator
+        .apply(SimCommand::SetHealth {
+            key: key("jobs"),
+            health: issue("InternalFailure"),
+        })
+        .unwrap();
+    let daemon = setup.start("second.log");
+    let jobs = receiver.until_delivered("issue_opened", "jobs").await;
+    assert_eq!(jobs.body["issue"]["code"], "InternalFailure");
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        receiver.delivered("issue_opened", "web").len(),
+        1,
+        "no duplicate after the restart"
+    );
+    assert_eq!(receiver.delivered("issue_opened", "jobs").len(), 1);
+    // The episode's start survives the restart.
+    simulator
+        .apply(SimCommand::SetHealth {
+            key: key("web"),
+            health: Health::Issues(Vec::new()),
+        })
+        .unwrap();
+    let resolved = receiver.until_delivered("issue_resolved", "web").await;
+    assert_eq!(resolved.body["issue"]["since"], start);
+    assert_eq!(
+        resolved.body["issue"]["episode_id"],
+        opened.body["issue"]["episode_id"]
+    );
+    assert!(resolved.body["sequence"].as_u64() > jobs.body["sequence"].as_u64());
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+}
+
+#[tokio::test]
+async fn after_sigkill_a_pending_opening_is_delivered_then_its_resolution() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    receiver.answer(&[503; 1000]);
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    let setup = Setup::new(&simulator, &receiver);
+    let daemon = setup.start("first.log");
+    let first = eventually(30, "a failed attempt", || async {
+        receiver.got().into_iter().next()
+    })
+    .await;
+    assert_eq!(stop(daemon, "-KILL").await, None);
+
+    // The issue clears while the daemon is dead; the receiver recovers.
+    simulator
+        .apply(SimCommand::SetHealth {
+            key: key("web"),
+            health: Health::Issues(Vec::new()),
+        })
+        .unwrap();
+    receiver.script.lock().unwrap().clear();
+    let daemon = setup.start("second.log");
+    let resolved = receiver.until_delivered("issue_resolved", "web").await;
+    let opened = receiver.delivered("issue_opened", "web");
+    assert_eq!(opened.len(), 1);
+    assert_eq!(
+        opened[0].id(),
+        first.id(),
+        "the same event, persisted before its first attempt"
+    );
+    let got = receiver.got();
+    let position = |id: &str| {
+        got.iter()
+            .position(|r| r.id() == id && r.answered < 300)
+            .unwrap()
+    };
+    assert!(position(opened[0].id()) < position(resolved.id()));
+    assert_eq!(
+        resolved.body["issue"]["episode_id"],
+        opened[0].body["issue"]["episode_id"]
+    );
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+}
+
+#[tokio::test]
+async fn a_recreated_profile_ends_the_old_episode_and_opens_a_new_one() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    let setup = Setup::new(&simulator, &receiver);
+    let daemon = setup.start("run.log");
+    let opened = receiver.until_delivered("issue_opened", "web").await;
+    simulator
+        .apply(SimCommand::RecreateProfile { key: key("web") })
+        .unwrap();
+    simulator
+        .apply(SimCommand::SetHealth {
+            key: key("web"),
+            health: issue("AccessDenied"),
+        })
+        .unwrap();
+    let resolved = receiver.until_delivered("issue_resolved", "web").await;
+    assert_eq!(resolved.body["issue"]["reason"], "profile_deleted");
+    assert_eq!(
+        resolved.body["issue"]["episode_id"],
+        opened.body["issue"]["episode_id"]
+    );
+    let deleted = receiver.until_delivered("profile_deleted", "web").await;
+    assert_eq!(
+        deleted.body["profile"]["arn"],
+        opened.body["profile"]["arn"]
+    );
+    let reopened = eventually(30, "a new episode", || async {
+        receiver.delivered("issue_opened", "web").into_iter().nth(1)
+    })
+    .await;
+    assert_ne!(
+        reopened.body["issue"]["episode_id"],
+        opened.body["issue"]["episode_id"]
+    );
+    assert_ne!(
+        reopened.body["profile"]["arn"],
+        opened.body["profile"]["arn"]
+    );
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+}
+
+#[tokio::test]
+async fn a_corrupt_state_file_falls_back_to_prev_else_starts_fresh() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    let setup = Setup::new(&simulator, &receiver);
+    let daemon = setup.start("first.log");
+    receiver.until_delivered("issue_opened", "web").await;
+    // A few more polls, so that `.prev` holds the opened issue too.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+    let state = setup.state_file();
+    let prev = Path::new(&format!("{}.prev", state.display())).to_owned();
+    assert!(prev.exists());
+
+    std::fs::write(&state, b"{\"version\": 1, \"sequ").unwrap();
+    let daemon = setup.start("second.log");
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        receiver.delivered("issue_opened", "web").len(),
+        1,
+        ".prev knew it was alerted"
+    );
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+    assert!(
+        setup
+            .log("second.log")
+            .contains("using the previous state file")
+    );
+
+    std::fs::write(&state, b"garbage").unwrap();
+    std::fs::remove_file(&prev).unwrap();
+    let daemon = setup.start("third.log");
+    // Starting fresh, the open issue is alerted again: the documented cost of a lost file.
+    eventually(30, "the issue alerted again", || async {
+        (receiver.delivered("issue_opened", "web").len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+    let log = setup.log("third.log");
+    assert!(log.contains("moved the bad state file aside"), "{log}");
+    let aside = std::fs::read_dir(setup.dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.corrupt-")
+        });
+    assert!(aside);
+}
