@@ -30,6 +30,8 @@ until curl -sf "http://127.0.0.1:$control/v1/stats" >/dev/null; do sleep 0.2; do
 cat >"$work/config.toml" <<TOML
 [server]
 listen = "127.0.0.1:$admin"
+[state]
+path = "$work/state.json"
 [poll]
 interval = "${interval}s"
 discovery_interval = "10m"
@@ -45,7 +47,8 @@ TOML
 
 export AWS_ACCESS_KEY_ID=AKIASIMULATEDEXAMPLE AWS_SECRET_ACCESS_KEY=simulated-secret-access-key
 export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null
-"$bin" run --config "$work/config.toml" 2>"$work/daemon.log" &
+RUST_LOG=info,fargate_health_monitor::store=debug \
+    "$bin" run --config "$work/config.toml" 2>"$work/daemon.log" &
 pid=$!
 until curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null; do sleep 0.1; done
 idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
@@ -75,3 +78,6 @@ echo "describes measured:       $n in ${seconds}s ($(echo "scale=0; $n / $second
 echo "CPU per describe:         $(echo "scale=0; ($end_cpu - $ready_cpu) * 1000000 / $n" | bc) us (user + sys, steady state)"
 echo "peak RSS:                 $((peak_rss / 1024)) MB"
 echo "/metrics:                 $size bytes plain, $gzip_size gzip, scraped in ${render}s"
+writes=$(grep -c 'state file written' "$work/daemon.log" || true)
+slowest=$(grep 'state file written' "$work/daemon.log" | sed -n 's/.*took_ms=\([0-9]*\).*/\1/p' | sort -n | tail -1)
+echo "state file:               $(stat -c %s "$work/state.json") bytes; $writes writes, the slowest ${slowest} ms (fsync included)"

@@ -642,4 +642,113 @@ mod tests {
         assert!(after.profiles[0].state.up);
         assert_eq!(after.overruns, 1);
     }
+
+    fn subscription(max_queue: usize) -> Subscription {
+        Subscription {
+            sink: "hook".into(),
+            events: EventKind::ALL.into_iter().collect(),
+            statuses: [Status::from_wire("CREATE_FAILED")].into_iter().collect(),
+            max_queue,
+        }
+    }
+
+    fn other_key() -> ProfileKey {
+        ProfileKey::new("111122223333", "us-east-1", "prod", "other")
+    }
+
+    fn observed_key(key: ProfileKey, at: i64, codes: &[&str]) -> Input {
+        let Input::Observed(mut observation) = observed(at, codes) else {
+            unreachable!()
+        };
+        observation.key = key;
+        Input::Observed(observation)
+    }
+
+    #[test]
+    fn the_outbox_delivers_in_order_per_profile_only_what_was_saved() {
+        let state = State::new(Rules::default(), vec![subscription(100)]);
+        state.discovered(&key(), Arc::default(), Timestamp::from_secs(1));
+        state.discovered(&other_key(), Arc::default(), Timestamp::from_secs(1));
+        state.apply(&observed(10, &["AccessDenied"]));
+        state.apply(&observed_key(other_key(), 10, &["InternalFailure"]));
+        let now = Timestamp::from_secs(11);
+        let day = std::time::Duration::from_secs(86_400);
+        // Status changes into ACTIVE are not wanted; the openings are, once saved.
+        assert_eq!(state.snapshot().sinks["hook"].queued, 2);
+        assert_eq!(state.next_for("hook", now, day).0, None);
+        let (generation, saved) = state.to_save();
+        assert_eq!(saved.outbox.len(), 2);
+        state.mark_saved(generation);
+        let first = state.next_for("hook", now, day).0.unwrap();
+        assert_eq!(first.event.key, key());
+        // A retry of the first event holds back that profile only.
+        let later = Timestamp::from_secs(60);
+        state.attempted("hook", &first.id, Attempt::Retry { not_before: later });
+        let second = state.next_for("hook", now, day).0.unwrap();
+        assert_eq!(second.event.key, other_key());
+        state.attempted("hook", &second.id, Attempt::Delivered);
+        let (none, wake) = state.next_for("hook", now, day);
+        assert_eq!((none, wake), (None, Some(later)));
+        let again = state.next_for("hook", later, day).0.unwrap();
+        assert_eq!((again.id, again.attempts), (first.id.clone(), 1));
+        state.attempted("hook", &first.id, Attempt::Rejected);
+        let stats = &state.snapshot().sinks["hook"];
+        assert_eq!(stats.queued, 0);
+        assert_eq!(stats.outcomes[&Outcome::Retry], 1);
+        assert_eq!(stats.outcomes[&Outcome::Success], 1);
+        assert_eq!(stats.outcomes[&Outcome::Rejected], 1);
+    }
+
+    #[test]
+    fn max_queue_and_max_age_drop_and_count() {
+        let state = State::new(Rules::default(), vec![subscription(1)]);
+        state.discovered(&key(), Arc::default(), Timestamp::from_secs(1));
+        state.apply(&observed(10, &["AccessDenied"]));
+        state.apply(&observed(20, &["AccessDenied", "InternalFailure"]));
+        let stats = &state.snapshot().sinks["hook"];
+        assert_eq!(stats.queued, 1);
+        assert_eq!(stats.outcomes[&Outcome::Dropped], 1);
+        let (generation, _) = state.to_save();
+        state.mark_saved(generation);
+        let hour = std::time::Duration::from_secs(3600);
+        assert!(
+            state
+                .next_for("hook", Timestamp::from_secs(30), hour)
+                .0
+                .is_some()
+        );
+        assert!(
+            state
+                .next_for("hook", Timestamp::from_secs(20 + 3601), hour)
+                .0
+                .is_none()
+        );
+        let stats = &state.snapshot().sinks["hook"];
+        assert_eq!((stats.queued, stats.outcomes[&Outcome::Dropped]), (0, 2));
+    }
+
+    #[test]
+    fn a_restored_state_alerts_nothing_again_and_keeps_the_sequence() {
+        let first = State::new(Rules::default(), vec![subscription(100)]);
+        first.discovered(&key(), Arc::default(), Timestamp::from_secs(1));
+        let opened = first.apply(&observed(10, &["AccessDenied"]));
+        let (_, saved) = first.to_save();
+
+        let second = State::new(Rules::default(), vec![subscription(100)]);
+        second.restore(saved);
+        second.discovered(&key(), Arc::default(), Timestamp::from_secs(50));
+        assert!(second.apply(&observed(60, &["AccessDenied"])).is_empty());
+        let resolved: Vec<Event> = [70, 80]
+            .iter()
+            .flat_map(|at| second.apply(&observed(*at, &[])))
+            .collect();
+        assert_eq!(resolved.len(), 1);
+        assert!(resolved[0].sequence > opened.last().unwrap().sequence);
+        let (EventDetail::IssueOpened { issue: a }, EventDetail::IssueResolved { issue: b, .. }) =
+            (&opened[1].detail, &resolved[0].detail)
+        else {
+            panic!("{opened:?} {resolved:?}");
+        };
+        assert_eq!((&a.episode_id, a.since), (&b.episode_id, b.since));
+    }
 }

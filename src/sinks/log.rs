@@ -47,7 +47,7 @@ fn log(sink: &str, pending: &Pending) {
                 resource_count = issue.issue.resource_ids.len(),
                 episode_id = %issue.episode_id,
                 since = %issue.since.to_rfc3339(),
-                message = %issue.issue.message,
+                issue_message = %issue.issue.message,
                 "{}",
                 if kind == "issue_opened" { "issue opened" } else { "issue updated" }
             );

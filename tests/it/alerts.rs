@@ -155,6 +155,8 @@ fn issue(code: &str) -> Health {
 struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
+    /// The daemon's admin server.
+    admin: SocketAddr,
 }
 
 impl Setup {
@@ -198,7 +200,11 @@ retry_max = "300ms"
         );
         let config = dir.path().join("config.toml");
         std::fs::write(&config, text).unwrap();
-        Setup { dir, config }
+        Setup {
+            dir,
+            config,
+            admin: listen,
+        }
     }
 
     fn state_file(&self) -> PathBuf {
@@ -371,6 +377,21 @@ async fn a_failing_receiver_gets_the_event_later_with_the_same_id_and_in_order()
     assert!(position(opened.id()) < position(changed.id()));
     assert_eq!(changed.body["status"]["to"], "CREATE_FAILED");
     assert_eq!(changed.body["status"]["from"], "ACTIVE");
+    let (_, metrics) = crate::support::http(setup.admin, "GET", "/metrics", "").await;
+    let count = |outcome: &str| -> f64 {
+        let prefix = format!(
+            "fargate_health_monitor_notifications_total{{sink=\"hook\",outcome=\"{outcome}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(count("retry"), 4.0);
+    assert!(count("success") >= 2.0);
+    assert!(metrics.contains("fargate_health_monitor_notification_queue_depth{sink=\"hook\"} "));
     assert_eq!(stop(daemon, "-TERM").await, Some(0));
     let metrics_free = setup.log("run.log");
     assert!(metrics_free.contains("will retry"), "{metrics_free}");
