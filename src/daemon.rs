@@ -49,8 +49,10 @@ pub struct Daemon {
     state: Arc<State>,
     /// Stops polling and serving.
     shutdown: CancellationToken,
-    /// Stops the sinks (after their grace) and the state file writer.
+    /// Stops the sinks, after their grace.
     stop_delivery: CancellationToken,
+    /// Stops the state file writer, after a last write.
+    stop_persist: CancellationToken,
     scheduler: tokio::task::JoinHandle<()>,
     server: tokio::task::JoinHandle<()>,
     sinks: JoinSet<()>,
@@ -117,7 +119,8 @@ impl Daemon {
         let metrics = Arc::new(Metrics::new(state.clone()));
         let shutdown = CancellationToken::new();
         let stop_delivery = CancellationToken::new();
-        let persister = tokio::spawn(store::persist(state.clone(), path, stop_delivery.clone()));
+        let stop_persist = CancellationToken::new();
+        let persister = tokio::spawn(store::persist(state.clone(), path, stop_persist.clone()));
         let mut sinks = JoinSet::new();
         for ((subscription, pacing), worker) in subscriptions.into_iter().zip(workers) {
             let name = subscription.sink;
@@ -168,6 +171,7 @@ impl Daemon {
             state,
             shutdown,
             stop_delivery,
+            stop_persist,
             scheduler,
             server,
             sinks,
@@ -194,6 +198,8 @@ impl Daemon {
         let _ = self.server.await;
         self.stop_delivery.cancel();
         while self.sinks.join_next().await.is_some() {}
+        // After the sinks, so the last write knows what they delivered.
+        self.stop_persist.cancel();
         let _ = self.persister.await;
         let (_, saved) = self.state.to_save();
         if !saved.outbox.is_empty() {

@@ -31,6 +31,7 @@ struct Received {
     raw: Vec<u8>,
     body: Value,
     answered: u16,
+    at: std::time::Instant,
 }
 
 impl Received {
@@ -93,15 +94,21 @@ impl Receiver {
                                 let answered =
                                     shared.script.lock().unwrap().pop_front().unwrap_or(200);
                                 let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+                                let at = std::time::Instant::now();
                                 shared.got.lock().unwrap().push(Received {
                                     headers,
                                     raw,
                                     body,
                                     answered,
+                                    at,
                                 });
                                 let mut response = http::Response::new(Full::new(Bytes::new()));
                                 *response.status_mut() =
                                     http::StatusCode::from_u16(answered).unwrap();
+                                if answered == 429 {
+                                    let wait = http::HeaderValue::from_static("2");
+                                    response.headers_mut().insert("retry-after", wait);
+                                }
                                 Ok::<_, Infallible>(response)
                             }
                         },
@@ -161,6 +168,11 @@ struct Setup {
 
 impl Setup {
     fn new(simulator: &Simulator, receiver: &Receiver) -> Self {
+        Self::with_sinks(simulator, receiver, "")
+    }
+
+    /// With more `[[sinks]]` after the receiver's.
+    fn with_sinks(simulator: &Simulator, receiver: &Receiver, more: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = simulator.endpoint_url();
         let listen = std::net::TcpListener::bind("127.0.0.1:0")
@@ -194,6 +206,7 @@ headers = {{ X-Team = "platform" }}
 events = ["issue_opened", "issue_resolved", "status_changed", "profile_deleted"]
 retry_initial = "100ms"
 retry_max = "300ms"
+{more}
 "#,
             state = dir.path().join("state.json").display(),
             receiver = receiver.addr,
@@ -611,4 +624,45 @@ async fn a_corrupt_state_file_falls_back_to_prev_else_starts_fresh() {
                 .starts_with("state.json.corrupt-")
         });
     assert!(aside);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_and_a_dead_sink_delays_no_other() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    receiver.answer(&[429]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead = format!(
+        "[[sinks]]\nname = \"dead\"\ntype = \"webhook\"\nurl = \"http://{closed}/\"\nretry_initial = \"100ms\"\nretry_max = \"200ms\"\n"
+    );
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    let setup = Setup::with_sinks(&simulator, &receiver, &dead);
+    let daemon = setup.start("run.log");
+    let opened = receiver.until_delivered("issue_opened", "web").await;
+    let got = receiver.got();
+    assert_eq!((got[0].answered, got[0].id()), (429, opened.id()));
+    // Retry-After: 2 wins over the 100-300 ms backoff.
+    let waited = opened.at - got[0].at;
+    assert!(
+        waited >= std::time::Duration::from_millis(1900),
+        "{waited:?}"
+    );
+    let (_, metrics) = crate::support::http(setup.admin, "GET", "/metrics", "").await;
+    let retries = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "fargate_health_monitor_notifications_total{sink=\"dead\",outcome=\"retry\"} ",
+            )
+        })
+        .unwrap();
+    assert!(
+        retries.parse::<f64>().unwrap() >= 3.0,
+        "the dead sink kept retrying meanwhile: {retries}"
+    );
+    assert!(metrics.contains("fargate_health_monitor_notification_queue_depth{sink=\"dead\"} 1"));
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
 }
