@@ -339,4 +339,63 @@ mod tests {
         );
         assert!(signature_headers(&[], "x", 1, b"").is_empty());
     }
+
+    #[test]
+    fn the_payload_caps_resource_ids_and_keeps_the_true_count() {
+        use crate::diff::{EpisodeIssue, Event};
+        use crate::model::{
+            Incarnation, Issue, IssueCode, ProfileKey, ResolveReason, Status, Timestamp,
+        };
+
+        let ids: Vec<String> = (0..1500).map(|i| format!("subnet-{i:05}")).collect();
+        let issue = EpisodeIssue {
+            issue: Issue {
+                code: IssueCode::from_wire("ClusterUnreachable"),
+                message: "unreachable".into(),
+                resource_ids: ids,
+            },
+            episode_id: "episode".into(),
+            since: Timestamp::from_secs(1_700_000_000),
+        };
+        let event = Event {
+            sequence: 7,
+            key: ProfileKey::new("111122223333", "us-east-1", "prod", "default"),
+            incarnation: Incarnation {
+                arn: "arn".into(),
+                created_at: Timestamp::from_secs(1),
+            },
+            status: Status::from_wire("ACTIVE"),
+            observed_at: Timestamp::from_secs(1_700_000_270),
+            detail: EventDetail::IssueResolved {
+                issue,
+                resolved_at: Timestamp::from_secs(1_700_000_270),
+                reason: ResolveReason::Cleared,
+            },
+        };
+        let pending = Pending {
+            id: event.id(),
+            sink: "hook".into(),
+            event,
+            labels: BTreeMap::from([("env".into(), "prod".into())]),
+            enqueued_at: Timestamp::from_secs(1_700_000_270),
+            attempts: 0,
+            not_before: None,
+            generation: 0,
+        };
+        let body: serde_json::Value = serde_json::from_slice(&payload(&pending)).unwrap();
+        assert_eq!(body["version"], "1");
+        assert_eq!(body["kind"], "issue_resolved");
+        assert_eq!(body["sequence"], 7);
+        assert_eq!(body["observed_at"], "2023-11-14T22:17:50Z");
+        assert_eq!(
+            body["issue"]["resource_ids"].as_array().unwrap().len(),
+            RESOURCE_IDS_CAP
+        );
+        assert_eq!(body["issue"]["resource_count"], 1500);
+        assert_eq!(body["issue"]["duration_seconds"], 270);
+        assert_eq!(body["issue"]["reason"], "cleared");
+        assert_eq!(body["issue"]["resolved_at"], "2023-11-14T22:17:50Z");
+        assert_eq!(body["profile"]["labels"]["env"], "prod");
+        assert!(body.get("status").is_none());
+    }
 }
