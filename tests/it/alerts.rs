@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::support::{binary, eventually};
+use crate::support::{aws_env, binary, eventually};
 
 const NEW_SECRET: &str = "whsec-new-key";
 const OLD_SECRET: &str = "whsec-old-key";
@@ -226,17 +226,7 @@ retry_max = "300ms"
 
     fn start(&self, log_name: &str) -> Child {
         let log = std::fs::File::create(self.dir.path().join(log_name)).unwrap();
-        binary()
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("AWS_ACCESS_KEY_ID", simulator::DEFAULT_ACCESS_KEY_ID)
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                simulator::DEFAULT_SECRET_ACCESS_KEY,
-            )
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+        aws_env(binary().args(["run", "--config"]).arg(&self.config))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -15,7 +15,9 @@ use fargate_health_monitor::simulator::{
 };
 use serde_json::Value;
 
-use crate::support::{binary, eventually, http, http_bytes, http_with_headers, sim_settings};
+use crate::support::{
+    aws_env, binary, eventually, http, http_bytes, http_with_headers, sim_settings,
+};
 
 const ACCOUNT: &str = simulator::DEFAULT_ACCOUNT;
 
@@ -555,18 +557,6 @@ fn config_file(dir: &Path, simulator: &Simulator, listen: &str) -> std::path::Pa
     )
     .unwrap();
     path
-}
-
-fn aws_env(command: &mut Command) -> &mut Command {
-    command
-        .env("AWS_ACCESS_KEY_ID", simulator::DEFAULT_ACCESS_KEY_ID)
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            simulator::DEFAULT_SECRET_ACCESS_KEY,
-        )
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
 }
 
 fn free_port() -> SocketAddr {
