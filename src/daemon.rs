@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::model::{EventKind, Status};
 use crate::scheduler::{self, Settings, Watched};
 use crate::server::{self, App, BindError};
+use crate::sinks::alertmanager;
 use crate::sinks::log::LogSink;
 use crate::sinks::webhook::WebhookSink;
 use crate::sinks::{self, Pacing};
@@ -133,6 +134,32 @@ impl Daemon {
                     sinks.spawn(sinks::run(name, *sink, pacing, state, stop, FLUSH_GRACE))
                 }
             };
+        }
+
+        for sink in &config.sinks {
+            if let SinkKind::Alertmanager {
+                urls,
+                headers,
+                resend_interval,
+                timeout,
+                runbook_url,
+            } = &sink.kind
+            {
+                let settings = alertmanager::Settings {
+                    name: sink.name.clone(),
+                    urls: urls.clone(),
+                    headers: headers.clone(),
+                    resend_interval: *resend_interval,
+                    timeout: *timeout,
+                    runbook_url: runbook_url.clone(),
+                    external_url: config.server.external_url.clone(),
+                };
+                sinks.spawn(alertmanager::run(
+                    settings,
+                    state.clone(),
+                    stop_delivery.clone(),
+                ));
+            }
         }
 
         let mut connector = Connector::new(AwsSettings {
@@ -264,7 +291,8 @@ fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
                     headers.clone(),
                 ))));
             }
-            SinkKind::Slack { .. } | SinkKind::Alertmanager { .. } => {
+            SinkKind::Alertmanager { .. } => {}
+            SinkKind::Slack { .. } => {
                 tracing::warn!(
                     sink = %sink.name,
                     kind = sink.kind.type_name(),

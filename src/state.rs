@@ -422,6 +422,15 @@ impl State {
         (next, wake)
     }
 
+    /// Counts a notification outcome of a sink the outbox does not feed (Alertmanager).
+    pub fn record_notification(&self, sink: &str, outcome: Outcome) {
+        *self
+            .lock()
+            .outcomes
+            .entry((sink.to_owned(), outcome))
+            .or_default() += 1;
+    }
+
     /// Records how an attempt to deliver `id` to `sink` ended.
     pub fn attempted(&self, sink: &str, id: &str, attempt: Attempt) {
         let mut inner = self.lock();

@@ -5,6 +5,7 @@
 //! A sink only knows its receiver's payload; the worker owns retries and timing, so one slow or
 //! dead sink delays nothing but itself.
 
+pub mod alertmanager;
 pub mod log;
 pub mod webhook;
 

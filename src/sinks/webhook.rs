@@ -28,6 +28,9 @@ pub const RESOURCE_IDS_CAP: usize = 1000;
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// The HTTP(S) client of the sinks.
+pub type HttpsClient = Client<Https, Full<Bytes>>;
+
 /// Posts events to one URL.
 #[derive(Clone, Debug)]
 pub struct WebhookSink {
@@ -35,7 +38,7 @@ pub struct WebhookSink {
     /// Signing keys, newest first.
     secrets: Vec<Secret>,
     headers: Vec<(String, Secret)>,
-    client: Client<Https, Full<Bytes>>,
+    client: HttpsClient,
 }
 
 impl WebhookSink {
@@ -50,7 +53,7 @@ impl WebhookSink {
 }
 
 /// An HTTP(S) client with the system's root certificates; it follows no redirects.
-pub fn https_client() -> Client<Https, Full<Bytes>> {
+pub fn https_client() -> HttpsClient {
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let builder = match builder.with_native_roots() {
         Ok(builder) => builder,

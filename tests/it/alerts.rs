@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::support::{aws_env, binary, eventually};
+use crate::support::{aws_env, binary, eventually, http, real_tool};
 
 const NEW_SECRET: &str = "whsec-new-key";
 const OLD_SECRET: &str = "whsec-old-key";
@@ -182,6 +182,7 @@ impl Setup {
         let text = format!(
             r#"[server]
 listen = "{listen}"
+external_url = "http://fhm.example.test/"
 [state]
 path = "{state}"
 [poll]
@@ -655,4 +656,146 @@ async fn retry_after_is_honoured_and_a_dead_sink_delays_no_other() {
     );
     assert!(metrics.contains("fargate_health_monitor_notification_queue_depth{sink=\"dead\"} 1"));
     assert_eq!(stop(daemon, "-TERM").await, Some(0));
+}
+
+/// Alertmanager's active alerts for one profile.
+async fn active_alerts(addr: SocketAddr, profile: &str) -> Vec<Value> {
+    let (status, body) = http(addr, "GET", "/api/v2/alerts?active=true", "").await;
+    assert_eq!(status, 200, "{body}");
+    let alerts: Value = serde_json::from_str(&body).unwrap();
+    alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["labels"]["fargate_profile"] == profile)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_real_alertmanager_shows_the_alert_then_resolves_it() {
+    let Some(alertmanager) = real_tool("prometheus-alertmanager") else {
+        return;
+    };
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let am_config = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &am_config,
+        format!(
+            "route:\n  receiver: hook\n  group_by: [alertname, fargate_profile]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+             receivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{}/am\n        send_resolved: true\n",
+            receiver.addr
+        ),
+    )
+    .unwrap();
+    let am_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut am = Command::new(alertmanager)
+        .arg(format!("--config.file={}", am_config.display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={am_addr}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(30, "Alertmanager ready", || async {
+        tokio::net::TcpStream::connect(am_addr).await.ok()?;
+        (http(am_addr, "GET", "/-/ready", "").await.0 == 200).then_some(())
+    })
+    .await;
+
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    simulator.add_profile(&key("failed"), "CREATE_FAILED", Health::Absent);
+    let sink = format!(
+        "[[sinks]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = [\"http://{am_addr}\"]\nresend_interval = \"2s\"\n\
+         runbook_url = \"https://runbooks.example.test/fargate\"\n"
+    );
+    let setup = Setup::with_sinks(&simulator, &receiver, &sink);
+    let daemon = setup.start("run.log");
+
+    let alert = eventually(30, "the alert in Alertmanager", || async {
+        active_alerts(am_addr, "web").await.into_iter().next()
+    })
+    .await;
+    let labels = &alert["labels"];
+    assert_eq!(labels["alertname"], "EKSFargateProfileHealthIssue");
+    assert_eq!(labels["code"], "AccessDenied");
+    assert_eq!(labels["severity"], "warning");
+    assert_eq!(labels["aws_account_id"], simulator::DEFAULT_ACCOUNT);
+    assert_eq!(labels["aws_region"], "us-east-1");
+    assert_eq!(labels["eks_cluster"], "prod");
+    assert_eq!(labels["env"], "test");
+    assert_eq!(
+        labels.as_object().unwrap().len(),
+        8,
+        "no per-instance label: {labels}"
+    );
+    assert_eq!(
+        alert["annotations"]["runbook_url"],
+        "https://runbooks.example.test/fargate"
+    );
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("AccessDenied")
+    );
+    assert!(
+        alert["generatorURL"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://fhm.example.test/")
+    );
+    let failed = eventually(30, "the failed status in Alertmanager", || async {
+        active_alerts(am_addr, "failed").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(failed["labels"]["alertname"], "EKSFargateProfileFailed");
+    assert_eq!(failed["labels"]["status"], "CREATE_FAILED");
+    assert_eq!(failed["labels"]["severity"], "critical");
+    let firing = |status: &str| {
+        receiver
+            .got()
+            .into_iter()
+            .filter(|r| r.body["receiver"] == "hook" && r.body["status"] == status)
+            .filter(|r| {
+                r.body["alerts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["labels"]["fargate_profile"] == "web")
+            })
+            .count()
+    };
+    eventually(30, "Alertmanager notifying its receiver", || async {
+        (firing("firing") > 0).then_some(())
+    })
+    .await;
+
+    simulator
+        .apply(SimCommand::SetHealth {
+            key: key("web"),
+            health: Health::Issues(Vec::new()),
+        })
+        .unwrap();
+    eventually(30, "the alert no longer active", || async {
+        active_alerts(am_addr, "web").await.is_empty().then_some(())
+    })
+    .await;
+    eventually(30, "the resolution at Alertmanager's receiver", || async {
+        (firing("resolved") > 0).then_some(())
+    })
+    .await;
+    assert_eq!(active_alerts(am_addr, "failed").await.len(), 1);
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+    let _ = am.kill();
+    let _ = am.wait();
 }

@@ -16,7 +16,7 @@ use fargate_health_monitor::simulator::{
 use serde_json::Value;
 
 use crate::support::{
-    aws_env, binary, eventually, http, http_bytes, http_with_headers, sim_settings,
+    aws_env, binary, eventually, http, http_bytes, http_with_headers, real_tool, sim_settings,
 };
 
 const ACCOUNT: &str = simulator::DEFAULT_ACCOUNT;
@@ -688,23 +688,6 @@ async fn demo_needs_no_aws_account_and_no_config() {
     .await
     .unwrap();
     assert_eq!(status.code(), Some(0));
-}
-
-/// A real tool: on `PATH`, or a skip with a notice; under `CI` a missing tool fails the test.
-pub fn real_tool(name: &str) -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is missing; CI installs it (.ci/run)"
-        );
-        eprintln!("skipped: {name} is not installed (Debian package prometheus)");
-    }
-    found
 }
 
 #[tokio::test]

@@ -191,3 +191,20 @@ pub fn aws_env(command: &mut std::process::Command) -> &mut std::process::Comman
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true")
 }
+
+/// A real tool: on `PATH`, or a skip with a notice; under `CI` a missing tool fails the test.
+pub fn real_tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is missing; CI installs it (.ci/run)"
+        );
+        eprintln!("skipped: {name} is not installed (Debian package prometheus)");
+    }
+    found
+}

@@ -1,0 +1,271 @@
+//! The `alertmanager` sink: level-triggered, not fed by the outbox (DESIGN.md "Alertmanager
+//! alerts"). From the snapshot it posts every open episode (`EKSFargateProfileHealthIssue`,
+//! `severity="warning"`) and every failed status (`EKSFargateProfileFailed`,
+//! `severity="critical"`) to `{url}/api/v2/alerts` of every URL in its list: at once on start,
+//! on every change, and every `resend_interval` (also while polls fail). `endsAt` is now + 4 ×
+//! `resend_interval`, so Alertmanager resolves what a dead monitor stops sending; an alert that
+//! closed is posted with its real `endsAt` for 15 minutes. No per-instance label, so two
+//! replicas deduplicate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::model::Timestamp;
+use crate::secret::{Secret, SecretUrl};
+use crate::state::{Outcome, Snapshot, State};
+
+use super::webhook::{HttpsClient, https_client};
+
+/// How long a closed alert is still posted with its real `endsAt`.
+pub const CLOSED_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// One alert as Alertmanager's API v2 takes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    pub ends_at: String,
+    #[serde(rename = "generatorURL", skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
+}
+
+/// The sink's settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub name: String,
+    pub urls: Vec<SecretUrl>,
+    pub headers: Vec<(String, Secret)>,
+    pub resend_interval: Duration,
+    pub timeout: Duration,
+    pub runbook_url: Option<Url>,
+    pub external_url: Option<Url>,
+}
+
+/// The alerts that are firing now: one per open episode and one per failed status. Keys are
+/// the alerts' label sets; `endsAt` is left for the caller.
+pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String, String)>, Alert> {
+    let mut alerts = BTreeMap::new();
+    let generator_url = settings.external_url.as_ref().map(|url| {
+        url.join("api/v1/profiles")
+            .map_or_else(|_| url.to_string(), |u| u.to_string())
+    });
+    for entry in &snapshot.profiles {
+        let Some(known) = &entry.state.known else {
+            continue;
+        };
+        let key = &entry.state.key;
+        let mut base: BTreeMap<String, String> = entry
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        base.insert("aws_account_id".into(), key.account_id.clone());
+        base.insert("aws_region".into(), key.region.clone());
+        base.insert("eks_cluster".into(), key.cluster.clone());
+        base.insert("fargate_profile".into(), key.profile.clone());
+        let mut annotations = BTreeMap::new();
+        if let Some(runbook) = &settings.runbook_url {
+            annotations.insert("runbook_url".to_owned(), runbook.to_string());
+        }
+        for episode in known.episodes.values() {
+            let code = episode.issue.code.as_str();
+            let mut labels = base.clone();
+            labels.insert("alertname".into(), "EKSFargateProfileHealthIssue".into());
+            labels.insert("code".into(), code.to_owned());
+            labels.insert("severity".into(), "warning".into());
+            let mut annotations = annotations.clone();
+            annotations.insert(
+                "summary".into(),
+                format!("Fargate profile {}/{} has {code}", key.cluster, key.profile),
+            );
+            let resources = episode.issue.resource_ids.len();
+            annotations.insert(
+                "description".into(),
+                format!(
+                    "{} ({} resource{}) on Fargate profile {} in account {}, region {}, cluster {}",
+                    episode.issue.message,
+                    resources,
+                    if resources == 1 { "" } else { "s" },
+                    key.profile,
+                    key.account_id,
+                    key.region,
+                    key.cluster
+                ),
+            );
+            let alert = Alert {
+                starts_at: Some(episode.since.to_rfc3339()),
+                ends_at: String::new(),
+                generator_url: generator_url.clone(),
+                labels,
+                annotations,
+            };
+            alerts.insert(label_key(&alert), alert);
+        }
+        if known.status.is_failed() {
+            let status = known.status.as_str();
+            let mut labels = base;
+            labels.insert("alertname".into(), "EKSFargateProfileFailed".into());
+            labels.insert("status".into(), status.to_owned());
+            labels.insert("severity".into(), "critical".into());
+            let mut annotations = annotations;
+            annotations.insert(
+                "summary".into(),
+                format!(
+                    "Fargate profile {}/{} is {status}",
+                    key.cluster, key.profile
+                ),
+            );
+            annotations.insert(
+                "description".into(),
+                format!(
+                    "Fargate profile {} in account {}, region {}, cluster {} is {status}",
+                    key.profile, key.account_id, key.region, key.cluster
+                ),
+            );
+            let alert = Alert {
+                starts_at: None,
+                ends_at: String::new(),
+                generator_url: generator_url.clone(),
+                labels,
+                annotations,
+            };
+            alerts.insert(label_key(&alert), alert);
+        }
+    }
+    alerts
+}
+
+fn label_key(alert: &Alert) -> Vec<(String, String)> {
+    alert.labels.clone().into_iter().collect()
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+fn later(by: Duration) -> Timestamp {
+    Timestamp::from_millis(now().as_millis() + by.as_millis() as i64)
+}
+
+/// Posts alerts until `shutdown`.
+pub async fn run(settings: Settings, state: Arc<State>, shutdown: CancellationToken) {
+    let client = https_client();
+    let mut changes = state.watch_generation();
+    // Alerts that closed, with when they closed.
+    let mut closed: BTreeMap<Vec<(String, String)>, (Alert, Timestamp)> = BTreeMap::new();
+    let mut last: Option<BTreeMap<Vec<(String, String)>, Alert>> = None;
+    let mut next_resend = tokio::time::Instant::now();
+    loop {
+        let current = firing(&state.snapshot(), &settings);
+        let changed = last.as_ref() != Some(&current);
+        if changed || tokio::time::Instant::now() >= next_resend {
+            if let Some(previous) = &last {
+                for (key, alert) in previous {
+                    if !current.contains_key(key) {
+                        closed.insert(key.clone(), (alert.clone(), now()));
+                    }
+                }
+            }
+            closed
+                .retain(|key, (_, at)| !current.contains_key(key) && now().since(*at) < CLOSED_FOR);
+            let ends_at = later(settings.resend_interval * 4).to_rfc3339();
+            let mut batch: Vec<Alert> = current
+                .values()
+                .map(|alert| Alert {
+                    ends_at: ends_at.clone(),
+                    ..alert.clone()
+                })
+                .collect();
+            batch.extend(closed.values().map(|(alert, at)| Alert {
+                ends_at: at.to_rfc3339(),
+                ..alert.clone()
+            }));
+            post_everywhere(&client, &settings, &state, &batch).await;
+            last = Some(current);
+            next_resend = tokio::time::Instant::now() + settings.resend_interval;
+        }
+        changes.mark_unchanged();
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = changes.changed() => {}
+            () = tokio::time::sleep_until(next_resend) => {}
+        }
+    }
+}
+
+async fn post_everywhere(
+    client: &HttpsClient,
+    settings: &Settings,
+    state: &State,
+    batch: &[Alert],
+) {
+    let Ok(body) = serde_json::to_vec(batch) else {
+        return;
+    };
+    let body = Bytes::from(body);
+    for url in &settings.urls {
+        let outcome = match tokio::time::timeout(
+            settings.timeout,
+            post(client, url, settings, body.clone()),
+        )
+        .await
+        {
+            Ok(Ok(())) => Outcome::Success,
+            Ok(Err(reason)) => {
+                tracing::warn!(sink = %settings.name, %url, %reason, alerts = batch.len(), "cannot post alerts; posting again at the next change or resend");
+                Outcome::Retry
+            }
+            Err(_) => {
+                tracing::warn!(sink = %settings.name, %url, "posting alerts timed out; posting again at the next change or resend");
+                Outcome::Retry
+            }
+        };
+        state.record_notification(&settings.name, outcome);
+    }
+}
+
+async fn post(
+    client: &HttpsClient,
+    url: &SecretUrl,
+    settings: &Settings,
+    body: Bytes,
+) -> Result<(), String> {
+    let mut endpoint = url.expose().clone();
+    endpoint.set_path(&format!(
+        "{}/api/v2/alerts",
+        endpoint.path().trim_end_matches('/')
+    ));
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(endpoint.as_str())
+        .header(http::header::CONTENT_TYPE, "application/json");
+    for (name, value) in &settings.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.expose()),
+        ) else {
+            return Err(format!("header {name} is not a valid HTTP header"));
+        };
+        request = request.header(name, value);
+    }
+    let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
+}
