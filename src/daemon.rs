@@ -22,10 +22,14 @@ use crate::scheduler::{self, Settings, Watched};
 use crate::server::{self, App, BindError};
 use crate::sinks::alertmanager;
 use crate::sinks::log::LogSink;
+use crate::sinks::slack::SlackSink;
 use crate::sinks::webhook::WebhookSink;
 use crate::sinks::{self, Pacing};
 use crate::state::{State, Subscription};
 use crate::store;
+
+/// The least time between two Slack messages: Slack takes about one per second per webhook.
+const SLACK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a stopping daemon keeps delivering what is due.
 pub const FLUSH_GRACE: Duration = Duration::from_secs(5);
@@ -64,6 +68,7 @@ pub struct Daemon {
 enum Worker {
     Log(LogSink),
     Webhook(Box<WebhookSink>),
+    Slack(Box<SlackSink>),
 }
 
 impl Daemon {
@@ -129,6 +134,9 @@ impl Daemon {
             match worker {
                 Worker::Log(sink) => {
                     sinks.spawn(sinks::run(name, sink, pacing, state, stop, FLUSH_GRACE))
+                }
+                Worker::Slack(sink) => {
+                    sinks.spawn(sinks::run(name, *sink, pacing, state, stop, FLUSH_GRACE))
                 }
                 Worker::Webhook(sink) => {
                     sinks.spawn(sinks::run(name, *sink, pacing, state, stop, FLUSH_GRACE))
@@ -250,6 +258,8 @@ fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
             base: Duration::from_secs(1),
             max: Duration::from_secs(1),
         },
+        group_wait: Duration::ZERO,
+        min_interval: Duration::ZERO,
     };
     for sink in &config.sinks {
         let name = sink.name.clone();
@@ -283,6 +293,8 @@ fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
                         base: delivery.retry_initial,
                         max: delivery.retry_max,
                     },
+                    group_wait: Duration::ZERO,
+                    min_interval: Duration::ZERO,
                 };
                 subscriptions.push((subscription, pacing));
                 workers.push(Worker::Webhook(Box::new(WebhookSink::new(
@@ -291,14 +303,31 @@ fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
                     headers.clone(),
                 ))));
             }
-            SinkKind::Alertmanager { .. } => {}
-            SinkKind::Slack { .. } => {
-                tracing::warn!(
-                    sink = %sink.name,
-                    kind = sink.kind.type_name(),
-                    "this sink type is not delivered by this version yet; its events are not queued"
-                );
+            SinkKind::Slack {
+                url,
+                delivery,
+                group_wait,
+            } => {
+                let subscription = Subscription {
+                    sink: name,
+                    events: delivery.events.clone(),
+                    statuses: delivery.statuses.clone(),
+                    max_queue: delivery.max_queue,
+                };
+                let pacing = Pacing {
+                    timeout: delivery.timeout,
+                    max_age: delivery.max_age,
+                    backoff: Backoff {
+                        base: delivery.retry_initial,
+                        max: delivery.retry_max,
+                    },
+                    group_wait: *group_wait,
+                    min_interval: SLACK_INTERVAL,
+                };
+                subscriptions.push((subscription, pacing));
+                workers.push(Worker::Slack(Box::new(SlackSink::new(url.clone()))));
             }
+            SinkKind::Alertmanager { .. } => {}
         }
     }
     if config.sinks.is_empty() {

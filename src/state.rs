@@ -431,6 +431,40 @@ impl State {
             .or_default() += 1;
     }
 
+    /// The events of `sink` that may travel with `first` as one message: each the first queued
+    /// event of its profile, saved, due, queued no later than `until`, and `alike`.
+    pub fn group_for(
+        &self,
+        sink: &str,
+        first: &Pending,
+        until: Timestamp,
+        alike: impl Fn(&Pending) -> bool,
+    ) -> Vec<Pending> {
+        let saved = *self.saved.borrow();
+        let now = Timestamp::from_system_time(std::time::SystemTime::now());
+        let inner = self.lock();
+        let Some(queue) = inner.outbox.get(sink) else {
+            return vec![first.clone()];
+        };
+        let mut seen: BTreeSet<&ProfileKey> = BTreeSet::new();
+        let mut group = Vec::new();
+        for pending in queue {
+            if !seen.insert(&pending.event.key) {
+                continue;
+            }
+            let due = pending.not_before.is_none_or(|at| at <= now);
+            if pending.id == first.id
+                || (pending.generation <= saved
+                    && due
+                    && pending.enqueued_at <= until
+                    && alike(pending))
+            {
+                group.push(pending.clone());
+            }
+        }
+        group
+    }
+
     /// Records how an attempt to deliver `id` to `sink` ended.
     pub fn attempted(&self, sink: &str, id: &str, attempt: Attempt) {
         let mut inner = self.lock();

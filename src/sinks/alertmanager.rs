@@ -22,7 +22,7 @@ use crate::model::Timestamp;
 use crate::secret::{Secret, SecretUrl};
 use crate::state::{Outcome, Snapshot, State};
 
-use super::webhook::{HttpsClient, https_client};
+use super::webhook::{HttpsClient, https_client, without_userinfo};
 
 /// How long a closed alert is still posted with its real `endsAt`.
 pub const CLOSED_FOR: Duration = Duration::from_secs(15 * 60);
@@ -241,7 +241,7 @@ async fn post(
     settings: &Settings,
     body: Bytes,
 ) -> Result<(), String> {
-    let mut endpoint = url.expose().clone();
+    let (mut endpoint, basic) = without_userinfo(url.expose());
     endpoint.set_path(&format!(
         "{}/api/v2/alerts",
         endpoint.path().trim_end_matches('/')
@@ -250,6 +250,13 @@ async fn post(
         .method(Method::POST)
         .uri(endpoint.as_str())
         .header(http::header::CONTENT_TYPE, "application/json");
+    let configured_auth = settings
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+    if let Some(basic) = basic.filter(|_| !configured_auth) {
+        request = request.header(http::header::AUTHORIZATION, basic);
+    }
     for (name, value) in &settings.headers {
         let (Ok(name), Ok(value)) = (
             HeaderName::try_from(name.as_str()),

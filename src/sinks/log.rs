@@ -14,8 +14,10 @@ pub struct LogSink {
 }
 
 impl Sink for LogSink {
-    async fn deliver(&self, pending: &Pending) -> Result<(), Failure> {
-        log(&self.name, pending);
+    async fn deliver(&self, batch: &[Pending]) -> Result<(), Failure> {
+        for pending in batch {
+            log(&self.name, pending);
+        }
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod alertmanager;
 pub mod log;
+pub mod slack;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -33,8 +34,14 @@ pub enum Failure {
 
 /// A receiver of events.
 pub trait Sink: Send + Sync + 'static {
-    /// Sends one event.
-    fn deliver(&self, pending: &Pending) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// Sends a batch: one event, or a group that becomes one message.
+    fn deliver(&self, batch: &[Pending]) -> impl Future<Output = Result<(), Failure>> + Send;
+
+    /// Events with the same key, queued within the sink's `group_wait` of each other, travel
+    /// together; `None` sends each on its own.
+    fn group_key(&self, _pending: &Pending) -> Option<String> {
+        None
+    }
 }
 
 /// How the worker paces one sink.
@@ -43,6 +50,10 @@ pub struct Pacing {
     pub timeout: Duration,
     pub max_age: Duration,
     pub backoff: Backoff,
+    /// How long the first event of a group waits for others; zero for no grouping.
+    pub group_wait: Duration,
+    /// The least time between two deliveries (Slack takes about one message per second).
+    pub min_interval: Duration,
 }
 
 fn now() -> Timestamp {
@@ -87,7 +98,29 @@ pub async fn run<S: Sink>(
             }
             continue;
         };
-        let result = match tokio::time::timeout(pacing.timeout, sink.deliver(&pending)).await {
+        let batch = match sink.group_key(&pending) {
+            Some(group) if !pacing.group_wait.is_zero() => {
+                let until = Timestamp::from_millis(
+                    pending.enqueued_at.as_millis() + pacing.group_wait.as_millis() as i64,
+                );
+                let wait = until.as_millis() - now().as_millis();
+                if wait > 0 && !shutdown.is_cancelled() {
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                    }
+                    continue;
+                }
+                state.group_for(&name, &pending, until, |p| {
+                    sink.group_key(p).as_deref() == Some(group.as_str())
+                })
+            }
+            _ => vec![pending],
+        };
+        let Some(first) = batch.first() else {
+            continue;
+        };
+        let result = match tokio::time::timeout(pacing.timeout, sink.deliver(&batch)).await {
             Ok(result) => result,
             Err(_) => Err(Failure::Retry {
                 reason: format!(
@@ -99,17 +132,18 @@ pub async fn run<S: Sink>(
         };
         let attempt = match result {
             Ok(()) => {
-                tracing::debug!(sink = %name, id = %pending.id, attempts = pending.attempts + 1, "delivered");
+                tracing::debug!(sink = %name, id = %first.id, events = batch.len(), attempts = first.attempts + 1, "delivered");
                 Attempt::Delivered
             }
             Err(Failure::Retry { reason, after }) => {
                 let delay = after
-                    .unwrap_or_else(|| pacing.backoff.delay(pending.attempts))
+                    .unwrap_or_else(|| pacing.backoff.delay(first.attempts))
                     .max(Duration::from_millis(1));
                 tracing::warn!(
                     sink = %name,
-                    id = %pending.id,
-                    attempt = pending.attempts + 1,
+                    id = %first.id,
+                    events = batch.len(),
+                    attempt = first.attempts + 1,
                     retry_in_ms = delay.as_millis() as u64,
                     reason = %reason,
                     "delivery failed; will retry"
@@ -119,10 +153,15 @@ pub async fn run<S: Sink>(
                 Attempt::Retry { not_before }
             }
             Err(Failure::Reject { reason }) => {
-                tracing::error!(sink = %name, id = %pending.id, reason = %reason, "delivery rejected; event dropped");
+                tracing::error!(sink = %name, id = %first.id, events = batch.len(), reason = %reason, "delivery rejected; event dropped");
                 Attempt::Rejected
             }
         };
-        state.attempted(&name, &pending.id, attempt);
+        for pending in &batch {
+            state.attempted(&name, &pending.id, attempt);
+        }
+        if !pacing.min_interval.is_zero() && !shutdown.is_cancelled() {
+            tokio::time::sleep(pacing.min_interval).await;
+        }
     }
 }

@@ -73,72 +73,127 @@ fn empty_roots_config() -> rustls::ClientConfig {
 }
 
 impl Sink for WebhookSink {
-    async fn deliver(&self, pending: &Pending) -> Result<(), Failure> {
-        let body = payload(pending);
-        let timestamp = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(self.url.expose().as_str())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(
-                http::header::USER_AGENT,
-                concat!("fargate-health-monitor/", env!("CARGO_PKG_VERSION")),
-            )
-            .header("x-fargate-health-event-id", &pending.id);
-        for (name, value) in signature_headers(&self.secrets, &pending.id, timestamp, &body) {
-            request = request.header(name, value);
+    async fn deliver(&self, batch: &[Pending]) -> Result<(), Failure> {
+        for pending in batch {
+            let body = payload(pending);
+            let timestamp = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let mut ours = vec![("x-fargate-health-event-id", pending.id.clone())];
+            ours.extend(signature_headers(
+                &self.secrets,
+                &pending.id,
+                timestamp,
+                &body,
+            ));
+            post_json(&self.client, &self.url, &ours, &self.headers, body).await?;
         }
-        for (name, value) in &self.headers {
-            let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.expose()),
-            ) else {
-                return Err(Failure::Reject {
-                    reason: format!("header {name} is not a valid HTTP header"),
-                });
-            };
-            request = request.header(name, value);
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|error| Failure::Reject {
-                reason: format!("cannot build the request: {error}"),
-            })?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|error| Failure::Retry {
-                reason: format!("cannot reach {}: {}", self.url, error_chain(&error)),
-                after: None,
-            })?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        // Read the body so the connection can be reused; its content does not matter.
-        let _ = response.into_body().collect().await;
-        let code = status.as_u16();
-        match code {
-            200..=299 => Ok(()),
-            408 | 429 | 500..=599 => Err(Failure::Retry {
-                reason: format!("{} answered {status}", self.url),
-                after: retry_after.filter(|_| code == 429 || code == 503),
-            }),
-            300..=399 => Err(Failure::Reject {
-                reason: format!("{} answered {status}; redirects are not followed", self.url),
-            }),
-            _ => Err(Failure::Reject {
-                reason: format!("{} answered {status}", self.url),
-            }),
-        }
+        Ok(())
     }
+}
+
+/// POSTs a JSON body with our headers and the configured ones, and classifies the answer:
+/// 2xx delivered; 408, 429, 5xx and connection errors retried (`Retry-After` in seconds on 429
+/// and 503); a redirect (not followed) or any other answer rejected.
+pub async fn post_json(
+    client: &HttpsClient,
+    url: &SecretUrl,
+    ours: &[(&str, String)],
+    headers: &[(String, Secret)],
+    body: Vec<u8>,
+) -> Result<(), Failure> {
+    let (uri, basic) = without_userinfo(url.expose());
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(uri.as_str())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(
+            http::header::USER_AGENT,
+            concat!("fargate-health-monitor/", env!("CARGO_PKG_VERSION")),
+        );
+    for (name, value) in ours {
+        request = request.header(*name, value);
+    }
+    let configured_auth = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+    if let Some(basic) = basic.filter(|_| !configured_auth) {
+        request = request.header(http::header::AUTHORIZATION, basic);
+    }
+    for (name, value) in headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.expose()),
+        ) else {
+            return Err(Failure::Reject {
+                reason: format!("header {name} is not a valid HTTP header"),
+            });
+        };
+        request = request.header(name, value);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|error| Failure::Reject {
+            reason: format!("cannot build the request: {error}"),
+        })?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|error| Failure::Retry {
+            reason: format!("cannot reach {url}: {}", error_chain(&error)),
+            after: None,
+        })?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    // Read the body so the connection can be reused; its content does not matter.
+    let _ = response.into_body().collect().await;
+    let code = status.as_u16();
+    match code {
+        200..=299 => Ok(()),
+        408 | 429 | 500..=599 => Err(Failure::Retry {
+            reason: format!("{url} answered {status}"),
+            after: retry_after.filter(|_| code == 429 || code == 503),
+        }),
+        300..=399 => Err(Failure::Reject {
+            reason: format!("{url} answered {status}; redirects are not followed"),
+        }),
+        _ => Err(Failure::Reject {
+            reason: format!("{url} answered {status}"),
+        }),
+    }
+}
+
+/// The URL without `user:password@` (which the HTTP client would log as part of the host) and
+/// the `Authorization: Basic` value it stands for.
+pub fn without_userinfo(url: &url::Url) -> (url::Url, Option<String>) {
+    if url.username().is_empty() && url.password().is_none() {
+        return (url.clone(), None);
+    }
+    let decode = |part: &str| {
+        url::form_urlencoded::parse(format!("x={part}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let credentials = format!(
+        "{}:{}",
+        decode(url.username()),
+        decode(url.password().unwrap_or_default())
+    );
+    let mut bare = url.clone();
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    );
+    (bare, Some(basic))
 }
 
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -400,5 +455,18 @@ mod tests {
         assert_eq!(body["issue"]["resolved_at"], "2023-11-14T22:17:50Z");
         assert_eq!(body["profile"]["labels"]["env"], "prod");
         assert!(body.get("status").is_none());
+    }
+
+    #[test]
+    fn userinfo_leaves_the_url_and_becomes_basic_auth() {
+        let url: url::Url = "http://us%40er:p%3Ass@127.0.0.1:9/hook?x=1"
+            .parse()
+            .unwrap();
+        let (bare, basic) = without_userinfo(&url);
+        assert_eq!(bare.as_str(), "http://127.0.0.1:9/hook?x=1");
+        let expected = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
+        assert_eq!(basic, Some(format!("Basic {expected}")));
+        let plain: url::Url = "https://hooks.example.com/x".parse().unwrap();
+        assert_eq!(without_userinfo(&plain), (plain.clone(), None));
     }
 }

@@ -799,3 +799,172 @@ async fn a_real_alertmanager_shows_the_alert_then_resolves_it() {
     let _ = am.kill();
     let _ = am.wait();
 }
+
+#[tokio::test]
+async fn forty_profiles_hit_in_one_cycle_make_one_slack_message_and_forty_webhook_events() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    let names: Vec<String> = (0..40).map(|i| format!("p{i:02}")).collect();
+    for name in &names {
+        simulator.add_profile(&key(name), "ACTIVE", Health::Absent);
+    }
+    let slack = format!(
+        "[[sinks]]\nname = \"oncall\"\ntype = \"slack\"\nurl = \"http://{}/slack\"\ngroup_wait = \"4s\"\nretry_initial = \"100ms\"\n",
+        receiver.addr
+    );
+    let setup = Setup::with_sinks(&simulator, &receiver, &slack);
+    let daemon = setup.start("run.log");
+    // Every profile described once, healthy.
+    eventually(30, "readiness", || async {
+        tokio::net::TcpStream::connect(setup.admin).await.ok()?;
+        (http(setup.admin, "GET", "/readyz", "").await.0 == 200).then_some(())
+    })
+    .await;
+    for name in &names {
+        let health = Health::Issues(vec![IssueSpec::new(
+            "ClusterUnreachable",
+            "The cluster's API server cannot be reached",
+            &["subnet-0a1b2c3d"],
+        )]);
+        simulator
+            .apply(SimCommand::SetHealth {
+                key: key(name),
+                health,
+            })
+            .unwrap();
+    }
+    let slack_messages = |receiver: &Receiver| -> Vec<Received> {
+        receiver
+            .got()
+            .into_iter()
+            .filter(|r| r.body["blocks"].is_array())
+            .collect()
+    };
+    eventually(30, "40 webhook events", || async {
+        let opened = receiver
+            .got()
+            .into_iter()
+            .filter(|r| r.body["version"] == "1" && r.kind() == "issue_opened")
+            .count();
+        (opened == 40).then_some(())
+    })
+    .await;
+    let message = eventually(30, "the Slack message", || async {
+        slack_messages(&receiver).into_iter().next()
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let messages = slack_messages(&receiver);
+    assert_eq!(
+        messages.len(),
+        1,
+        "one grouped message: {:?}",
+        messages
+            .iter()
+            .map(|m| m.body["text"].clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        message.body["text"],
+        format!(
+            "ClusterUnreachable opened on 40 profiles of cluster prod (account {}, us-east-1)",
+            simulator::DEFAULT_ACCOUNT
+        )
+    );
+    if let Some(path) = std::env::var_os("SLACK_EXAMPLE_OUT") {
+        std::fs::write(path, serde_json::to_string_pretty(&message.body).unwrap()).unwrap();
+    }
+
+    // The resolutions group the same way.
+    for name in &names {
+        simulator
+            .apply(SimCommand::SetHealth {
+                key: key(name),
+                health: Health::Issues(Vec::new()),
+            })
+            .unwrap();
+    }
+    let resolved = eventually(60, "the grouped resolution", || async {
+        slack_messages(&receiver).into_iter().nth(1)
+    })
+    .await;
+    assert!(
+        resolved.body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Resolved: ClusterUnreachable on 40 profiles"),
+        "{}",
+        resolved.body["text"]
+    );
+    assert_eq!(
+        receiver
+            .got()
+            .iter()
+            .filter(|r| r.kind() == "issue_resolved")
+            .count(),
+        40
+    );
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_the_log_or_the_api() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    receiver.answer(&[500, 500, 500, 500, 500, 500]);
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    let more = format!(
+        "[[sinks]]\nname = \"slack\"\ntype = \"slack\"\nurl = \"http://{addr}/services/T0000/B0000/SLACKSECRETTOKEN\"\n\
+         group_wait = \"1s\"\nretry_initial = \"100ms\"\n\n\
+         [[sinks]]\nname = \"second\"\ntype = \"webhook\"\nurl = \"http://user:URLPASSWORD@{addr}/hook2?token=QUERYSECRET\"\n\
+         headers = {{ Authorization = \"Bearer AUTHSECRETTOKEN\" }}\nsecret = \"SIGNINGSECRET\"\nretry_initial = \"100ms\"\n",
+        addr = receiver.addr
+    );
+    let setup = Setup::with_sinks(&simulator, &receiver, &more);
+    let log = std::fs::File::create(setup.dir.path().join("debug.log")).unwrap();
+    let mut command = binary();
+    let daemon = aws_env(command.args(["run", "--config"]).arg(&setup.config))
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Every sink delivers after a few failures, each logged with its URL.
+    eventually(30, "deliveries to every sink", || async {
+        let got = receiver.got();
+        let ok =
+            |pred: &dyn Fn(&Received) -> bool| got.iter().any(|r| r.answered == 200 && pred(r));
+        (ok(&|r| r.body["blocks"].is_array()) && ok(&|r| r.headers.contains_key("authorization")))
+            .then_some(())
+    })
+    .await;
+    let (_, api) = http(setup.admin, "GET", "/api/v1/profiles", "").await;
+    let (_, metrics) = http(setup.admin, "GET", "/metrics", "").await;
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+    let log = setup.log("debug.log");
+    assert!(log.contains("will retry"), "the failures were logged");
+    for secret in [
+        "SLACKSECRETTOKEN",
+        "URLPASSWORD",
+        "QUERYSECRET",
+        "AUTHSECRETTOKEN",
+        "SIGNINGSECRET",
+        NEW_SECRET,
+        OLD_SECRET,
+    ] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
+        assert!(lines.is_empty(), "{secret} in the log: {lines:#?}");
+        assert!(
+            !api.contains(secret) && !metrics.contains(secret),
+            "{secret} served"
+        );
+    }
+    // The receiver did get them, so the test's secrets were in use.
+    assert!(
+        receiver
+            .got()
+            .iter()
+            .any(|r| r.headers.get("authorization").map(String::as_str)
+                == Some("Bearer AUTHSECRETTOKEN"))
+    );
+}

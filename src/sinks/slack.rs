@@ -1,0 +1,316 @@
+//! The `slack` sink: incoming-webhook messages people can act on, fed by the outbox like the
+//! webhook sink. A message has `text` (the notification line and the fallback) and Block Kit
+//! `blocks`: what happened, where, the code and message, the affected resource ids, a link to
+//! the profile in the AWS console and a one-line remediation hint per code.
+//!
+//! Events of the same kind and code in one (account, region, cluster), queued within the sink's
+//! `group_wait`, become one message that summarises them. Every message stays within Slack's
+//! limits whatever the API returned (at most 50 blocks, 3,000 characters of section text, 10
+//! fields of 2,000 characters, a 150-character header), and the worker sends at most one
+//! message per second.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::diff::EventDetail;
+use crate::model::ProfileKey;
+use crate::secret::SecretUrl;
+use crate::state::Pending;
+
+use super::webhook::{HttpsClient, https_client, post_json};
+use super::{Failure, Sink};
+
+/// Slack's limits for the parts of a message we use.
+pub mod limits {
+    pub const BLOCKS: usize = 50;
+    pub const SECTION_TEXT: usize = 3000;
+    pub const FIELDS: usize = 10;
+    pub const FIELD_TEXT: usize = 2000;
+    pub const HEADER_TEXT: usize = 150;
+    /// The top-level `text`; Slack truncates beyond 40,000, we stay far below.
+    pub const TEXT: usize = 3000;
+}
+
+/// Posts messages to one incoming webhook.
+#[derive(Clone, Debug)]
+pub struct SlackSink {
+    url: SecretUrl,
+    client: HttpsClient,
+}
+
+impl SlackSink {
+    pub fn new(url: SecretUrl) -> Self {
+        Self {
+            url,
+            client: https_client(),
+        }
+    }
+}
+
+impl Sink for SlackSink {
+    async fn deliver(&self, batch: &[Pending]) -> Result<(), Failure> {
+        let body = serde_json::to_vec(&message(batch)).unwrap_or_default();
+        post_json(&self.client, &self.url, &[], &[], body).await
+    }
+
+    fn group_key(&self, pending: &Pending) -> Option<String> {
+        let event = &pending.event;
+        let code = event
+            .episode_issue()
+            .map(|i| i.issue.code.as_str().to_owned());
+        let to = match &event.detail {
+            EventDetail::StatusChanged { to, .. } => Some(to.as_str().to_owned()),
+            _ => None,
+        };
+        let key = &event.key;
+        Some(format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            event.kind().as_str(),
+            code.or(to).unwrap_or_default(),
+            key.account_id,
+            key.region,
+            key.cluster,
+            match &event.detail {
+                EventDetail::IssueResolved { reason, .. } => reason.as_str(),
+                _ => "",
+            }
+        ))
+    }
+}
+
+/// A one-line hint for a code: what to check first.
+pub fn remediation(code: &str) -> &'static str {
+    match code {
+        "PodExecutionRoleAlreadyInUse" => {
+            "Another profile uses the same pod execution role: give each profile its own, or delete and re-create this one."
+        }
+        "AccessDenied" => {
+            "EKS cannot assume the pod execution role: check the role exists and its trust policy allows eks-fargate-pods.amazonaws.com."
+        }
+        "ClusterUnreachable" => {
+            "Fargate cannot reach the cluster's API server: check the subnets' routes, NAT and security groups, and the endpoint access settings."
+        }
+        "InternalFailure" => {
+            "An internal AWS failure: wait for it to clear; if it persists, re-create the profile or open an AWS support case."
+        }
+        _ => {
+            "A code this version does not know: see the message and the EKS documentation for Fargate profile health issues."
+        }
+    }
+}
+
+/// The AWS console page of a profile.
+pub fn console_url(key: &ProfileKey) -> String {
+    format!(
+        "https://{region}.console.aws.amazon.com/eks/home?region={region}#/clusters/{cluster}/fargate-profiles/{profile}",
+        region = key.region,
+        cluster = key.cluster,
+        profile = key.profile
+    )
+}
+
+/// Cuts `text` to at most `max` characters, ending with "…" when cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Items joined with ", ", as many as fit in `max` characters, then "and N more".
+fn listed(items: &[String], max: usize) -> String {
+    let mut out = String::new();
+    for (i, item) in items.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let after = items.len() - i - 1;
+        let tail = if after > 0 {
+            format!(" and {after} more").len()
+        } else {
+            0
+        };
+        if out.chars().count() + sep.len() + item.chars().count() + tail > max {
+            let rest = items.len() - i;
+            let _ = write!(out, "{}and {rest} more", if i == 0 { "" } else { " " });
+            return cut(&out, max);
+        }
+        out.push_str(sep);
+        out.push_str(item);
+    }
+    out
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn section(text: &str) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(text, limits::SECTION_TEXT)}})
+}
+
+fn fields(pairs: &[(&str, String)]) -> Value {
+    let fields: Vec<Value> = pairs
+        .iter()
+        .take(limits::FIELDS)
+        .map(|(name, value)| {
+            json!({"type": "mrkdwn", "text": cut(&format!("*{name}*\n{}", escape(value)), limits::FIELD_TEXT)})
+        })
+        .collect();
+    json!({"type": "section", "fields": fields})
+}
+
+/// The message for one event, or for a group of alike events.
+pub fn message(batch: &[Pending]) -> Value {
+    let Some(first) = batch.first() else {
+        return json!({"text": "fargate-health-monitor: nothing to report"});
+    };
+    let event = &first.event;
+    let key = &event.key;
+    let profiles: Vec<String> = batch.iter().map(|p| p.event.key.profile.clone()).collect();
+    let many = batch.len() > 1;
+    let where_ = if many {
+        format!("{} profiles of cluster {}", batch.len(), key.cluster)
+    } else {
+        format!("{}/{}", key.cluster, key.profile)
+    };
+    let scope = format!("account {}, {}", key.account_id, key.region);
+    let mut blocks = Vec::new();
+    let (header, text, color_line) = match &event.detail {
+        EventDetail::IssueOpened { issue } | EventDetail::IssueUpdated { issue } => {
+            let code = issue.issue.code.as_str();
+            let verb = if matches!(event.detail, EventDetail::IssueOpened { .. }) {
+                "opened"
+            } else {
+                "changed"
+            };
+            (
+                format!(":red_circle: {code} {verb} on {where_}"),
+                format!("{code} {verb} on {where_} ({scope})"),
+                format!(
+                    "*Issue {verb}*: `{code}` since {}",
+                    issue.since.to_rfc3339()
+                ),
+            )
+        }
+        EventDetail::IssueResolved {
+            issue,
+            resolved_at,
+            reason,
+        } => {
+            let code = issue.issue.code.as_str();
+            let took = humantime::format_duration(std::time::Duration::from_secs(
+                resolved_at.since(issue.since).as_secs(),
+            ));
+            let why = match reason.as_str() {
+                "cleared" => "the issue cleared",
+                "profile_deleted" => "the profile was deleted",
+                _ => "the profile is no longer monitored",
+            };
+            (
+                format!(":white_check_mark: Resolved: {code} on {where_}"),
+                format!("Resolved: {code} on {where_} after {took} ({why}; {scope})"),
+                format!(
+                    "*Resolved* after {took}: {why}. `{code}` had been open since {}",
+                    issue.since.to_rfc3339()
+                ),
+            )
+        }
+        EventDetail::StatusChanged { from, to } => (
+            format!(":large_orange_circle: {where_} is {}", to.as_str()),
+            format!("{where_} is {} ({scope})", to.as_str()),
+            format!(
+                "*Status changed*: {} → *{}*",
+                from.as_ref().map_or("(new)", |s| s.as_str()),
+                to.as_str()
+            ),
+        ),
+        EventDetail::ProfileDeleted => (
+            format!(":wastebasket: {where_} was deleted"),
+            format!("{where_} was deleted ({scope})"),
+            "*Profile deleted*".to_owned(),
+        ),
+    };
+    blocks.push(json!({"type": "header", "text": {"type": "plain_text", "text": cut(&header, limits::HEADER_TEXT), "emoji": true}}));
+    blocks.push(section(&color_line));
+    let profile_field = if many {
+        listed(&profiles, limits::FIELD_TEXT - 32)
+    } else {
+        key.profile.clone()
+    };
+    let mut pairs = vec![
+        ("Account", key.account_id.clone()),
+        ("Region", key.region.clone()),
+        ("Cluster", key.cluster.clone()),
+        (if many { "Profiles" } else { "Profile" }, profile_field),
+        ("Status", event.status.as_str().to_owned()),
+    ];
+    if let Some(issue) = event.episode_issue() {
+        pairs.push(("Code", issue.issue.code.as_str().to_owned()));
+    }
+    if let Some((k, v)) = first.labels.iter().next() {
+        pairs.push((
+            "Labels",
+            format!("{k}={v}{}", if first.labels.len() > 1 { ", …" } else { "" }),
+        ));
+    }
+    blocks.push(fields(&pairs));
+    if let Some(issue) = event.episode_issue() {
+        if !issue.issue.message.is_empty() {
+            blocks.push(section(&format!(
+                "*Message*\n{}",
+                escape(&issue.issue.message)
+            )));
+        }
+        let mut ids: Vec<String> = batch
+            .iter()
+            .filter_map(|p| p.event.episode_issue())
+            .flat_map(|i| i.issue.resource_ids.iter().cloned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        if !ids.is_empty() {
+            let quoted: Vec<String> = ids.iter().map(|id| format!("`{}`", escape(id))).collect();
+            blocks.push(section(&format!(
+                "*Affected resources ({})*\n{}",
+                ids.len(),
+                listed(&quoted, limits::SECTION_TEXT - 40)
+            )));
+        }
+        if matches!(
+            event.detail,
+            EventDetail::IssueOpened { .. } | EventDetail::IssueUpdated { .. }
+        ) {
+            blocks.push(json!({"type": "context", "elements": [
+                {"type": "mrkdwn", "text": cut(&format!(":bulb: {}", remediation(issue.issue.code.as_str())), limits::SECTION_TEXT)}
+            ]}));
+        }
+    }
+    let links: Vec<String> = batch
+        .iter()
+        .take(5)
+        .map(|p| {
+            format!(
+                "<{}|{} in the AWS console>",
+                console_url(&p.event.key),
+                p.event.key.profile
+            )
+        })
+        .collect();
+    let more = if batch.len() > 5 {
+        format!(" and {} more", batch.len() - 5)
+    } else {
+        String::new()
+    };
+    blocks.push(json!({"type": "context", "elements": [
+        {"type": "mrkdwn", "text": cut(&format!("{}{more}", links.join(" · ")), limits::SECTION_TEXT)}
+    ]}));
+    blocks.truncate(limits::BLOCKS);
+    json!({"text": cut(&text, limits::TEXT), "blocks": blocks})
+}
+
+#[cfg(test)]
+mod tests;
