@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, SinkKind, defaults};
+use crate::config::{Config, Delivery, SinkKind, defaults};
 use crate::diff::Rules;
 use crate::eks::{AwsSettings, Connector};
 use crate::limits::Backoff;
@@ -280,22 +280,8 @@ fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
                 headers,
                 delivery,
             } => {
-                let subscription = Subscription {
-                    sink: name,
-                    events: delivery.events.clone(),
-                    statuses: delivery.statuses.clone(),
-                    max_queue: delivery.max_queue,
-                };
-                let pacing = Pacing {
-                    timeout: delivery.timeout,
-                    max_age: delivery.max_age,
-                    backoff: Backoff {
-                        base: delivery.retry_initial,
-                        max: delivery.retry_max,
-                    },
-                    group_wait: Duration::ZERO,
-                    min_interval: Duration::ZERO,
-                };
+                let (subscription, pacing) =
+                    outbox_fed(name, delivery, Duration::ZERO, Duration::ZERO);
                 subscriptions.push((subscription, pacing));
                 workers.push(Worker::Webhook(Box::new(WebhookSink::new(
                     url.clone(),
@@ -308,22 +294,8 @@ fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
                 delivery,
                 group_wait,
             } => {
-                let subscription = Subscription {
-                    sink: name,
-                    events: delivery.events.clone(),
-                    statuses: delivery.statuses.clone(),
-                    max_queue: delivery.max_queue,
-                };
-                let pacing = Pacing {
-                    timeout: delivery.timeout,
-                    max_age: delivery.max_age,
-                    backoff: Backoff {
-                        base: delivery.retry_initial,
-                        max: delivery.retry_max,
-                    },
-                    group_wait: *group_wait,
-                    min_interval: SLACK_INTERVAL,
-                };
+                let (subscription, pacing) =
+                    outbox_fed(name, delivery, *group_wait, SLACK_INTERVAL);
                 subscriptions.push((subscription, pacing));
                 workers.push(Worker::Slack(Box::new(SlackSink::new(url.clone()))));
             }
@@ -348,4 +320,30 @@ fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
         workers.push(Worker::Log(LogSink { name }));
     }
     (subscriptions, workers)
+}
+
+/// The subscription and pacing of a sink that the outbox feeds, from its delivery keys.
+fn outbox_fed(
+    name: String,
+    delivery: &Delivery,
+    group_wait: Duration,
+    min_interval: Duration,
+) -> (Subscription, Pacing) {
+    let subscription = Subscription {
+        sink: name,
+        events: delivery.events.clone(),
+        statuses: delivery.statuses.clone(),
+        max_queue: delivery.max_queue,
+    };
+    let pacing = Pacing {
+        timeout: delivery.timeout,
+        max_age: delivery.max_age,
+        backoff: Backoff {
+            base: delivery.retry_initial,
+            max: delivery.retry_max,
+        },
+        group_wait,
+        min_interval,
+    };
+    (subscription, pacing)
 }
