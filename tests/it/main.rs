@@ -7,5 +7,6 @@ mod check;
 mod daemon;
 mod eks;
 mod once;
+mod ops;
 mod simulator;
 mod support;

@@ -1,0 +1,43 @@
+//! What operators install besides the binary, checked by the real tools: the systemd unit, the
+//! Prometheus alert rules.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{real_tool, repo_file, run};
+
+#[test]
+fn the_systemd_unit_verifies_and_its_exposure_is_at_most_1_5() {
+    let Some(analyze) = real_tool("systemd-analyze") else {
+        return;
+    };
+    let unit = repo_file("systemd/fargate-health-monitor.service");
+    let (code, stdout, stderr) = run(Command::new(&analyze)
+        .args(["security", "--offline=yes", "--threshold=15"])
+        .arg(&unit));
+    let score = stdout
+        .lines()
+        .chain(stderr.lines())
+        .find_map(|l| l.split("exposure level for fargate-health-monitor.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .expect("an overall exposure level");
+    assert!(score <= 1.5, "exposure {score}");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    // `verify` wants the ExecStart binary where the unit expects it.
+    let installed = Path::new("/usr/local/bin/fargate-health-monitor");
+    let placed = !installed.exists()
+        && std::fs::copy(env!("CARGO_BIN_EXE_fargate-health-monitor"), installed).is_ok();
+    if !installed.exists() {
+        assert!(std::env::var_os("CI").is_none(), "cannot install the binary for verify");
+        eprintln!("skipped: systemd-analyze verify needs {}", installed.display());
+        return;
+    }
+    let (code, stdout, stderr) = run(Command::new(&analyze).arg("verify").arg(&unit));
+    if placed {
+        let _ = std::fs::remove_file(installed);
+    }
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.trim().is_empty(), "systemd-analyze verify said: {stderr}");
+}
