@@ -41,3 +41,23 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_1_5() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stderr.trim().is_empty(), "systemd-analyze verify said: {stderr}");
 }
+
+#[test]
+fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
+    let Some(promtool) = real_tool("promtool") else {
+        return;
+    };
+    let rules = repo_file("dashboards/alerts.yml");
+    let (code, stdout, stderr) = run(Command::new(&promtool).args(["check", "rules"]).arg(&rules));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("SUCCESS: 8 rules found"), "{stdout}");
+    let tests = repo_file("dashboards/alerts_test.yml");
+    let (code, stdout, stderr) = run(Command::new(&promtool).args(["test", "rules"]).arg(&tests));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // Every rule has a test.
+    let rules_text = std::fs::read_to_string(&rules).unwrap();
+    let tests_text = std::fs::read_to_string(&tests).unwrap();
+    for line in rules_text.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+        assert!(tests_text.contains(&format!("alertname: {line}")), "no test for {line}");
+    }
+}
