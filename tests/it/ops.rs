@@ -18,7 +18,10 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_1_5() {
     let score = stdout
         .lines()
         .chain(stderr.lines())
-        .find_map(|l| l.split("exposure level for fargate-health-monitor.service: ").nth(1))
+        .find_map(|l| {
+            l.split("exposure level for fargate-health-monitor.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse::<f64>().ok())
         .expect("an overall exposure level");
@@ -30,8 +33,14 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_1_5() {
     let placed = !installed.exists()
         && std::fs::copy(env!("CARGO_BIN_EXE_fargate-health-monitor"), installed).is_ok();
     if !installed.exists() {
-        assert!(std::env::var_os("CI").is_none(), "cannot install the binary for verify");
-        eprintln!("skipped: systemd-analyze verify needs {}", installed.display());
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot install the binary for verify"
+        );
+        eprintln!(
+            "skipped: systemd-analyze verify needs {}",
+            installed.display()
+        );
         return;
     }
     let (code, stdout, stderr) = run(Command::new(&analyze).arg("verify").arg(&unit));
@@ -39,7 +48,10 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_1_5() {
         let _ = std::fs::remove_file(installed);
     }
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stderr.trim().is_empty(), "systemd-analyze verify said: {stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify said: {stderr}"
+    );
 }
 
 #[test]
@@ -57,7 +69,69 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
     // Every rule has a test.
     let rules_text = std::fs::read_to_string(&rules).unwrap();
     let tests_text = std::fs::read_to_string(&tests).unwrap();
-    for line in rules_text.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
-        assert!(tests_text.contains(&format!("alertname: {line}")), "no test for {line}");
+    for line in rules_text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+    {
+        assert!(
+            tests_text.contains(&format!("alertname: {line}")),
+            "no test for {line}"
+        );
     }
+}
+
+#[test]
+fn the_kubernetes_manifests_pass_strict_validation_and_carry_a_valid_config() {
+    let dir = repo_file("deploy/kubernetes");
+    let mut manifests: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    manifests.sort();
+    assert!(manifests.len() >= 7);
+
+    // The config in the ConfigMap is valid, with the secret files where the Secret puts them.
+    let configmap = std::fs::read_to_string(dir.join("configmap.yaml")).unwrap();
+    let body = configmap.split("config.toml: |\n").nth(1).unwrap();
+    let toml: String = body
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(toml.contains("listen = \"0.0.0.0:9877\""));
+    let secrets = tempfile::tempdir().unwrap();
+    for name in ["slack-webhook-url", "webhook-secret"] {
+        std::fs::write(
+            secrets.path().join(name),
+            "https://hooks.slack.com/services/T/B/x",
+        )
+        .unwrap();
+    }
+    let toml = toml.replace(
+        "/etc/fargate-health-monitor/secrets",
+        &secrets.path().display().to_string(),
+    );
+    let checked = crate::support::check_config(&toml, &[]);
+    assert_eq!(checked.code, 0, "{}{}", checked.stdout, checked.stderr);
+
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("iam-policy.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Action"].as_array().unwrap().len(),
+        3
+    );
+
+    let Some(validate) = real_tool("kubernetes-validate") else {
+        return;
+    };
+    let (code, stdout, stderr) = run(Command::new(validate)
+        .args(["--strict", "--quiet"])
+        .args(&manifests));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("WARN") && !stderr.contains("WARN"),
+        "{stdout}{stderr}"
+    );
 }
