@@ -241,15 +241,45 @@ pub async fn run(path: &Path, env: &dyn Environment, err: &mut dyn Write) -> u8 
         Ok(config) => config,
         Err(code) => return code,
     };
+    let mut hangups = crate::shutdown::Hangups::new();
     let shutdown = crate::shutdown::on_signals();
     let aws = AwsSettings::new(config.poll.timeout);
-    let daemon = match crate::daemon::Daemon::start(&config, aws, None).await {
+    let mut daemon = match crate::daemon::Daemon::start(&config, aws, None).await {
         Ok(daemon) => daemon,
         Err(error) => return start_failed(&error, err),
     };
-    shutdown.cancelled().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = hangups.next() => reload(&mut daemon, path, env).await,
+        }
+    }
     daemon.stop().await;
     exit::OK
+}
+
+/// SIGHUP: re-reads and validates the config; applies it when valid, else logs every problem
+/// and keeps the config in force.
+async fn reload(daemon: &mut crate::daemon::Daemon, path: &Path, env: &dyn Environment) {
+    tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
+    match config::load(path, env) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                tracing::warn!(problem = %warning, "config warning");
+            }
+            daemon.reload(loaded.config).await;
+        }
+        Err(error) => {
+            for problem in &error.problems {
+                tracing::error!(problem = %problem, "invalid config");
+            }
+            tracing::error!(
+                problems = error.problems.len(),
+                "reload failed; the config in force stays"
+            );
+            daemon.reload_failed();
+        }
+    }
 }
 
 /// Reports why the daemon could not start; 69 for a listen address, 73 for the state file.

@@ -52,16 +52,121 @@ pub enum StartError {
 pub struct Daemon {
     addr: SocketAddr,
     state: Arc<State>,
-    /// Stops polling and serving.
-    shutdown: CancellationToken,
-    /// Stops the sinks, after their grace.
-    stop_delivery: CancellationToken,
+    metrics: Arc<Metrics>,
+    aws: AwsSettings,
+    /// The config in force: what a reload compares with.
+    config: Config,
+    /// Stops serving.
+    stop_server: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
     /// Stops the state file writer, after a last write.
     stop_persist: CancellationToken,
-    scheduler: tokio::task::JoinHandle<()>,
-    server: tokio::task::JoinHandle<()>,
-    sinks: JoinSet<()>,
     persister: tokio::task::JoinHandle<()>,
+    /// The scheduler and the sinks of the config in force.
+    running: Running,
+}
+
+/// What a reload replaces: the scheduler and the sinks.
+#[derive(Debug)]
+struct Running {
+    /// Stops polling.
+    stop_polling: CancellationToken,
+    scheduler: tokio::task::JoinHandle<()>,
+    /// Stops the sinks, after their grace.
+    stop_delivery: CancellationToken,
+    sinks: JoinSet<()>,
+}
+
+impl Running {
+    /// Starts the sinks and the scheduler of `config`.
+    async fn start(
+        config: &Config,
+        state: &Arc<State>,
+        metrics: &Metrics,
+        aws: &AwsSettings,
+    ) -> Self {
+        let (subscriptions, workers) = sinks_of(config);
+        let stop_delivery = CancellationToken::new();
+        let mut sinks = JoinSet::new();
+        for ((subscription, pacing), worker) in subscriptions.into_iter().zip(workers) {
+            let name = subscription.sink;
+            let (state, stop) = (state.clone(), stop_delivery.clone());
+            match worker {
+                Worker::Log(sink) => {
+                    sinks.spawn(sinks::run(name, sink, pacing, state, stop, FLUSH_GRACE))
+                }
+                Worker::Slack(sink) => {
+                    sinks.spawn(sinks::run(name, *sink, pacing, state, stop, FLUSH_GRACE))
+                }
+                Worker::Webhook(sink) => {
+                    sinks.spawn(sinks::run(name, *sink, pacing, state, stop, FLUSH_GRACE))
+                }
+            };
+        }
+        for sink in &config.sinks {
+            if let SinkKind::Alertmanager {
+                urls,
+                headers,
+                resend_interval,
+                timeout,
+                runbook_url,
+            } = &sink.kind
+            {
+                let settings = alertmanager::Settings {
+                    name: sink.name.clone(),
+                    urls: urls.clone(),
+                    headers: headers.clone(),
+                    resend_interval: *resend_interval,
+                    timeout: *timeout,
+                    runbook_url: runbook_url.clone(),
+                    external_url: config.server.external_url.clone(),
+                };
+                sinks.spawn(alertmanager::run(
+                    settings,
+                    state.clone(),
+                    stop_delivery.clone(),
+                ));
+            }
+        }
+        let mut connector = Connector::new(AwsSettings {
+            timeout: config.poll.timeout,
+            observer: Some(metrics.api()),
+            ..aws.clone()
+        });
+        let mut watched = Vec::with_capacity(config.targets.len());
+        for target in &config.targets {
+            let client = connector.connect(target).await;
+            watched.push(Watched {
+                target: target.clone(),
+                client,
+            });
+        }
+        let stop_polling = CancellationToken::new();
+        let scheduler = tokio::spawn(scheduler::run(
+            watched,
+            Settings::new(&config.poll),
+            state.clone(),
+            scheduler::wall_clock(),
+            stop_polling.clone(),
+        ));
+        Running {
+            stop_polling,
+            scheduler,
+            stop_delivery,
+            sinks,
+        }
+    }
+
+    /// Stops polling (in-flight describes get their grace), then the sinks (due events get
+    /// theirs).
+    async fn stop(mut self) {
+        self.stop_polling.cancel();
+        if let Err(error) = self.scheduler.await {
+            tracing::error!(%error, "the scheduler ended abnormally");
+        }
+        self.stop_delivery.cancel();
+        while self.sinks.join_next().await.is_some() {}
+    }
 }
 
 /// A sink the outbox feeds, ready to run.
@@ -83,12 +188,11 @@ impl Daemon {
         let bound = server::bind(listen.unwrap_or(config.server.listen)).await?;
         let addr = bound.local_addr();
 
-        let (subscriptions, workers) = sinks_of(config);
         let state = Arc::new(State::new(
             Rules {
                 resolve_after: config.alerts.resolve_after,
             },
-            subscriptions.iter().map(|(s, _)| s.clone()).collect(),
+            subscriptions_of(config),
         ));
         let path = config.state.path.clone();
         match store::load(&path) {
@@ -123,70 +227,16 @@ impl Daemon {
         }
 
         let metrics = Arc::new(Metrics::new(state.clone()));
-        let shutdown = CancellationToken::new();
-        let stop_delivery = CancellationToken::new();
+        metrics.reloaded(true);
         let stop_persist = CancellationToken::new();
         let persister = tokio::spawn(store::persist(state.clone(), path, stop_persist.clone()));
-        let mut sinks = JoinSet::new();
-        for ((subscription, pacing), worker) in subscriptions.into_iter().zip(workers) {
-            let name = subscription.sink;
-            let (state, stop) = (state.clone(), stop_delivery.clone());
-            match worker {
-                Worker::Log(sink) => {
-                    sinks.spawn(sinks::run(name, sink, pacing, state, stop, FLUSH_GRACE))
-                }
-                Worker::Slack(sink) => {
-                    sinks.spawn(sinks::run(name, *sink, pacing, state, stop, FLUSH_GRACE))
-                }
-                Worker::Webhook(sink) => {
-                    sinks.spawn(sinks::run(name, *sink, pacing, state, stop, FLUSH_GRACE))
-                }
-            };
-        }
-
-        for sink in &config.sinks {
-            if let SinkKind::Alertmanager {
-                urls,
-                headers,
-                resend_interval,
-                timeout,
-                runbook_url,
-            } = &sink.kind
-            {
-                let settings = alertmanager::Settings {
-                    name: sink.name.clone(),
-                    urls: urls.clone(),
-                    headers: headers.clone(),
-                    resend_interval: *resend_interval,
-                    timeout: *timeout,
-                    runbook_url: runbook_url.clone(),
-                    external_url: config.server.external_url.clone(),
-                };
-                sinks.spawn(alertmanager::run(
-                    settings,
-                    state.clone(),
-                    stop_delivery.clone(),
-                ));
-            }
-        }
-
-        let mut connector = Connector::new(AwsSettings {
-            observer: Some(metrics.api()),
-            ..aws
-        });
-        let mut watched = Vec::with_capacity(config.targets.len());
-        for target in &config.targets {
-            let client = connector.connect(target).await;
-            watched.push(Watched {
-                target: target.clone(),
-                client,
-            });
-        }
+        let running = Running::start(config, &state, &metrics, &aws).await;
         let app = Arc::new(App {
             state: state.clone(),
-            metrics,
+            metrics: metrics.clone(),
         });
-        let server = tokio::spawn(bound.serve(app, shutdown.clone()));
+        let stop_server = CancellationToken::new();
+        let server = tokio::spawn(bound.serve(app, stop_server.clone()));
         tracing::info!(
             %addr,
             targets = config.targets.len(),
@@ -194,24 +244,70 @@ impl Daemon {
             interval = %humantime::format_duration(config.poll.interval),
             "serving /metrics, /api/v1/profiles, /readyz and /healthz"
         );
-        let scheduler = tokio::spawn(scheduler::run(
-            watched,
-            Settings::new(&config.poll),
-            state.clone(),
-            scheduler::wall_clock(),
-            shutdown.clone(),
-        ));
         Ok(Self {
             addr,
             state,
-            shutdown,
-            stop_delivery,
-            stop_persist,
-            scheduler,
+            metrics,
+            aws,
+            config: config.clone(),
+            stop_server,
             server,
-            sinks,
+            stop_persist,
             persister,
+            running,
         })
+    }
+
+    /// Applies a new, valid config without losing state or alerting anything again: the
+    /// scheduler and the sinks are replaced, the state and the server stay. `listen` and
+    /// `[state] path` need a restart; a change to them is logged and ignored.
+    pub async fn reload(&mut self, config: Config) {
+        let mut config = config;
+        if config.server.listen != self.config.server.listen {
+            tracing::warn!(
+                listen = %config.server.listen,
+                current = %self.config.server.listen,
+                "[server] listen changed: it takes a restart; still listening on the old address"
+            );
+            config.server.listen = self.config.server.listen;
+        }
+        if config.state.path != self.config.state.path {
+            tracing::warn!(
+                path = %config.state.path.display(),
+                current = %self.config.state.path.display(),
+                "[state] path changed: it takes a restart; still writing the old file"
+            );
+            config.state.path = self.config.state.path.clone();
+        }
+        let previous = std::mem::replace(
+            &mut self.running,
+            Running {
+                stop_polling: CancellationToken::new(),
+                scheduler: tokio::spawn(async {}),
+                stop_delivery: CancellationToken::new(),
+                sinks: JoinSet::new(),
+            },
+        );
+        previous.stop().await;
+        self.state.reconfigure(
+            Rules {
+                resolve_after: config.alerts.resolve_after,
+            },
+            subscriptions_of(&config),
+        );
+        self.running = Running::start(&config, &self.state, &self.metrics, &self.aws).await;
+        self.metrics.reloaded(true);
+        tracing::info!(
+            targets = config.targets.len(),
+            sinks = config.sinks.len().max(1),
+            "config reloaded"
+        );
+        self.config = config;
+    }
+
+    /// Records a reload that failed: the config in force stays.
+    pub fn reload_failed(&self) {
+        self.metrics.reloaded(false);
     }
 
     /// Where the admin server listens.
@@ -225,14 +321,11 @@ impl Daemon {
 
     /// Stops polling and serving (in-flight describes get [`scheduler::SHUTDOWN_GRACE`]),
     /// delivers what is due for up to [`FLUSH_GRACE`], and writes the state file a last time.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Err(error) = self.scheduler.await {
-            tracing::error!(%error, "the scheduler ended abnormally");
-        }
+    pub async fn stop(self) {
+        self.state.set_ready(false);
+        self.running.stop().await;
+        self.stop_server.cancel();
         let _ = self.server.await;
-        self.stop_delivery.cancel();
-        while self.sinks.join_next().await.is_some() {}
         // After the sinks, so the last write knows what they delivered.
         self.stop_persist.cancel();
         let _ = self.persister.await;
@@ -247,10 +340,17 @@ impl Daemon {
     }
 }
 
+/// The subscriptions of the sinks the outbox feeds.
+fn subscriptions_of(config: &Config) -> Vec<Subscription> {
+    outbox_sinks(config)
+        .into_iter()
+        .map(|(s, _, _)| s)
+        .collect()
+}
+
 /// The sinks the outbox feeds, with their subscriptions; a `log` sink when none is configured.
-fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
-    let mut subscriptions = Vec::new();
-    let mut workers = Vec::new();
+fn outbox_sinks(config: &Config) -> Vec<(Subscription, Pacing, Option<&SinkKind>)> {
+    let mut sinks = Vec::new();
     let log_pacing = Pacing {
         timeout: Duration::from_secs(1),
         max_age: defaults::MAX_AGE,
@@ -263,49 +363,31 @@ fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
     };
     for sink in &config.sinks {
         let name = sink.name.clone();
-        match &sink.kind {
+        let (subscription, pacing) = match &sink.kind {
             SinkKind::Log { events, statuses } => {
                 let subscription = Subscription {
-                    sink: name.clone(),
+                    sink: name,
                     events: events.clone(),
                     statuses: statuses.clone(),
                     max_queue: defaults::MAX_QUEUE,
                 };
-                subscriptions.push((subscription, log_pacing));
-                workers.push(Worker::Log(LogSink { name }));
+                (subscription, log_pacing)
             }
-            SinkKind::Webhook {
-                url,
-                secrets,
-                headers,
-                delivery,
-            } => {
-                let (subscription, pacing) =
-                    outbox_fed(name, delivery, Duration::ZERO, Duration::ZERO);
-                subscriptions.push((subscription, pacing));
-                workers.push(Worker::Webhook(Box::new(WebhookSink::new(
-                    url.clone(),
-                    secrets.clone(),
-                    headers.clone(),
-                ))));
+            SinkKind::Webhook { delivery, .. } => {
+                outbox_fed(name, delivery, Duration::ZERO, Duration::ZERO)
             }
             SinkKind::Slack {
-                url,
                 delivery,
                 group_wait,
-            } => {
-                let (subscription, pacing) =
-                    outbox_fed(name, delivery, *group_wait, SLACK_INTERVAL);
-                subscriptions.push((subscription, pacing));
-                workers.push(Worker::Slack(Box::new(SlackSink::new(url.clone()))));
-            }
-            SinkKind::Alertmanager { .. } => {}
-        }
+                ..
+            } => outbox_fed(name, delivery, *group_wait, SLACK_INTERVAL),
+            SinkKind::Alertmanager { .. } => continue,
+        };
+        sinks.push((subscription, pacing, Some(&sink.kind)));
     }
     if config.sinks.is_empty() {
-        let name = "log".to_owned();
         let subscription = Subscription {
-            sink: name.clone(),
+            sink: "log".to_owned(),
             events: EventKind::ALL
                 .into_iter()
                 .filter(|k| *k != EventKind::IssueUpdated)
@@ -316,8 +398,36 @@ fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
                 .collect::<BTreeSet<_>>(),
             max_queue: defaults::MAX_QUEUE,
         };
-        subscriptions.push((subscription, log_pacing));
-        workers.push(Worker::Log(LogSink { name }));
+        sinks.push((subscription, log_pacing, None));
+    }
+    sinks
+}
+
+/// The sinks the outbox feeds, ready to run.
+fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
+    let mut subscriptions = Vec::new();
+    let mut workers = Vec::new();
+    for (subscription, pacing, kind) in outbox_sinks(config) {
+        let worker = match kind {
+            Some(SinkKind::Webhook {
+                url,
+                secrets,
+                headers,
+                ..
+            }) => Worker::Webhook(Box::new(WebhookSink::new(
+                url.clone(),
+                secrets.clone(),
+                headers.clone(),
+            ))),
+            Some(SinkKind::Slack { url, .. }) => {
+                Worker::Slack(Box::new(SlackSink::new(url.clone())))
+            }
+            _ => Worker::Log(LogSink {
+                name: subscription.sink.clone(),
+            }),
+        };
+        subscriptions.push((subscription, pacing));
+        workers.push(worker);
     }
     (subscriptions, workers)
 }

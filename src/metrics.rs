@@ -34,6 +34,8 @@ pub struct Metrics {
     registry: Registry,
     api: Arc<ApiMetrics>,
     state: Arc<State>,
+    reload_successful: prometheus::IntGauge,
+    reload_success_time: prometheus::Gauge,
 }
 
 /// Counts and times every AWS call; the [`CallObserver`] of the SDK clients.
@@ -95,8 +97,20 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let reload_successful = prometheus::IntGauge::new(
+            format!("{PREFIX}config_last_reload_successful"),
+            "1 when the last config load (at start or on SIGHUP) succeeded, 0 when it failed.",
+        )
+        .expect("a valid gauge");
+        let reload_success_time = prometheus::Gauge::new(
+            format!("{PREFIX}config_last_reload_success_timestamp_seconds"),
+            "Unix time of the last successful config load.",
+        )
+        .expect("a valid gauge");
         for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reload_successful.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reload_success_time.clone()),
+            Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
@@ -107,6 +121,17 @@ impl Metrics {
             registry,
             api: Arc::new(ApiMetrics { requests, duration }),
             state,
+            reload_successful,
+            reload_success_time,
+        }
+    }
+
+    /// Records a config load: at start, or a reload that succeeded or failed.
+    pub fn reloaded(&self, successful: bool) {
+        self.reload_successful.set(i64::from(successful));
+        if successful {
+            let now = Timestamp::from_system_time(SystemTime::now());
+            self.reload_success_time.set(now.as_secs_f64());
         }
     }
 

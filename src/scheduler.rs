@@ -164,6 +164,7 @@ pub async fn run<E: Eks + 'static>(
         reported: vec![BTreeSet::new(); targets],
         cycle: Cycle::empty(Instant::now()),
         describes: JoinSet::new(),
+        started: false,
     };
     core.run(rx, &shutdown).await;
     discoveries.shutdown().await;
@@ -306,6 +307,8 @@ struct Core<E> {
     reported: Vec<BTreeSet<String>>,
     cycle: Cycle,
     describes: JoinSet<()>,
+    /// Whether every target was discovered and every profile attempted once.
+    started: bool,
 }
 
 impl<E: Eks + 'static> Core<E> {
@@ -333,11 +336,11 @@ impl<E: Eks + 'static> Core<E> {
                 }
             }
         }
-        self.state.set_ready(false);
         self.drain(&mut rx).await;
     }
 
     /// Applies what in-flight describes report until they are done or the grace period ends.
+    /// Readiness is left to the caller: a reload keeps it.
     async fn drain(&mut self, rx: &mut mpsc::UnboundedReceiver<Message>) {
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while !self.describes.is_empty() {
@@ -667,19 +670,24 @@ impl<E: Eks + 'static> Core<E> {
     }
 
     /// Ready once every target was discovered and every profile attempted; it stays ready.
-    fn check_ready(&self) {
-        if self.state.is_ready() {
+    /// Then what was known before (from the state file or a reload) and is not selected any
+    /// more ends.
+    fn check_ready(&mut self) {
+        if self.started {
             return;
         }
         let discovered = self.selections.iter().all(Option::is_some);
         let attempted = self.profiles.values().all(|slot| slot.last_done.is_some());
         if discovered && attempted {
+            self.started = true;
             self.end_restored(|_| false);
-            tracing::info!(
-                profiles = self.profiles.len(),
-                "ready: every target discovered and every profile attempted"
-            );
-            self.state.set_ready(true);
+            if !self.state.is_ready() {
+                tracing::info!(
+                    profiles = self.profiles.len(),
+                    "ready: every target discovered and every profile attempted"
+                );
+                self.state.set_ready(true);
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
 //! One shutdown path: SIGINT or SIGTERM cancels one token, which stops polling and serving; a
-//! second signal exits at once.
+//! second signal exits at once. SIGHUP asks for a config reload.
 
 use tokio_util::sync::CancellationToken;
 
@@ -53,5 +53,37 @@ impl Signals {
             return;
         }
         let _ = interrupt.await;
+    }
+}
+
+/// SIGHUP, listened to from creation on (so a hangup during start-up does not kill the process).
+#[derive(Debug)]
+pub struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    pub fn new() -> Self {
+        Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// Resolves on the next SIGHUP (never where there are none).
+    pub async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            signal.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Default for Hangups {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -154,8 +154,6 @@ pub struct Snapshot {
 /// The shared state of the daemon.
 #[derive(Debug)]
 pub struct State {
-    rules: Rules,
-    subscriptions: Vec<Subscription>,
     inner: Mutex<Inner>,
     ready: AtomicBool,
     /// The generation of what the state file should hold.
@@ -166,9 +164,14 @@ pub struct State {
 
 #[derive(Debug, Default)]
 struct Inner {
+    rules: Rules,
+    subscriptions: Vec<Subscription>,
     profiles: BTreeMap<ProfileKey, Arc<Entry>>,
-    /// Profiles from the state file that discovery has not selected again yet.
-    restored: BTreeMap<ProfileKey, SavedProfile>,
+    /// Profiles from the state file, or from before a reload, that discovery has not selected
+    /// again yet.
+    restored: BTreeMap<ProfileKey, Restored>,
+    /// Monitored profiles that the targets of a reloaded config have not selected again yet.
+    reselect: BTreeSet<ProfileKey>,
     sequence: Sequence,
     events_total: [u64; EventKind::ALL.len()],
     overruns: u64,
@@ -177,18 +180,27 @@ struct Inner {
     generation: u64,
 }
 
+/// A profile waiting to be selected again, with what was known of it.
+#[derive(Clone, Debug)]
+struct Restored {
+    state: ProfileState,
+    labels: Labels,
+}
+
 impl State {
     /// An empty state; `subscriptions` are the sinks the outbox feeds.
     pub fn new(rules: Rules, subscriptions: Vec<Subscription>) -> Self {
-        let mut inner = Inner::default();
+        let mut inner = Inner {
+            rules,
+            ..Inner::default()
+        };
         for subscription in &subscriptions {
             inner
                 .outbox
                 .insert(subscription.sink.clone(), VecDeque::new());
         }
+        inner.subscriptions = subscriptions;
         Self {
-            rules,
-            subscriptions,
             inner: Mutex::new(inner),
             ready: AtomicBool::new(false),
             generation: watch::Sender::new(0),
@@ -205,7 +217,15 @@ impl State {
         inner.restored = saved
             .profiles
             .into_iter()
-            .map(|profile| (profile.key.clone(), profile))
+            .map(|profile| {
+                let mut state = ProfileState::discovered(profile.key.clone());
+                state.known = Some(profile.known);
+                let restored = Restored {
+                    state,
+                    labels: profile.labels,
+                };
+                (profile.key, restored)
+            })
             .collect();
         let mut orphans: BTreeMap<String, usize> = BTreeMap::new();
         for mut pending in saved.outbox {
@@ -227,12 +247,15 @@ impl State {
     pub fn discovered(&self, key: &ProfileKey, labels: Arc<Labels>, at: Timestamp) {
         let mut inner = self.lock();
         let restored = inner.restored.remove(key);
+        inner.reselect.remove(key);
         match inner.profiles.get_mut(key) {
             Some(entry) if entry.labels != labels => Arc::make_mut(entry).labels = labels,
             Some(_) => {}
             None => {
-                let mut state = ProfileState::discovered(key.clone());
-                state.known = restored.map(|saved| saved.known);
+                let state = restored.map_or_else(
+                    || ProfileState::discovered(key.clone()),
+                    |restored| restored.state,
+                );
                 let entry = Entry {
                     state,
                     labels,
@@ -243,9 +266,48 @@ impl State {
         }
     }
 
-    /// Profiles the state file knew that discovery has not selected again.
+    /// Applies a reloaded config: new rules and sinks. Every profile stays as it is (its series
+    /// too) and waits to be selected again, so nothing is alerted again; what the new targets do
+    /// not select ends as unmonitored. The queue of a removed sink
+    /// is dropped, counted and logged.
+    pub fn reconfigure(&self, rules: Rules, subscriptions: Vec<Subscription>) {
+        let mut inner = self.lock();
+        inner.rules = rules;
+        inner.reselect = inner.profiles.keys().cloned().collect();
+        let wanted: BTreeSet<&str> = subscriptions.iter().map(|s| s.sink.as_str()).collect();
+        let removed: Vec<String> = inner
+            .outbox
+            .keys()
+            .filter(|sink| !wanted.contains(sink.as_str()))
+            .cloned()
+            .collect();
+        for sink in removed {
+            let dropped = inner.outbox.remove(&sink).map_or(0, |q| q.len() as u64);
+            if dropped > 0 {
+                tracing::warn!(sink = %sink, events = dropped, "sink removed by the reload; its undelivered events are dropped");
+                *inner.outcomes.entry((sink, Outcome::Dropped)).or_default() += dropped;
+            }
+        }
+        for subscription in &subscriptions {
+            inner.outbox.entry(subscription.sink.clone()).or_default();
+        }
+        inner.subscriptions = subscriptions;
+        inner.generation += 1;
+        let generation = inner.generation;
+        drop(inner);
+        self.generation.send_replace(generation);
+    }
+
+    /// Profiles known from the state file, or monitored before a reload, that discovery has
+    /// not selected again.
     pub fn restored_keys(&self) -> Vec<ProfileKey> {
-        self.lock().restored.keys().cloned().collect()
+        let inner = self.lock();
+        inner
+            .restored
+            .keys()
+            .chain(&inner.reselect)
+            .cloned()
+            .collect()
     }
 
     /// Runs one input through the diff. Inputs for profiles that are not monitored (not
@@ -258,23 +320,23 @@ impl State {
         let (prev, labels) = match inner.profiles.get(key) {
             Some(entry) => (entry.state.clone(), entry.labels.clone()),
             None => match (inner.restored.get(key), input) {
-                (Some(saved), Input::Gone(_) | Input::Unmonitored(_)) => {
-                    let mut state = ProfileState::discovered(key.clone());
-                    state.known = Some(saved.known.clone());
-                    (state, Arc::new(saved.labels.clone()))
+                (Some(restored), Input::Gone(_) | Input::Unmonitored(_)) => {
+                    (restored.state.clone(), Arc::new(restored.labels.clone()))
                 }
                 _ => return Vec::new(),
             },
         };
         let Inner {
+            rules,
             profiles,
             restored,
+            reselect,
             sequence,
             events_total,
             generation,
             ..
         } = &mut *inner;
-        let transition = diff::diff(Some(&prev), input, &self.rules, sequence);
+        let transition = diff::diff(Some(&prev), input, rules, sequence);
         let mut changed = !transition.events.is_empty();
         match transition.next {
             Some(next) => {
@@ -287,6 +349,7 @@ impl State {
                 changed |= prev.known.is_some();
                 profiles.remove(key);
                 restored.remove(key);
+                reselect.remove(key);
             }
         }
         for event in &transition.events {
@@ -300,8 +363,9 @@ impl State {
             .events
             .first()
             .map_or(input.observed_at(), |e| e.observed_at);
+        let subscriptions = std::mem::take(&mut inner.subscriptions);
         for event in &transition.events {
-            for subscription in self.subscriptions.iter().filter(|s| s.wants(event)) {
+            for subscription in subscriptions.iter().filter(|s| s.wants(event)) {
                 let pending = Pending {
                     id: event.id(),
                     sink: subscription.sink.clone(),
@@ -315,6 +379,7 @@ impl State {
                 enqueue(&mut inner, subscription, pending);
             }
         }
+        inner.subscriptions = subscriptions;
         drop(inner);
         if changed {
             self.generation.send_replace(generation);
@@ -339,7 +404,13 @@ impl State {
                 })
             })
             .collect();
-        profiles.extend(inner.restored.values().cloned());
+        profiles.extend(inner.restored.iter().filter_map(|(key, restored)| {
+            Some(SavedProfile {
+                key: key.clone(),
+                labels: restored.labels.clone(),
+                known: restored.state.known.clone()?,
+            })
+        }));
         let saved = Saved {
             sequence: inner.sequence.last(),
             profiles,

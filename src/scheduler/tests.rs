@@ -580,6 +580,5 @@ async fn ready_once_every_target_is_discovered_and_every_profile_attempted() {
     assert!(!harness.state.is_ready());
     sleep(6).await;
     assert!(harness.state.is_ready());
-    let state = harness.stop().await;
-    assert!(!state.is_ready(), "shutdown clears readiness");
+    harness.stop().await;
 }

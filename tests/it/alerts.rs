@@ -968,3 +968,78 @@ async fn no_secret_appears_in_the_log_or_the_api() {
                 == Some("Bearer AUTHSECRETTOKEN"))
     );
 }
+
+async fn hangup(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    simulator.add_profile(&key("jobs"), "ACTIVE", issue("InternalFailure"));
+    let setup = Setup::new(&simulator, &receiver);
+    let daemon = setup.start("run.log");
+    receiver.until_delivered("issue_opened", "web").await;
+    receiver.until_delivered("issue_opened", "jobs").await;
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+    };
+    let reload_ok = "fargate_health_monitor_config_last_reload_successful";
+
+    // An invalid config: every problem logged, the old config kept, the gauge at 0.
+    let good = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        good.replace("interval = \"2s\"", "interval = \"soon\""),
+    )
+    .unwrap();
+    hangup(&daemon).await;
+    eventually(30, "the failed reload", || async {
+        let (_, text) = http(setup.admin, "GET", "/metrics", "").await;
+        (metric(&text, reload_ok) == Some(0.0)).then_some(())
+    })
+    .await;
+    assert!(
+        setup
+            .log("run.log")
+            .contains("reload failed; the config in force stays")
+    );
+
+    // A valid config that selects only web, with another label.
+    let narrower = good
+        .replace(
+            "cluster = \"*\"\n",
+            "cluster = \"*\"\nprofiles = [\"web\"]\n",
+        )
+        .replace("env = \"test\"", "env = \"staging\"");
+    std::fs::write(&setup.config, narrower).unwrap();
+    hangup(&daemon).await;
+    let resolved = receiver.until_delivered("issue_resolved", "jobs").await;
+    assert_eq!(resolved.body["issue"]["reason"], "unmonitored");
+    let text = eventually(30, "the new label on web's series", || async {
+        let (_, text) = http(setup.admin, "GET", "/metrics", "").await;
+        text.contains("fargate_profile=\"web\",env=\"staging\"")
+            .then_some(text)
+    })
+    .await;
+    assert_eq!(metric(&text, reload_ok), Some(1.0));
+    assert!(
+        !text.contains("fargate_profile=\"jobs\""),
+        "an unmonitored profile's series are gone"
+    );
+    assert_eq!(
+        receiver.delivered("issue_opened", "web").len(),
+        1,
+        "nothing alerted again"
+    );
+    assert!(receiver.delivered("profile_deleted", "jobs").is_empty());
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+}
