@@ -297,6 +297,10 @@ pub fn start_failed(error: &crate::daemon::StartError, err: &mut dyn Write) -> u
             let _ = writeln!(err, "error: {error}; set [state] path to a writable file");
             exit::CANT_CREATE
         }
+        StartError::Server(_) => {
+            let _ = writeln!(err, "error: [server.tls]: {error}");
+            exit::USAGE
+        }
     }
 }
 

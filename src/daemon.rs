@@ -19,7 +19,7 @@ use crate::limits::Backoff;
 use crate::metrics::Metrics;
 use crate::model::{EventKind, Status};
 use crate::scheduler::{self, Settings, Watched};
-use crate::server::{self, App, BindError};
+use crate::server::{self, App, BindError, Guard};
 use crate::sinks::alertmanager;
 use crate::sinks::log::LogSink;
 use crate::sinks::slack::SlackSink;
@@ -39,6 +39,9 @@ pub const FLUSH_GRACE: Duration = Duration::from_secs(5);
 pub enum StartError {
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// `[server.tls]` files that cannot be used.
+    #[error("{0}")]
+    Server(String),
     #[error("cannot write the state file {path}: {source}")]
     State {
         path: PathBuf,
@@ -56,6 +59,8 @@ pub struct Daemon {
     aws: AwsSettings,
     /// The config in force: what a reload compares with.
     config: Config,
+    /// TLS and basic auth of the admin server.
+    guard: Arc<Guard>,
     /// Stops serving.
     stop_server: CancellationToken,
     server: tokio::task::JoinHandle<()>,
@@ -185,6 +190,7 @@ impl Daemon {
         aws: AwsSettings,
         listen: Option<SocketAddr>,
     ) -> Result<Self, StartError> {
+        let guard = Arc::new(Guard::new(&config.server).map_err(StartError::Server)?);
         let bound = server::bind(listen.unwrap_or(config.server.listen)).await?;
         let addr = bound.local_addr();
 
@@ -234,6 +240,7 @@ impl Daemon {
         let app = Arc::new(App {
             state: state.clone(),
             metrics: metrics.clone(),
+            guard: guard.clone(),
         });
         let stop_server = CancellationToken::new();
         let server = tokio::spawn(bound.serve(app, stop_server.clone()));
@@ -250,6 +257,7 @@ impl Daemon {
             metrics,
             aws,
             config: config.clone(),
+            guard,
             stop_server,
             server,
             stop_persist,
@@ -259,10 +267,16 @@ impl Daemon {
     }
 
     /// Applies a new, valid config without losing state or alerting anything again: the
-    /// scheduler and the sinks are replaced, the state and the server stay. `listen` and
+    /// scheduler and the sinks are replaced, the state and the server stay (with the new TLS
+    /// files and users). `listen` and
     /// `[state] path` need a restart; a change to them is logged and ignored.
     pub async fn reload(&mut self, config: Config) {
         let mut config = config;
+        if let Err(error) = self.guard.update(&config.server) {
+            tracing::error!(%error, "[server] of the new config cannot be used; the config in force stays");
+            self.reload_failed();
+            return;
+        }
         if config.server.listen != self.config.server.listen {
             tracing::warn!(
                 listen = %config.server.listen,

@@ -3,14 +3,15 @@
 //!
 //! [`bind`] is separate from [`Bound::serve`], so a taken address fails before any polling
 //! starts, with a message that names it. GET and HEAD only (405 with `Allow` otherwise), a
-//! header-read timeout and a small buffer per connection. `/metrics` is rendered on a blocking
+//! header-read timeout and a small buffer per connection. Optional TLS and basic auth (on
+//! every endpoint but `/healthz`) come from a [`Guard`], which a reload can replace. `/metrics` is rendered on a blocking
 //! thread from a snapshot, so a scrape never waits on the pollers, and is gzip-compressed when
 //! the scraper accepts it.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,8 +26,10 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{Server as ServerConfig, Tls as TlsConfig};
 use crate::metrics::{self, Metrics};
 use crate::model::ErrorKind;
+use crate::secret::Secret;
 use crate::state::{Entry, State};
 
 /// How long a client may take to send its request headers.
@@ -39,6 +42,168 @@ const MAX_BUF_SIZE: usize = 8 * 1024;
 pub struct App {
     pub state: Arc<State>,
     pub metrics: Arc<Metrics>,
+    pub guard: Arc<Guard>,
+}
+
+/// TLS and basic auth of the admin server, replaceable at run time.
+#[derive(Default)]
+pub struct Guard {
+    tls: std::sync::RwLock<Option<tokio_rustls::TlsAcceptor>>,
+    users: std::sync::RwLock<BTreeMap<String, Secret>>,
+    /// Digests of credentials that verified, so bcrypt runs once per user and password.
+    verified: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tls = self.tls.read().map(|t| t.is_some()).unwrap_or_default();
+        let users = self.users.read().map(|u| u.len()).unwrap_or_default();
+        f.debug_struct("Guard")
+            .field("tls", &tls)
+            .field("users", &users)
+            .finish()
+    }
+}
+
+impl Guard {
+    /// The guard for `[server]`: loads the certificate and key when TLS is on.
+    pub fn new(server: &ServerConfig) -> Result<Self, String> {
+        let guard = Guard::default();
+        guard.update(server)?;
+        Ok(guard)
+    }
+
+    /// Applies `[server]` again (a reload): new certificate files, new users. On an error
+    /// nothing changes.
+    pub fn update(&self, server: &ServerConfig) -> Result<(), String> {
+        let tls = match &server.tls {
+            Some(tls) => Some(acceptor(tls)?),
+            None => None,
+        };
+        *self.tls.write().unwrap_or_else(PoisonError::into_inner) = tls;
+        *self.users.write().unwrap_or_else(PoisonError::into_inner) = server.basic_auth.clone();
+        self.verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        Ok(())
+    }
+
+    fn acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.tls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether a request may pass: no users configured, or valid basic credentials.
+    async fn allows(&self, request: &Request<Incoming>) -> bool {
+        let users = self
+            .users
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if users.is_empty() {
+            return true;
+        }
+        let Some((user, password)) = basic_credentials(request) else {
+            return false;
+        };
+        let Some(hash) = users.get(&user) else {
+            return false;
+        };
+        let digest = {
+            use sha2::Digest as _;
+            let mut hasher = sha2::Sha256::new();
+            for part in [
+                user.as_bytes(),
+                b"\0",
+                password.as_bytes(),
+                b"\0",
+                hash.expose().as_bytes(),
+            ] {
+                hasher.update(part);
+            }
+            hasher.finalize().to_vec()
+        };
+        if self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&digest)
+        {
+            return true;
+        }
+        let hash = hash.expose().to_owned();
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false);
+        if ok {
+            self.verified
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(digest);
+        }
+        ok
+    }
+}
+
+/// A TLS acceptor from PEM files: the certificate chain and the private key.
+fn acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert_file)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| {
+            format!(
+                "cannot read the certificate {}: {e}",
+                tls.cert_file.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!("no certificate in {}", tls.cert_file.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| {
+        format!(
+            "cannot read the private key {}: {e}",
+            tls.key_file.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            format!(
+                "{} and {} do not make a TLS identity: {e}",
+                tls.cert_file.display(),
+                tls.key_file.display()
+            )
+        })?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The user and password of an `Authorization: Basic` header.
+fn basic_credentials(request: &Request<Incoming>) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let value = request
+        .headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
 }
 
 /// A listening socket, not serving yet.
@@ -92,24 +257,44 @@ impl Bound {
             let app = app.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(respond(&app, &request).await) }
-                });
-                let connection = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .max_buf_size(MAX_BUF_SIZE)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    result = connection => {
-                        if let Err(error) = result {
-                            tracing::debug!(%error, "admin connection ended");
+                match app.guard.acceptor() {
+                    None => serve_connection(stream, app, shutdown).await,
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                                .await;
+                        match handshake {
+                            Ok(Ok(stream)) => serve_connection(stream, app, shutdown).await,
+                            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
                         }
                     }
                 }
             });
+        }
+    }
+}
+
+/// Serves HTTP/1 on one connection, plain or TLS.
+async fn serve_connection<S>(stream: S, app: Arc<App>, shutdown: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(respond(&app, &request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUF_SIZE)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        result = connection => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "admin connection ended");
+            }
         }
     }
 }
@@ -125,7 +310,16 @@ async fn respond(app: &App, request: &Request<Incoming>) -> Reply {
             .insert(ALLOW, http::HeaderValue::from_static("GET, HEAD"));
         return reply;
     }
-    let mut reply = match request.uri().path() {
+    let path = request.uri().path();
+    if path != "/healthz" && !app.guard.allows(request).await {
+        let mut reply = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        reply.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Basic realm=\"fargate-health-monitor\""),
+        );
+        return reply;
+    }
+    let mut reply = match path {
         "/metrics" => metrics_reply(app, accepts_gzip(request)).await,
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if app.state.is_ready() => text(StatusCode::OK, "ready\n"),

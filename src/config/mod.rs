@@ -33,8 +33,18 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Server {
     pub listen: SocketAddr,
+    /// `[server.tls]`: serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<Tls>,
+    /// `[server.basic_auth] users`: user name to bcrypt hash; empty for no authentication.
+    pub basic_auth: BTreeMap<String, Secret>,
     /// Base URL for links in alerts (`generatorURL`).
     pub external_url: Option<Url>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq)]

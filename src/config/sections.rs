@@ -8,16 +8,18 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use url::Url;
 
-use super::reader::{At, Reader, Span, Table, first_duplicate, type_name};
+use super::reader::{At, Reader, Span, Table, first_duplicate, resolve, type_name};
 use super::{
     Alerts, Config, ConfigError, Delivery, Environment, Loaded, Pattern, Poll, Server, Sink,
-    SinkKind, State, Target, defaults,
+    SinkKind, State, Target, Tls, defaults,
 };
 use crate::model::{EventKind, Status};
 use crate::secret::{Secret, SecretUrl, is_loopback};
 
 const TOP_KEYS: &[&str] = &["server", "poll", "state", "alerts", "targets", "sinks"];
-const SERVER_KEYS: &[&str] = &["listen", "external_url"];
+const SERVER_KEYS: &[&str] = &["listen", "external_url", "tls", "basic_auth"];
+const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
+const BASIC_AUTH_KEYS: &[&str] = &["users"];
 const POLL_KEYS: &[&str] = &[
     "interval",
     "discovery_interval",
@@ -135,7 +137,7 @@ pub(super) fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Lo
     };
     r.check_keys(root, TOP_KEYS);
 
-    let server = section(&mut r, root, "server", server);
+    let server = section(&mut r, root, "server", |r, t| server(r, t, &base_dir));
     let poll = section(&mut r, root, "poll", poll);
     let state = section(&mut r, root, "state", state);
     let alerts = section(&mut r, root, "alerts", alerts);
@@ -191,7 +193,7 @@ fn section<T>(
     }
 }
 
-fn server(r: &mut Reader<'_>, t: Table<'_, '_>) -> Server {
+fn server(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Server {
     r.check_keys(t, SERVER_KEYS);
     let default_listen: SocketAddr = defaults::LISTEN.parse().expect("valid default address");
     let listen = r
@@ -213,8 +215,55 @@ fn server(r: &mut Reader<'_>, t: Table<'_, '_>) -> Server {
     let external_url = r
         .string(t, "external_url")
         .and_then(|s| http_url(r, &s, "external_url"));
+    let tls = r.table(t, "tls").and_then(|(map, value)| {
+        let span = value.span();
+        let tls = Table {
+            map,
+            span: &span,
+            name: "[server.tls]",
+        };
+        r.check_keys(tls, TLS_KEYS);
+        r.require(tls, "cert_file");
+        r.require(tls, "key_file");
+        let cert_file = r.string(tls, "cert_file")?;
+        let key_file = r.string(tls, "key_file")?;
+        Some(Tls {
+            cert_file: resolve(base_dir, &cert_file.value),
+            key_file: resolve(base_dir, &key_file.value),
+        })
+    });
+    let mut basic_auth = BTreeMap::new();
+    if let Some((map, value)) = r.table(t, "basic_auth") {
+        let span = value.span();
+        let auth = Table {
+            map,
+            span: &span,
+            name: "[server.basic_auth]",
+        };
+        r.check_keys(auth, BASIC_AUTH_KEYS);
+        r.require(auth, "users");
+        if let Some(users) = r.string_map(auth, "users") {
+            for (user, hash) in users {
+                let user = user.value;
+                let valid = hash.value.len() == 60
+                    && ["$2a$", "$2b$", "$2y$"]
+                        .iter()
+                        .any(|p| hash.value.starts_with(p));
+                if !valid {
+                    r.error(
+                        &hash.span,
+                        format!("the password of user {user:?} must be a bcrypt hash (\"$2b$...\", 60 characters), as `htpasswd -nBC 10 {user}` prints"),
+                    );
+                    continue;
+                }
+                basic_auth.insert(user, Secret::new(hash.value));
+            }
+        }
+    }
     Server {
         listen,
+        tls,
+        basic_auth,
         external_url,
     }
 }

@@ -204,3 +204,36 @@ fn json_logs_are_json_lines_on_stderr() {
         .arg(repo_file("config/minimal.toml")));
     assert!(!stderr.contains("config is valid"), "{stderr}");
 }
+
+#[test]
+fn server_tls_and_basic_auth_are_checked() {
+    let checked = crate::support::check_config(
+        "[server]\n[server.tls]\ncert_file = \"cert.pem\"\n[server.basic_auth]\nusers = { prometheus = \"plain-text\" }\n\n[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n",
+        &[],
+    );
+    assert_eq!(checked.code, 64, "{}", checked.stderr);
+    assert!(
+        checked
+            .stderr
+            .contains("[server.tls] is missing the key `key_file`"),
+        "{}",
+        checked.stderr
+    );
+    assert!(
+        checked.stderr.contains("must be a bcrypt hash"),
+        "{}",
+        checked.stderr
+    );
+    assert!(
+        !checked.stderr.contains("plain-text"),
+        "the password is not quoted"
+    );
+    let hash = bcrypt::hash("x", 4).unwrap();
+    let checked = crate::support::check_config(
+        &format!(
+            "[server.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n[server.basic_auth]\nusers = {{ prometheus = \"{hash}\" }}\n\n[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+}

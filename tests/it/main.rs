@@ -8,5 +8,6 @@ mod daemon;
 mod eks;
 mod once;
 mod ops;
+mod secured;
 mod simulator;
 mod support;

@@ -135,3 +135,52 @@ fn the_kubernetes_manifests_pass_strict_validation_and_carry_a_valid_config() {
         "{stdout}{stderr}"
     );
 }
+
+#[test]
+fn the_dashboard_uses_a_datasource_variable_and_the_label_variables() {
+    let text =
+        std::fs::read_to_string(repo_file("dashboards/fargate-health-monitor.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        variables,
+        [
+            "datasource",
+            "aws_account_id",
+            "aws_region",
+            "eks_cluster",
+            "fargate_profile"
+        ]
+    );
+    assert_eq!(dashboard["templating"]["list"][0]["type"], "datasource");
+    for panel in dashboard["panels"].as_array().unwrap() {
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{}",
+            panel["title"]
+        );
+        for target in panel["targets"].as_array().unwrap() {
+            assert_eq!(target["datasource"]["uid"], "${datasource}");
+        }
+    }
+    // Every series the dashboard reads is one the daemon exports.
+    for name in [
+        "eks_fargate_profile_health_issues",
+        "eks_fargate_profile_health_issue_start_timestamp_seconds",
+        "eks_fargate_profile_status",
+        "eks_fargate_profile_up",
+        "fargate_health_monitor_api_requests_total",
+        "fargate_health_monitor_api_request_duration_seconds_bucket",
+        "fargate_health_monitor_poll_cycle_overruns_total",
+        "fargate_health_monitor_oldest_observation_age_seconds",
+        "fargate_health_monitor_notifications_total",
+        "fargate_health_monitor_notification_queue_depth",
+    ] {
+        assert!(text.contains(name), "{name}");
+    }
+}
