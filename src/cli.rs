@@ -57,6 +57,10 @@ pub enum Command {
         /// The TOML config file.
         #[arg(long, short = 'c', value_name = "PATH")]
         config: PathBuf,
+        /// Poll only shard I of N (from 0), overriding `[poll] shard`: N instances split the
+        /// clusters between them by a fixed hash of account, region and cluster.
+        #[arg(long, value_name = "I/N", value_parser = crate::model::Shard::parse)]
+        shard: Option<crate::model::Shard>,
     },
     /// Run the daemon against a built-in simulated EKS, with no AWS account and no config.
     ///
@@ -236,11 +240,22 @@ pub async fn once(
 
 /// `run`: the daemon, until SIGTERM or Ctrl-C. 64 for an invalid config, 69 when the listen
 /// address cannot be bound.
-pub async fn run(path: &Path, env: &dyn Environment, err: &mut dyn Write) -> u8 {
-    let config = match load(path, env, err) {
+pub async fn run(
+    path: &Path,
+    shard: Option<crate::model::Shard>,
+    env: &dyn Environment,
+    err: &mut dyn Write,
+) -> u8 {
+    let mut config = match load(path, env, err) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if let Some(shard) = shard {
+        config.poll.shard = shard;
+    }
+    if config.poll.shard.count > 1 {
+        tracing::info!(shard = %config.poll.shard, "polling one shard of the fleet");
+    }
     let mut hangups = crate::shutdown::Hangups::new();
     let shutdown = crate::shutdown::on_signals();
     let aws = AwsSettings::new(config.poll.timeout);
@@ -251,7 +266,7 @@ pub async fn run(path: &Path, env: &dyn Environment, err: &mut dyn Write) -> u8 
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = hangups.next() => reload(&mut daemon, path, env).await,
+            () = hangups.next() => reload(&mut daemon, path, shard, env).await,
         }
     }
     daemon.stop().await;
@@ -260,10 +275,18 @@ pub async fn run(path: &Path, env: &dyn Environment, err: &mut dyn Write) -> u8 
 
 /// SIGHUP: re-reads and validates the config; applies it when valid, else logs every problem
 /// and keeps the config in force.
-async fn reload(daemon: &mut crate::daemon::Daemon, path: &Path, env: &dyn Environment) {
+async fn reload(
+    daemon: &mut crate::daemon::Daemon,
+    path: &Path,
+    shard: Option<crate::model::Shard>,
+    env: &dyn Environment,
+) {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
     match config::load(path, env) {
-        Ok(loaded) => {
+        Ok(mut loaded) => {
+            if let Some(shard) = shard {
+                loaded.config.poll.shard = shard;
+            }
             for warning in &loaded.warnings {
                 tracing::warn!(problem = %warning, "config warning");
             }

@@ -91,13 +91,15 @@ where
     }
 }
 
-/// Lists what `target` selects, with up to `concurrency` clusters listed at once.
+/// Lists what `target` selects, with up to `concurrency` clusters listed at once, among the
+/// clusters `owns` accepts (the instance's shard; `|_| true` for all).
 pub async fn discover<E: Eks>(
     client: &E,
     target: &Target,
     limiter: &RateLimiter,
     policy: &RetryPolicy,
     concurrency: usize,
+    owns: impl Fn(&str) -> bool,
 ) -> Discovery {
     let mut discovery = Discovery::default();
     let clusters = if target.cluster.is_glob() {
@@ -117,6 +119,10 @@ pub async fn discover<E: Eks>(
     } else {
         vec![target.cluster.as_str().to_owned()]
     };
+    let listed = clusters.len();
+    let clusters: Vec<String> = clusters.into_iter().filter(|c| owns(c)).collect();
+    // Clusters of other shards are theirs to list and report.
+    let sharded_away = clusters.len() < listed;
 
     let listed: Vec<(String, Result<Vec<String>, CallError>)> = stream::iter(clusters)
         .map(|cluster| async move {
@@ -168,7 +174,7 @@ pub async fn discover<E: Eks>(
     }
     discovery.profiles.sort();
     discovery.profiles.dedup();
-    if discovery.profiles.is_empty() && discovery.problems.is_empty() {
+    if discovery.profiles.is_empty() && discovery.problems.is_empty() && !sharded_away {
         discovery.problems.push(Problem::NothingMatched);
     }
     discovery
@@ -275,7 +281,7 @@ mod tests {
 
     async fn run(fake: &Fake, target: &Target) -> Discovery {
         let limiter = RateLimiter::new(1000.0);
-        discover(fake, target, &limiter, &RetryPolicy::ONCE, 4).await
+        discover(fake, target, &limiter, &RetryPolicy::ONCE, 4, |_| true).await
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -34,8 +34,9 @@ fn main() -> ExitCode {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         )),
-        Command::Run { config } => block_on(cli::run(
+        Command::Run { config, shard } => block_on(cli::run(
             config,
+            *shard,
             &ProcessEnvironment,
             &mut std::io::stderr(),
         )),

@@ -489,6 +489,57 @@ impl fmt::Display for ResolveReason {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_shard_hash_is_fnv_1a_64_and_fixed() {
+        // FNV-1a 64 reference values: "" and "a" (no separators), then our layout.
+        let raw = |bytes: &[u8]| {
+            bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        };
+        assert_eq!(raw(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(raw(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(
+            super::fnv1a64(&["111122223333", "us-east-1", "prod"]),
+            raw(b"111122223333\0us-east-1\0prod\0")
+        );
+        // Pinned, so a change of the function (which would move clusters) fails here.
+        let shard = super::Shard { index: 0, count: 7 };
+        assert_eq!(
+            shard.of("111122223333", "us-east-1", "prod"),
+            (raw(b"111122223333\0us-east-1\0prod\0") % 7) as u32
+        );
+    }
+
+    #[test]
+    fn shards_parse_and_partition_the_fleet_with_no_overlap_and_no_gap() {
+        use super::Shard;
+        assert_eq!(Shard::parse("1/3"), Ok(Shard { index: 1, count: 3 }));
+        for bad in ["3/3", "0/0", "1", "a/b", "-1/2", ""] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let count = 4;
+        let shards: Vec<Shard> = (0..count).map(|index| Shard { index, count }).collect();
+        let mut sizes = vec![0usize; count as usize];
+        for account in ["111122223333", "222233330001"] {
+            for region in ["us-east-1", "eu-west-1"] {
+                for cluster in 0..500 {
+                    let cluster = format!("cluster-{cluster:04}");
+                    let owners: Vec<u32> = shards
+                        .iter()
+                        .filter(|s| s.owns(account, region, &cluster))
+                        .map(|s| s.index)
+                        .collect();
+                    assert_eq!(owners.len(), 1, "{account}/{region}/{cluster}: {owners:?}");
+                    sizes[owners[0] as usize] += 1;
+                }
+            }
+        }
+        // 2,000 clusters in 4 shards: each holds about a quarter.
+        assert!(sizes.iter().all(|n| (400..=600).contains(n)), "{sizes:?}");
+        assert!(Shard::ALL.owns("any", "where", "thing"));
+    }
+
     use super::*;
 
     fn raw(code: &str, message: &str, ids: &[&str]) -> RawIssue {
@@ -577,4 +628,62 @@ mod tests {
         assert_eq!(EventKind::from_name("issue_closed"), None);
         assert_eq!(ResolveReason::ProfileDeleted.as_str(), "profile_deleted");
     }
+}
+
+/// One of N instances that split a fleet between them: an instance polls only the clusters
+/// whose [`Shard::of`] is its index, so N instances cover every cluster exactly once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// From 0 (a StatefulSet's ordinal) to `count - 1`.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// The whole fleet.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Parses `I/N` with `0 <= I < N`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a shard: write I/N with 0 <= I < N, such as 0/3");
+        let (index, count) = text.trim().split_once('/').ok_or_else(bad)?;
+        let index: u32 = index.trim().parse().map_err(|_| bad())?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The shard a cluster belongs to: FNV-1a 64 of `account_id`, `region` and `cluster`, each
+    /// followed by a 0 byte, modulo the count. Fixed: changing it would move clusters between
+    /// running instances.
+    pub fn of(&self, account_id: &str, region: &str, cluster: &str) -> u32 {
+        (fnv1a64(&[account_id, region, cluster]) % u64::from(self.count)) as u32
+    }
+
+    /// Whether this instance polls the cluster.
+    pub fn owns(&self, account_id: &str, region: &str, cluster: &str) -> bool {
+        self.count <= 1 || self.of(account_id, region, cluster) == self.index
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// FNV-1a, 64 bits, over the parts each followed by a 0 byte.
+pub fn fnv1a64(parts: &[&str]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    hash
 }

@@ -377,7 +377,8 @@ pub async fn run<E: Eks>(config: &Config, clients: &[E], policy: &RetryPolicy) -
         };
         let limiter = limiters.get(&account, &target.region);
         let concurrency = config.poll.concurrency.max(1);
-        let found = discovery::discover(client, target, &limiter, policy, concurrency).await;
+        let found =
+            discovery::discover(client, target, &limiter, policy, concurrency, |_| true).await;
         for problem in found.problems {
             let problem = TargetProblem::new(index, target, Some(&account), problem);
             report.problems.push(problem);

@@ -28,7 +28,7 @@ use crate::discovery::{self, Discovery, Problem};
 use crate::eks::{CallError, Eks};
 use crate::limits::{Backoff, Limiters, RetryPolicy, paced};
 use crate::model::{
-    ErrorKind, Gone, Input, Operation, PollFailure, ProfileKey, Timestamp, Unmonitored,
+    ErrorKind, Gone, Input, Operation, PollFailure, ProfileKey, Shard, Timestamp, Unmonitored,
 };
 use crate::once::TargetProblem;
 use crate::state::{Labels, State};
@@ -50,6 +50,8 @@ pub struct Settings {
     pub concurrency: usize,
     pub max_requests_per_second: f64,
     pub policy: RetryPolicy,
+    /// The clusters this instance polls.
+    pub shard: Shard,
 }
 
 impl Settings {
@@ -60,6 +62,7 @@ impl Settings {
             concurrency: poll.concurrency.max(1),
             max_requests_per_second: poll.max_requests_per_second,
             policy: RetryPolicy::DAEMON,
+            shard: poll.shard,
         }
     }
 }
@@ -208,12 +211,14 @@ async fn discovery_loop<E: Eks>(
         let (account_id, discovery) = match &account {
             Ok(account_id) => {
                 let limiter = shared.limiters.get(account_id, &target.region);
+                let shard = settings.shard;
                 let found = discovery::discover(
                     client,
                     target,
                     &limiter,
                     &settings.policy,
                     settings.concurrency,
+                    |cluster| shard.owns(account_id, &target.region, cluster),
                 )
                 .await;
                 (Some(account_id.clone()), found)
@@ -562,8 +567,10 @@ impl<E: Eks + 'static> Core<E> {
             .iter()
             .any(|p| matches!(p, Problem::Failed { .. }));
         if listed_everything {
+            let shard = self.shared.settings.shard;
             self.end_restored(|key| {
-                key.account_id == account_id && covers(&self.shared.watched[index].target, key)
+                key.account_id == account_id
+                    && covers(&self.shared.watched[index].target, shard, key)
             });
         }
     }
@@ -576,7 +583,12 @@ impl<E: Eks + 'static> Core<E> {
             let observed_at = (self.shared.clock)();
             let input = if gone(&key) {
                 Input::Gone(Gone { key, observed_at })
-            } else if !self.shared.watched.iter().any(|w| covers(&w.target, &key)) {
+            } else if !self
+                .shared
+                .watched
+                .iter()
+                .any(|w| covers(&w.target, self.shared.settings.shard, &key))
+            {
                 Input::Unmonitored(Unmonitored { key, observed_at })
             } else {
                 continue;
@@ -775,9 +787,10 @@ async fn describe<E: Eks>(shared: &Shared<E>, target: usize, key: &ProfileKey) -
     })
 }
 
-/// Whether a target's patterns select a profile (its account aside).
-fn covers(target: &Target, key: &ProfileKey) -> bool {
-    target.region == key.region
+/// Whether a target's patterns select a profile (its account aside) in this instance's shard.
+fn covers(target: &Target, shard: Shard, key: &ProfileKey) -> bool {
+    shard.owns(&key.account_id, &key.region, &key.cluster)
+        && target.region == key.region
         && target.cluster.matches(&key.cluster)
         && target.profiles.iter().any(|p| p.matches(&key.profile))
 }

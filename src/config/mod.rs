@@ -16,7 +16,7 @@ use std::time::Duration;
 use globset::{GlobBuilder, GlobMatcher};
 use url::Url;
 
-use crate::model::{EventKind, Status};
+use crate::model::{EventKind, Shard, Status};
 use crate::secret::{Secret, SecretUrl};
 
 /// The validated configuration.
@@ -55,6 +55,8 @@ pub struct Poll {
     pub concurrency: usize,
     /// Per (account, region).
     pub max_requests_per_second: f64,
+    /// The part of the fleet this instance polls.
+    pub shard: Shard,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use super::{
     Alerts, Config, ConfigError, Delivery, Environment, Loaded, Pattern, Poll, Server, Sink,
     SinkKind, State, Target, Tls, defaults,
 };
-use crate::model::{EventKind, Status};
+use crate::model::{EventKind, Shard, Status};
 use crate::secret::{Secret, SecretUrl, is_loopback};
 
 const TOP_KEYS: &[&str] = &["server", "poll", "state", "alerts", "targets", "sinks"];
@@ -21,6 +21,7 @@ const SERVER_KEYS: &[&str] = &["listen", "external_url", "tls", "basic_auth"];
 const TLS_KEYS: &[&str] = &["cert_file", "key_file"];
 const BASIC_AUTH_KEYS: &[&str] = &["users"];
 const POLL_KEYS: &[&str] = &[
+    "shard",
     "interval",
     "discovery_interval",
     "timeout",
@@ -327,12 +328,23 @@ fn poll(r: &mut Reader<'_>, t: Table<'_, '_>) -> Poll {
         Some(At { value, .. }) => value,
         None => defaults::MAX_REQUESTS_PER_SECOND,
     };
+    let shard = r
+        .string(t, "shard")
+        .and_then(|s| match Shard::parse(&s.value) {
+            Ok(shard) => Some(shard),
+            Err(message) => {
+                r.error(&s.span, format!("`shard`: {message}"));
+                None
+            }
+        })
+        .unwrap_or(Shard::ALL);
     Poll {
         interval,
         discovery_interval,
         timeout,
         concurrency,
         max_requests_per_second,
+        shard,
     }
 }
 

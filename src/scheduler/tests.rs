@@ -162,6 +162,7 @@ fn settings(interval: u64, discovery: u64, rate: f64, concurrency: usize) -> Set
         concurrency,
         max_requests_per_second: rate,
         policy: RetryPolicy::DAEMON,
+        shard: Shard::ALL,
     }
 }
 
@@ -581,4 +582,46 @@ async fn ready_once_every_target_is_discovered_and_every_profile_attempted() {
     sleep(6).await;
     assert!(harness.state.is_ready());
     harness.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_shards_split_the_clusters_with_no_overlap_and_no_gap() {
+    let account = "111111111111";
+    let clusters: Vec<(String, Vec<String>)> = (0..12)
+        .map(|c| {
+            (
+                format!("cluster-{c:02}"),
+                profiles(&format!("c{c:02}-p"), 3),
+            )
+        })
+        .collect();
+    let mut described: Vec<std::collections::BTreeSet<String>> = Vec::new();
+    for index in 0..2 {
+        let accounts: Vec<(&str, &str, Vec<String>)> = clusters
+            .iter()
+            .map(|(cluster, names)| (account, cluster.as_str(), names.clone()))
+            .collect();
+        let mut settings = settings(30, 600, 100.0, 8);
+        settings.shard = Shard { index, count: 2 };
+        let harness = Harness::start(&accounts, settings, Duration::from_millis(10));
+        sleep(40).await;
+        let calls = harness.calls();
+        // Only this shard's clusters are even listed.
+        let listed = calls
+            .iter()
+            .filter(|c| c.operation == Operation::ListFargateProfiles)
+            .count();
+        let state = harness.stop().await;
+        let keys: std::collections::BTreeSet<String> = state
+            .snapshot()
+            .profiles
+            .iter()
+            .map(|p| p.state.key.to_string())
+            .collect();
+        assert!(listed < 12 && listed > 0, "{listed} clusters listed");
+        assert!(state.snapshot().profiles.iter().all(|p| p.state.up));
+        described.push(keys);
+    }
+    assert!(described[0].is_disjoint(&described[1]));
+    assert_eq!(described[0].len() + described[1].len(), 36);
 }
