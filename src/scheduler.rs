@@ -333,7 +333,15 @@ impl<E: Eks + 'static> Core<E> {
                 () = shutdown.cancelled() => break,
                 // Before the messages, so a steady flow of answers cannot hold up what is due.
                 () = tokio::time::sleep_until(wake) => self.tick(),
-                Some(message) = rx.recv() => self.handle(message),
+                Some(message) = rx.recv() => {
+                    self.handle(message);
+                    // Reap finished describes as they come, not only when the loop is idle.
+                    while let Some(joined) = self.describes.try_join_next() {
+                        if let Err(error) = joined && error.is_panic() {
+                            tracing::error!(%error, "a describe task panicked");
+                        }
+                    }
+                }
                 Some(joined) = self.describes.join_next(), if !self.describes.is_empty() => {
                     if let Err(error) = joined && error.is_panic() {
                         tracing::error!(%error, "a describe task panicked");
