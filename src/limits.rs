@@ -3,38 +3,69 @@
 //! across all lanes, and retries of throttled calls. Every HTTP attempt, retries and list pages
 //! included, passes a limiter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::eks::CallError;
 use crate::model::ErrorKind;
 
 /// Spaces requests `1 / rate` apart, so any one-second window holds at most `rate + 1` of
-/// them; waiters are served in the order they asked. When the lane is throttled, no request
-/// starts until the backoff has passed, for every caller of the lane.
+/// them; waiters queue and are served in the order they asked. The rate adapts (AIMD): a
+/// throttled answer cuts it by 30% (at most once a second) and pauses the lane for a backoff that
+/// grows with throttled answers in a row; answers that are not throttled raise it again by a
+/// sixtieth of the configured rate per second, up to that rate. So a throttled lane settles
+/// just under what AWS accepts instead of retrying into a wall. Only the head of the queue
+/// waits on the clock, so a rate change applies to the very next request.
 #[derive(Debug)]
 pub struct RateLimiter {
     /// `account/region`, for log lines.
     name: String,
-    spacing: Duration,
+    /// The configured rate, requests per second; 0 for no limit.
+    max_rate: f64,
     lane: Mutex<Lane>,
     in_flight: Option<Arc<Semaphore>>,
 }
 
+/// What a throttled answer multiplies a lane's rate by.
+const DECREASE: f64 = 0.7;
+/// The lowest rate a lane drops to, as a share of the configured one.
+const MIN_RATE_SHARE: f64 = 0.02;
+/// How fast a lane's rate climbs back: this share of the configured rate per second.
+const RAISE_SHARE_PER_SECOND: f64 = 1.0 / 60.0;
+
 #[derive(Debug, Default)]
 struct Lane {
-    /// The earliest time of the next slot.
-    next: Option<Instant>,
-    /// No slot before this time: the lane is backing off.
+    /// The rate now, requests per second.
+    rate: f64,
+    /// When the rate was last raised or lowered.
+    adjusted_at: Option<Instant>,
+    /// When the rate was last lowered.
+    lowered_at: Option<Instant>,
+    /// When the last request was let through.
+    last_sent: Option<Instant>,
+    /// No request before this time: the lane is backing off.
     paused_until: Option<Instant>,
     /// Throttled answers since the last answer that was not throttled.
     throttled_streak: u32,
+    /// The waiters in order; the head is the next to go.
+    queue: VecDeque<(u64, Arc<Notify>)>,
+    next_id: u64,
+}
+
+impl Lane {
+    fn spacing(&self) -> Duration {
+        if self.rate > 0.0 {
+            Duration::from_secs_f64(1.0 / self.rate)
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 /// Permission to send one request; it holds a place among the calls in flight until dropped.
@@ -43,18 +74,38 @@ pub struct Pass {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
+/// A place in a lane's queue; leaving it (served or cancelled) wakes the next waiter.
+struct Place<'a> {
+    limiter: &'a RateLimiter,
+    id: u64,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let mut lane = self.limiter.lock();
+        let was_head = lane.queue.front().is_some_and(|(id, _)| *id == self.id);
+        lane.queue.retain(|(id, _)| *id != self.id);
+        if was_head && let Some((_, next)) = lane.queue.front() {
+            next.notify_one();
+        }
+    }
+}
+
 impl RateLimiter {
     /// A limiter for `per_second` requests per second (more than zero).
     pub fn new(per_second: f64) -> Self {
-        let spacing = if per_second.is_finite() && per_second > 0.0 {
-            Duration::from_secs_f64(1.0 / per_second)
+        let max_rate = if per_second.is_finite() && per_second > 0.0 {
+            per_second
         } else {
-            Duration::ZERO
+            0.0
         };
         Self {
             name: String::new(),
-            spacing,
-            lane: Mutex::new(Lane::default()),
+            max_rate,
+            lane: Mutex::new(Lane {
+                rate: max_rate,
+                ..Lane::default()
+            }),
             in_flight: None,
         }
     }
@@ -71,94 +122,114 @@ impl RateLimiter {
         self
     }
 
-    /// Waits until this request may be sent. Every request is sent at a slot of its own, so
-    /// the spacing holds whatever the waits; a backing-off lane is waited out, and a slot
-    /// waited for, before a place among the calls in flight is taken, so neither holds up
-    /// other lanes.
+    /// The rate the lane runs at now, requests per second (0 for no limit).
+    pub fn rate(&self) -> f64 {
+        self.lock().rate
+    }
+
+    /// Waits until this request may be sent: its turn in the queue, its spacing after the
+    /// previous request, the end of a backoff, then a place among the calls in flight. Only
+    /// the head of a lane waits for a place in flight, so one lane does not hold up others.
     pub async fn acquire(&self) -> Pass {
-        loop {
-            while let Some(until) = self.paused_until()
-                && until > Instant::now()
-            {
-                tokio::time::sleep_until(until).await;
+        let notify = Arc::new(Notify::new());
+        let place = {
+            let mut lane = self.lock();
+            let id = lane.next_id;
+            lane.next_id += 1;
+            let first = lane.queue.is_empty();
+            lane.queue.push_back((id, notify.clone()));
+            if first {
+                notify.notify_one();
             }
-            if !self.wait_for_slot().await {
+            Place { limiter: self, id }
+        };
+        notify.notified().await;
+        let mut permit = None;
+        loop {
+            let due = {
+                let lane = self.lock();
+                let now = Instant::now();
+                [
+                    lane.last_sent.map(|at| at + lane.spacing()),
+                    lane.paused_until,
+                ]
+                .into_iter()
+                .flatten()
+                .fold(now, Instant::max)
+            };
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
                 continue;
             }
-            let Some(semaphore) = &self.in_flight else {
-                return Pass { _permit: None };
-            };
-            let permit = match semaphore.clone().try_acquire_owned() {
-                Ok(permit) => permit,
-                Err(_) => {
-                    // Late after waiting for a place: the slot has passed, so take a new one.
-                    let Ok(permit) = semaphore.clone().acquire_owned().await else {
-                        return Pass { _permit: None };
-                    };
-                    if !self.wait_for_slot().await {
+            if permit.is_none()
+                && let Some(semaphore) = &self.in_flight
+            {
+                match semaphore.clone().try_acquire_owned() {
+                    Ok(p) => permit = Some(p),
+                    Err(_) => {
+                        permit = semaphore.clone().acquire_owned().await.ok();
+                        // Time passed: check the spacing and a pause again.
                         continue;
                     }
-                    permit
                 }
-            };
-            return Pass {
-                _permit: Some(permit),
-            };
+            }
+            self.lock().last_sent = Some(Instant::now());
+            drop(place);
+            return Pass { _permit: permit };
         }
     }
 
-    /// Takes the next slot and sleeps until it; `false` when the lane was throttled meanwhile
-    /// (the slot is not used).
-    async fn wait_for_slot(&self) -> bool {
-        let slot = {
-            let mut lane = self.lock();
-            let now = Instant::now();
-            let slot = [lane.next, lane.paused_until]
-                .into_iter()
-                .flatten()
-                .fold(now, Instant::max);
-            lane.next = Some(slot + self.spacing);
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
-        self.paused_until()
-            .is_none_or(|until| until <= Instant::now())
-    }
-
-    /// Records a throttled answer: the lane pauses for the next backoff delay, which grows
-    /// with each throttled answer in a row. Returns the delay.
+    /// Records a throttled answer: the rate drops by 30% (once a second at most) and the lane pauses
+    /// for the next backoff delay, which grows with each throttled answer in a row. Returns
+    /// the delay.
     pub fn throttled(&self, backoff: &Backoff) -> Duration {
         let mut lane = self.lock();
         let delay = backoff.delay(lane.throttled_streak);
+        let now = Instant::now();
+        let lowered_lately = lane
+            .lowered_at
+            .is_some_and(|at| now - at < Duration::from_secs(1));
+        if self.max_rate > 0.0 && !lowered_lately {
+            lane.rate = (lane.rate * DECREASE).max(self.max_rate * MIN_RATE_SHARE);
+            lane.adjusted_at = Some(now);
+            lane.lowered_at = Some(now);
+        }
         if lane.throttled_streak == 0 {
             tracing::warn!(
                 lane = %self.name,
                 delay_ms = delay.as_millis() as u64,
-                "AWS throttles this account and region; backing off"
+                rate = lane.rate,
+                "AWS throttles this account and region; backing off and lowering the rate"
             );
         }
         lane.throttled_streak = lane.throttled_streak.saturating_add(1);
-        let until = Instant::now() + delay;
+        let until = now + delay;
         lane.paused_until = Some(lane.paused_until.map_or(until, |t| t.max(until)));
         delay
     }
 
-    /// Records an answer that was not throttled: the lane is back to its normal pace.
+    /// Records an answer that was not throttled: no more pauses, and the rate climbs back
+    /// towards the configured one.
     pub fn answered(&self) {
         let mut lane = self.lock();
         if lane.throttled_streak > 0 {
-            tracing::info!(lane = %self.name, "no longer throttled; back to the configured rate");
+            tracing::info!(lane = %self.name, rate = lane.rate, "no longer throttled; the rate climbs back");
             lane.throttled_streak = 0;
+        }
+        if lane.rate < self.max_rate {
+            let now = Instant::now();
+            let elapsed = lane
+                .adjusted_at
+                .map_or(60.0, |at| (now - at).as_secs_f64().min(60.0));
+            let raised = lane.rate + self.max_rate * RAISE_SHARE_PER_SECOND * elapsed;
+            lane.rate = raised.min(self.max_rate);
+            lane.adjusted_at = Some(now);
         }
     }
 
     /// Throttled answers in a row; 0 when the lane runs at its normal pace.
     pub fn throttled_streak(&self) -> u32 {
         self.lock().throttled_streak
-    }
-
-    fn paused_until(&self) -> Option<Instant> {
-        self.lock().paused_until
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Lane> {
@@ -429,14 +500,26 @@ mod tests {
         assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
         assert!(second >= Duration::from_secs(1) && second <= Duration::from_secs(2));
         assert_eq!(limiter.throttled_streak(), 2);
+        // Lowered once: two throttled answers within a second are one signal.
+        assert!((limiter.rate() - 7.0).abs() < 1e-9, "{}", limiter.rate());
         let start = Instant::now();
         limiter.acquire().await;
         assert!(Instant::now() - start >= first.max(second));
         limiter.answered();
         assert_eq!(limiter.throttled_streak(), 0);
+        let rate = limiter.rate();
+        assert!(rate > 7.0 && rate < 10.0, "{rate}");
         let start = Instant::now();
         limiter.acquire().await;
-        assert_eq!(Instant::now() - start, Duration::from_millis(100));
+        let waited = (Instant::now() - start).as_secs_f64();
+        assert!(
+            (waited - 1.0 / rate).abs() < 0.002,
+            "{waited} for rate {rate}"
+        );
+        // The rate climbs back by a sixtieth of the maximum per second, up to the maximum.
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        limiter.answered();
+        assert_eq!(limiter.rate(), 10.0);
     }
 
     #[tokio::test(start_paused = true)]
