@@ -164,6 +164,7 @@ pub fn story() -> Vec<Step> {
                     },
                     kind: FaultKind::Throttle,
                     remaining: Some(60),
+                    accepted: Default::default(),
                 },
             }],
         },

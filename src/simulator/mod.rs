@@ -142,6 +142,7 @@ impl Simulator {
                 scope,
                 kind,
                 remaining,
+                accepted: Default::default(),
             },
         });
     }

@@ -273,7 +273,7 @@ fn respond(world: &mut World, request: &mut Request, route: &Route, query: &str)
         };
         return (0, reply);
     };
-    let (delay, fault) = world.faults_for(request);
+    let (delay, fault) = world.faults_for(request, now());
     if let Some(fault) = fault {
         return (delay, fault_reply(fault, sts));
     }

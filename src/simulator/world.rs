@@ -128,6 +128,9 @@ pub enum FaultKind {
     Delay { millis: u64 },
     /// 200 with a body that is not the operation's document.
     Malformed,
+    /// 429 `ThrottlingException` for every matching request beyond this many in any one
+    /// second (the accepted ones count), as EKS's own rate limit does.
+    ThrottleAbove { per_second: u32 },
 }
 
 /// The faults that answer instead of the operation.
@@ -147,7 +150,7 @@ impl FaultKind {
             FaultKind::ServerError => Some(Failure::ServerError),
             FaultKind::AccessDenied => Some(Failure::AccessDenied),
             FaultKind::Malformed => Some(Failure::Malformed),
-            FaultKind::Delay { .. } => None,
+            FaultKind::Delay { .. } | FaultKind::ThrottleAbove { .. } => None,
         }
     }
 }
@@ -161,6 +164,9 @@ pub struct Fault {
     /// How many requests it hits before it disappears; unset means until cleared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining: Option<u32>,
+    /// For `throttle_above`: when the requests it let through arrived (milliseconds).
+    #[serde(skip)]
+    pub accepted: VecDeque<i64>,
 }
 
 /// A change to the simulated world: the same commands come from Rust and from the JSON control
@@ -502,9 +508,9 @@ impl World {
         account
     }
 
-    /// The faults that hit this request: the total delay in milliseconds, then the first
-    /// failure. Counted faults are used up.
-    pub fn faults_for(&mut self, request: &Request) -> (u64, Option<Failure>) {
+    /// The faults that hit this request at `now`: the total delay in milliseconds, then the
+    /// first failure. Counted faults are used up.
+    pub fn faults_for(&mut self, request: &Request, now: Timestamp) -> (u64, Option<Failure>) {
         let mut delay = 0u64;
         let mut failure = None;
         for fault in &mut self.faults {
@@ -513,6 +519,20 @@ impl World {
             }
             match (&fault.kind, fault.kind.failure()) {
                 (FaultKind::Delay { millis }, _) => delay = delay.saturating_add(*millis),
+                (FaultKind::ThrottleAbove { per_second }, _) => {
+                    let now = now.as_millis();
+                    while fault.accepted.front().is_some_and(|at| now - *at >= 1000) {
+                        fault.accepted.pop_front();
+                    }
+                    if fault.accepted.len() >= *per_second as usize {
+                        if failure.is_none() {
+                            failure = Some(Failure::Throttle);
+                        }
+                    } else {
+                        fault.accepted.push_back(now);
+                    }
+                    continue;
+                }
                 (_, Some(hit)) if failure.is_none() => failure = Some(hit),
                 _ => continue,
             }
@@ -807,6 +827,7 @@ mod tests {
                 scope: Scope::profile(&key("a")),
                 kind,
                 remaining,
+                accepted: Default::default(),
             },
         };
         world
@@ -827,11 +848,23 @@ mod tests {
             profile: Some(profile.into()),
         };
         assert_eq!(
-            world.faults_for(&request("a")),
+            world.faults_for(&request("a"), NOW),
             (12, Some(Failure::Throttle))
         );
-        assert_eq!(world.faults_for(&request("a")), (12, None));
-        assert_eq!(world.faults_for(&request("b")), (0, None));
+        assert_eq!(world.faults_for(&request("a"), NOW), (12, None));
+        assert_eq!(world.faults_for(&request("b"), NOW), (0, None));
+
+        // Beyond 2 a second, requests are throttled; a second later they pass again.
+        world
+            .apply(fault(FaultKind::ThrottleAbove { per_second: 2 }, None), NOW)
+            .unwrap();
+        let at = |millis: i64| Timestamp::from_millis(NOW.as_millis() + millis);
+        let failures: Vec<Option<Failure>> = [0, 100, 200, 900, 1050, 1150, 1200]
+            .iter()
+            .map(|ms| world.faults_for(&request("a"), at(*ms)).1)
+            .collect();
+        let t = Some(Failure::Throttle);
+        assert_eq!(failures, [None, None, t, t, None, None, t]);
     }
 
     #[test]
