@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Measures the daemon (release build) against the simulator run as its own process: idle RSS
-# at start, then CPU per describe and peak RSS over a few cycles.
+# at start, then CPU per describe and peak RSS over a few cycles; then a bare aws-sdk-eks
+# describe loop (examples/bare_sdk.rs, same SDK set-up, nothing else) against the same
+# simulator, for the ratio.
 #
 #   bench/daemon.sh [CLUSTERS] [PROFILES_PER_CLUSTER] [SECONDS]
 #
@@ -15,7 +17,7 @@ interval=20
 profiles=$((clusters * per_cluster))
 rate=$((profiles / interval * 2 + 100))
 
-cargo build --release --locked --quiet
+cargo build --release --locked --quiet --bins --examples
 bin=target/release/fargate-health-monitor
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -81,3 +83,9 @@ echo "/metrics:                 $size bytes plain, $gzip_size gzip, scraped in $
 writes=$(grep -c 'state file written' "$work/daemon.log" || true)
 slowest=$(grep 'state file written' "$work/daemon.log" | sed -n 's/.*took_ms=\([0-9]*\).*/\1/p' | sort -n | tail -1)
 echo "state file:               $(stat -c %s "$work/state.json") bytes; $writes writes, the slowest ${slowest} ms (fsync included)"
+
+bare=$(target/release/examples/bare_sdk "http://127.0.0.1:$aws" "$clusters" "$per_cluster" 3)
+bare_us=$(echo "$bare" | sed -n 's/.*cpu_us_per_describe=\([0-9]*\).*/\1/p')
+daemon_us=$(echo "scale=0; ($end_cpu - $ready_cpu) * 1000000 / $n" | bc)
+echo "bare aws-sdk-eks loop:    $bare"
+echo "daemon / bare SDK:        $(echo "scale=2; $daemon_us / $bare_us" | bc) (CPU per describe)"

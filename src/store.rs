@@ -22,6 +22,11 @@ use crate::state::{Saved, State};
 /// The version of the file's format; a file of another version is not read.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The least time between two writes: changes in a burst (10,000 first observations at
+/// start) are coalesced into a few writes instead of one per change. Deliveries wait for the
+/// write that holds their event, so this is also the most it delays an alert.
+pub const MIN_WRITE_INTERVAL: Duration = Duration::from_millis(200);
+
 #[derive(Serialize)]
 struct FileOut<'a> {
     version: u32,
@@ -155,8 +160,8 @@ pub fn write(path: &Path, saved: &Saved) -> io::Result<(Duration, u64)> {
     Ok((started.elapsed(), body.len() as u64))
 }
 
-/// Writes the state file whenever what it should hold changes, until `shutdown`; then once
-/// more. Deliveries wait for the generation that holds their event.
+/// Writes the state file whenever what it should hold changes (at most every
+/// [`MIN_WRITE_INTERVAL`]), until `shutdown`; then once more. Deliveries wait for the generation that holds their event.
 pub async fn persist(state: Arc<State>, path: PathBuf, shutdown: CancellationToken) {
     let mut changes = state.watch_generation();
     let mut failing = false;
@@ -192,6 +197,10 @@ pub async fn persist(state: Arc<State>, path: PathBuf, shutdown: CancellationTok
         }
         if shutdown.is_cancelled() {
             return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(MIN_WRITE_INTERVAL) => {}
         }
         changes.mark_unchanged();
         if *changes.borrow() == generation {

@@ -1,0 +1,82 @@
+//! The benchmark's baseline: a bare `aws-sdk-eks` describe loop with the daemon's SDK set-up
+//! (static credentials, endpoint, no retries, timeouts) and nothing else, against a running
+//! `simulate`. Prints the CPU time per describe of this process.
+//!
+//!     cargo run --release --example bare_sdk -- http://127.0.0.1:9878 CLUSTERS PER_CLUSTER ROUNDS
+
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use futures_util::{StreamExt, stream};
+
+/// User + system CPU seconds of this process, from /proc (Linux ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let endpoint = args.get(1).cloned().unwrap_or_else(|| "http://127.0.0.1:9878".into());
+    let number = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let (clusters, per_cluster, rounds) = (number(2, 1000), number(3, 10), number(4, 3));
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "AKIASIMULATEDEXAMPLE",
+            "simulated-secret-access-key",
+            None,
+            None,
+            "static",
+        ))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .load()
+        .await;
+    let eks = aws_sdk_eks::Client::from_conf(
+        aws_sdk_eks::config::Builder::from(&config)
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let names: Vec<(String, String)> = (0..clusters)
+        .flat_map(|c| (0..per_cluster).map(move |p| (format!("cluster-{c:04}"), format!("profile-{p:02}"))))
+        .collect();
+    let total = names.len() * rounds;
+    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let failures = stream::iter(names.iter().cycle().take(total))
+        .map(|(cluster, profile)| {
+            let eks = eks.clone();
+            async move {
+                eks.describe_fargate_profile()
+                    .cluster_name(cluster)
+                    .fargate_profile_name(profile)
+                    .send()
+                    .await
+                    .is_err()
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|failed| std::future::ready(*failed))
+        .count()
+        .await;
+    let cpu = cpu_seconds() - cpu;
+    println!(
+        "describes={total} failures={failures} wall_s={:.2} cpu_s={cpu:.2} cpu_us_per_describe={:.0}",
+        wall.elapsed().as_secs_f64(),
+        cpu * 1e6 / total as f64
+    );
+}
