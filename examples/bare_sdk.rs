@@ -17,7 +17,12 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after_name = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -25,8 +30,12 @@ fn cpu_seconds() -> f64 {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let endpoint = args.get(1).cloned().unwrap_or_else(|| "http://127.0.0.1:9878".into());
-    let number = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let endpoint = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:9878".into());
+    let number =
+        |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (clusters, per_cluster, rounds) = (number(2, 1000), number(3, 10), number(4, 3));
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -53,7 +62,9 @@ async fn main() {
             .build(),
     );
     let names: Vec<(String, String)> = (0..clusters)
-        .flat_map(|c| (0..per_cluster).map(move |p| (format!("cluster-{c:04}"), format!("profile-{p:02}"))))
+        .flat_map(|c| {
+            (0..per_cluster).map(move |p| (format!("cluster-{c:04}"), format!("profile-{p:02}")))
+        })
         .collect();
     let total = names.len() * rounds;
     let (cpu, wall) = (cpu_seconds(), Instant::now());

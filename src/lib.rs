@@ -11,9 +11,21 @@
 //! - [`eks`]: the AWS adapter: the [`eks::Eks`] trait for the calls we make, its implementation
 //!   with the official SDK per target (credentials, region, endpoints, timeouts), and the
 //!   classification of every failure. The only module that names SDK types.
-//! - [`limits`]: the rate limiter per (account, region) and the retries of throttled calls.
+//! - [`limits`]: the rate limiter per (account, region), adaptive under throttling, the bound on
+//!   calls in flight, and the retries of throttled calls.
 //! - [`discovery`]: account ids per credential source, and the clusters and profiles each target
 //!   selects.
+//! - [`scheduler`]: when to poll what: discovery, describes spread over the interval, not-found
+//!   confirmation, overruns, shards.
+//! - [`state`]: the snapshot of every profile and the outbox, shared by every reader.
+//! - [`store`]: the state file: atomic writes, `.prev`, damaged files set aside.
+//! - [`metrics`]: every Prometheus series; the domain ones encoded from the snapshot.
+//! - [`server`]: the admin HTTP server, with optional TLS and basic auth.
+//! - [`sinks`]: the receivers of events (log, webhook, Slack, Alertmanager) and the worker that
+//!   feeds them from the outbox.
+//! - [`daemon`]: the wiring of `run` and `demo`, and the reload on SIGHUP.
+//! - [`shutdown`]: signals: the first stops cleanly, a second exits, SIGHUP reloads.
+//! - [`demo`]: the `demo` command: the daemon against the simulator with a scripted story.
 //! - [`once`]: the `once` command: one pass over every target, through the diff, as a report.
 //! - [`simulator`]: a simulated EKS and STS on loopback that speaks the AWS wire formats, for
 //!   the tests, `simulate`, `demo` and the benchmark.
