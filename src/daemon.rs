@@ -164,9 +164,9 @@ impl Running {
 
     /// Stops polling (in-flight describes get their grace), then the sinks (due events get
     /// theirs).
-    async fn stop(mut self) {
+    async fn stop(&mut self) {
         self.stop_polling.cancel();
-        if let Err(error) = self.scheduler.await {
+        if let Err(error) = (&mut self.scheduler).await {
             tracing::error!(%error, "the scheduler ended abnormally");
         }
         self.stop_delivery.cancel();
@@ -293,16 +293,7 @@ impl Daemon {
             );
             config.state.path = self.config.state.path.clone();
         }
-        let previous = std::mem::replace(
-            &mut self.running,
-            Running {
-                stop_polling: CancellationToken::new(),
-                scheduler: tokio::spawn(async {}),
-                stop_delivery: CancellationToken::new(),
-                sinks: JoinSet::new(),
-            },
-        );
-        previous.stop().await;
+        self.running.stop().await;
         self.state.reconfigure(
             Rules {
                 resolve_after: config.alerts.resolve_after,
@@ -335,7 +326,7 @@ impl Daemon {
 
     /// Stops polling and serving (in-flight describes get [`scheduler::SHUTDOWN_GRACE`]),
     /// delivers what is due for up to [`FLUSH_GRACE`], and writes the state file a last time.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.state.set_ready(false);
         self.running.stop().await;
         self.stop_server.cancel();

@@ -292,10 +292,7 @@ impl State {
             inner.outbox.entry(subscription.sink.clone()).or_default();
         }
         inner.subscriptions = subscriptions;
-        inner.generation += 1;
-        let generation = inner.generation;
-        drop(inner);
-        self.generation.send_replace(generation);
+        self.changed(inner);
     }
 
     /// Profiles known from the state file, or monitored before a reload, that discovery has
@@ -317,36 +314,45 @@ impl State {
     pub fn apply(&self, input: &Input) -> Vec<Event> {
         let mut inner = self.lock();
         let key = input.key();
-        let (prev, labels) = match inner.profiles.get(key) {
-            Some(entry) => (entry.state.clone(), entry.labels.clone()),
-            None => match (inner.restored.get(key), input) {
-                (Some(restored), Input::Gone(_) | Input::Unmonitored(_)) => {
-                    (restored.state.clone(), Arc::new(restored.labels.clone()))
-                }
-                _ => return Vec::new(),
-            },
-        };
         let Inner {
             rules,
+            subscriptions,
             profiles,
             restored,
             reselect,
             sequence,
             events_total,
+            outbox,
+            outcomes,
             generation,
             ..
         } = &mut *inner;
-        let transition = diff::diff(Some(&prev), input, rules, sequence);
-        let mut changed = !transition.events.is_empty();
+        // The diff reads the state in place: no copy of it per describe.
+        let (transition, labels, mut changed) = {
+            let (prev, labels) = match profiles.get(key) {
+                Some(entry) => (&entry.state, entry.labels.clone()),
+                None => match (restored.get(key), input) {
+                    (Some(restored), Input::Gone(_) | Input::Unmonitored(_)) => {
+                        (&restored.state, Arc::new(restored.labels.clone()))
+                    }
+                    _ => return Vec::new(),
+                },
+            };
+            let transition = diff::diff(Some(prev), input, rules, sequence);
+            let changed = match &transition.next {
+                Some(next) => next.known != prev.known,
+                None => prev.known.is_some(),
+            };
+            (transition, labels, changed)
+        };
+        changed |= !transition.events.is_empty();
         match transition.next {
             Some(next) => {
-                changed |= next.known != prev.known;
                 if let Some(entry) = profiles.get_mut(key) {
                     Arc::make_mut(entry).state = next;
                 }
             }
             None => {
-                changed |= prev.known.is_some();
                 profiles.remove(key);
                 restored.remove(key);
                 reselect.remove(key);
@@ -363,7 +369,6 @@ impl State {
             .events
             .first()
             .map_or(input.observed_at(), |e| e.observed_at);
-        let subscriptions = std::mem::take(&mut inner.subscriptions);
         for event in &transition.events {
             for subscription in subscriptions.iter().filter(|s| s.wants(event)) {
                 let pending = Pending {
@@ -376,10 +381,9 @@ impl State {
                     not_before: None,
                     generation,
                 };
-                enqueue(&mut inner, subscription, pending);
+                enqueue(outbox, outcomes, subscription, pending);
             }
         }
-        inner.subscriptions = subscriptions;
         drop(inner);
         if changed {
             self.generation.send_replace(generation);
@@ -480,10 +484,7 @@ impl State {
                 .outcomes
                 .entry((sink.to_owned(), Outcome::Dropped))
                 .or_default() += expired;
-            inner.generation += 1;
-            let generation = inner.generation;
-            drop(inner);
-            self.generation.send_replace(generation);
+            self.changed(inner);
             tracing::warn!(
                 sink,
                 events = expired,
@@ -564,6 +565,11 @@ impl State {
                 pending.not_before = Some(not_before);
             }
         }
+        self.changed(inner);
+    }
+
+    /// Records a change to what the state file holds, and releases the lock.
+    fn changed(&self, mut inner: MutexGuard<'_, Inner>) {
         inner.generation += 1;
         let generation = inner.generation;
         drop(inner);
@@ -630,8 +636,13 @@ impl State {
 }
 
 /// Queues one event for one sink, dropping the oldest beyond `max_queue`.
-fn enqueue(inner: &mut Inner, subscription: &Subscription, pending: Pending) {
-    let Some(queue) = inner.outbox.get_mut(&subscription.sink) else {
+fn enqueue(
+    outbox: &mut BTreeMap<String, VecDeque<Pending>>,
+    outcomes: &mut BTreeMap<(String, Outcome), u64>,
+    subscription: &Subscription,
+    pending: Pending,
+) {
+    let Some(queue) = outbox.get_mut(&subscription.sink) else {
         return;
     };
     queue.push_back(pending);
@@ -641,8 +652,7 @@ fn enqueue(inner: &mut Inner, subscription: &Subscription, pending: Pending) {
         dropped += 1;
     }
     if dropped > 0 {
-        *inner
-            .outcomes
+        *outcomes
             .entry((subscription.sink.clone(), Outcome::Dropped))
             .or_default() += dropped;
         tracing::warn!(sink = %subscription.sink, events = dropped, "outbox full (max_queue); the oldest events dropped");
@@ -864,5 +874,36 @@ mod tests {
             panic!("{opened:?} {resolved:?}");
         };
         assert_eq!((&a.episode_id, a.since), (&b.episode_id, b.since));
+    }
+
+    #[test]
+    fn a_reconfigure_keeps_profiles_drops_a_removed_sinks_queue_and_waits_for_reselection() {
+        let state = State::new(Rules::default(), vec![subscription(100)]);
+        state.discovered(&key(), Arc::default(), Timestamp::from_secs(1));
+        state.apply(&observed(10, &["AccessDenied"]));
+        // The opening (a change into ACTIVE is not wanted).
+        assert_eq!(state.snapshot().sinks["hook"].queued, 1);
+
+        let kept = Subscription {
+            sink: "other".into(),
+            ..subscription(100)
+        };
+        state.reconfigure(Rules::default(), vec![kept]);
+        let snapshot = state.snapshot();
+        // The profile and its series stay; it waits for the new targets to select it again.
+        assert_eq!(snapshot.profiles.len(), 1);
+        assert!(snapshot.profiles[0].state.up);
+        assert_eq!(state.restored_keys(), [key()]);
+        // The removed sink's event is dropped and counted; the new sink has a queue.
+        assert_eq!(snapshot.sinks["hook"].queued, 0);
+        assert_eq!(snapshot.sinks["hook"].outcomes[&Outcome::Dropped], 1);
+        assert_eq!(snapshot.sinks["other"].queued, 0);
+        let (_, saved) = state.to_save();
+        assert!(saved.outbox.is_empty());
+
+        // Selected again: nothing is alerted again and it no longer waits.
+        state.discovered(&key(), Arc::default(), Timestamp::from_secs(20));
+        assert!(state.restored_keys().is_empty());
+        assert!(state.apply(&observed(30, &["AccessDenied"])).is_empty());
     }
 }

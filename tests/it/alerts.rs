@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::support::{aws_env, binary, eventually, http, real_tool};
+use crate::support::{aws_env, binary, eventually, free_port, http, real_tool};
 
 const NEW_SECRET: &str = "whsec-new-key";
 const OLD_SECRET: &str = "whsec-old-key";
@@ -109,6 +109,13 @@ impl Receiver {
                                     let wait = http::HeaderValue::from_static("2");
                                     response.headers_mut().insert("retry-after", wait);
                                 }
+                                if (300..400).contains(&answered) {
+                                    // Back to this receiver: a client that followed would
+                                    // send the same event again.
+                                    let to = format!("http://{}/moved", shared.addr);
+                                    let to = http::HeaderValue::from_str(&to).unwrap();
+                                    response.headers_mut().insert("location", to);
+                                }
                                 Ok::<_, Infallible>(response)
                             }
                         },
@@ -175,10 +182,7 @@ impl Setup {
     fn with_sinks(simulator: &Simulator, receiver: &Receiver, more: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = simulator.endpoint_url();
-        let listen = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let listen = free_port();
         let text = format!(
             r#"[server]
 listen = "{listen}"
@@ -401,11 +405,12 @@ async fn a_failing_receiver_gets_the_event_later_with_the_same_id_and_in_order()
     assert!(metrics_free.contains("will retry"), "{metrics_free}");
 }
 
-#[tokio::test]
-async fn a_receiver_answering_400_is_not_retried() {
+/// A receiver that answers `status` to the first event: it is tried once, dropped with an
+/// ERROR containing `logged`, and later events still flow.
+async fn a_refusal_is_not_retried(status: u16, logged: &str) {
     let simulator = Simulator::start().await.unwrap();
     let receiver = Receiver::start().await;
-    receiver.answer(&[400]);
+    receiver.answer(&[status]);
     simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
     let setup = Setup::new(&simulator, &receiver);
     let daemon = setup.start("run.log");
@@ -413,7 +418,7 @@ async fn a_receiver_answering_400_is_not_retried() {
         receiver.got().into_iter().next()
     })
     .await;
-    assert_eq!(first.answered, 400);
+    assert_eq!(first.answered, status);
     simulator
         .apply(SimCommand::SetStatus {
             key: key("web"),
@@ -426,9 +431,26 @@ async fn a_receiver_answering_400_is_not_retried() {
         .iter()
         .filter(|r| r.id() == first.id())
         .count();
-    assert_eq!(attempts, 1, "a rejected event is dropped, not retried");
+    assert_eq!(
+        attempts, 1,
+        "a rejected event is dropped: not retried, not followed"
+    );
     assert_eq!(stop(daemon, "-TERM").await, Some(0));
-    assert!(setup.log("run.log").contains("delivery rejected"));
+    let log = setup.log("run.log");
+    assert!(
+        log.contains("delivery rejected") && log.contains(logged),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_answering_400_is_not_retried() {
+    a_refusal_is_not_retried(400, "answered 400 Bad Request").await;
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    a_refusal_is_not_retried(302, "redirects are not followed").await;
 }
 
 #[tokio::test]
@@ -622,10 +644,7 @@ async fn retry_after_is_honoured_and_a_dead_sink_delays_no_other() {
     let simulator = Simulator::start().await.unwrap();
     let receiver = Receiver::start().await;
     receiver.answer(&[429]);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = free_port();
     let dead = format!(
         "[[sinks]]\nname = \"dead\"\ntype = \"webhook\"\nurl = \"http://{closed}/\"\nretry_initial = \"100ms\"\nretry_max = \"200ms\"\n"
     );
@@ -690,10 +709,7 @@ async fn a_real_alertmanager_shows_the_alert_then_resolves_it() {
         ),
     )
     .unwrap();
-    let am_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let am_addr = free_port();
     let mut am = Command::new(alertmanager)
         .arg(format!("--config.file={}", am_config.display()))
         .arg(format!(
@@ -1014,10 +1030,16 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
     );
 
     // A valid config that selects only web, with another label.
+    // It also moves `listen`, which takes a restart: the old address keeps serving.
+    let elsewhere = free_port();
     let narrower = good
         .replace(
             "cluster = \"*\"\n",
             "cluster = \"*\"\nprofiles = [\"web\"]\n",
+        )
+        .replace(
+            &format!("listen = \"{}\"", setup.admin),
+            &format!("listen = \"{elsewhere}\""),
         )
         .replace("env = \"test\"", "env = \"staging\"");
     std::fs::write(&setup.config, narrower).unwrap();
@@ -1041,5 +1063,11 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
         "nothing alerted again"
     );
     assert!(receiver.delivered("profile_deleted", "jobs").is_empty());
+    assert!(
+        setup
+            .log("run.log")
+            .contains("[server] listen changed: it takes a restart")
+    );
+    assert!(tokio::net::TcpStream::connect(elsewhere).await.is_err());
     assert_eq!(stop(daemon, "-TERM").await, Some(0));
 }

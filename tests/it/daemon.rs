@@ -16,7 +16,8 @@ use fargate_health_monitor::simulator::{
 use serde_json::Value;
 
 use crate::support::{
-    aws_env, binary, eventually, http, http_bytes, http_with_headers, real_tool, sim_settings,
+    aws_env, binary, eventually, free_port, http, http_bytes, http_with_headers, real_tool,
+    sim_settings,
 };
 
 const ACCOUNT: &str = simulator::DEFAULT_ACCOUNT;
@@ -436,7 +437,8 @@ async fn a_profile_created_later_is_described_without_waiting_an_interval() {
 #[tokio::test]
 async fn readyz_is_503_until_every_profile_was_attempted_then_200() {
     let simulator = Simulator::start().await.unwrap();
-    for name in ["a", "b", "c"] {
+    simulator.add_profile(&key("prod", "a"), "ACTIVE", issue("AccessDenied", &["r"]));
+    for name in ["b", "c"] {
         simulator.add_profile(&key("prod", name), "ACTIVE", Health::Absent);
     }
     let slow = Scope {
@@ -449,12 +451,21 @@ async fn readyz_is_503_until_every_profile_was_attempted_then_200() {
     assert_eq!(status, 503, "{body}");
     let (status, body) = http(daemon.addr(), "GET", "/healthz", "").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    // Before any describe answered, a profile exports only up 0.
-    let text = scrape(&daemon).await;
-    assert!(
-        !text.contains(ISSUES.to_owned().as_str())
-            || value(&text, ISSUES, &["\"a\"", "AccessDenied"]).is_none()
-    );
+    // Discovered but not described yet (describes take 1.5 s): a profile exports only up 0,
+    // and the daemon is not ready.
+    let lines = eventually(20, "profile a discovered", || async {
+        let text = scrape(&daemon).await;
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("fargate_profile=\"a\""))
+            .map(str::to_owned)
+            .collect();
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("eks_fargate_profile_up{") && lines[0].ends_with("} 0"));
+    assert_eq!(http(daemon.addr(), "GET", "/readyz", "").await.0, 503);
     eventually(20, "/readyz 200", || async {
         (http(daemon.addr(), "GET", "/readyz", "").await.0 == 200).then_some(())
     })
@@ -557,13 +568,6 @@ fn config_file(dir: &Path, simulator: &Simulator, listen: &str) -> std::path::Pa
     )
     .unwrap();
     path
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 fn sigterm(child: &std::process::Child) {

@@ -9,17 +9,10 @@ use fargate_health_monitor::model::ProfileKey;
 use fargate_health_monitor::simulator::{self, Health, IssueSpec, Simulator};
 use serde_json::Value;
 
-use crate::support::{aws_env, binary, eventually, real_tool, repo_file, run};
+use crate::support::{aws_env, binary, eventually, free_port, real_tool, repo_file, run};
 
 const USER: &str = "prometheus";
 const PASSWORD: &str = "scrape-s3cret";
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 /// A self-signed certificate for 127.0.0.1, made with openssl: (cert, key) paths.
 fn certificate(dir: &Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {

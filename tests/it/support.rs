@@ -208,3 +208,11 @@ pub fn real_tool(name: &str) -> Option<std::path::PathBuf> {
     }
     found
 }
+
+/// A loopback address with a port the OS picked and released, for a server started later.
+pub fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
