@@ -2,7 +2,10 @@
 //! (static credentials, endpoint, no retries, timeouts) and nothing else, against a running
 //! `simulate`. Prints the CPU time per describe of this process.
 //!
-//!     cargo run --release --example bare_sdk -- http://127.0.0.1:9878 CLUSTERS PER_CLUSTER ROUNDS
+//!     cargo run --release --example bare_sdk -- http://127.0.0.1:9878 CLUSTERS PER_CLUSTER ROUNDS [RATE]
+//!
+//! With RATE (describes per second) each describe starts at its own slot, 1/RATE apart, as the
+//! daemon paces its own; without it the loop runs as fast as 32 calls in flight allow.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +30,16 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Peak resident set size of this process in MB, from /proc.
+fn peak_rss_mb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -37,6 +50,7 @@ async fn main() {
     let number =
         |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (clusters, per_cluster, rounds) = (number(2, 1000), number(3, 10), number(4, 3));
+    let rate = number(5, 0);
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
@@ -68,10 +82,15 @@ async fn main() {
         .collect();
     let total = names.len() * rounds;
     let (cpu, wall) = (cpu_seconds(), Instant::now());
-    let failures = stream::iter(names.iter().cycle().take(total))
-        .map(|(cluster, profile)| {
+    let start = tokio::time::Instant::now();
+    let failures = stream::iter(names.iter().cycle().take(total).enumerate())
+        .map(|(i, (cluster, profile))| {
             let eks = eks.clone();
             async move {
+                if rate > 0 {
+                    let slot = Duration::from_secs_f64(i as f64 / rate as f64);
+                    tokio::time::sleep_until(start + slot).await;
+                }
                 eks.describe_fargate_profile()
                     .cluster_name(cluster)
                     .fargate_profile_name(profile)
@@ -86,8 +105,9 @@ async fn main() {
         .await;
     let cpu = cpu_seconds() - cpu;
     println!(
-        "describes={total} failures={failures} wall_s={:.2} cpu_s={cpu:.2} cpu_us_per_describe={:.0}",
+        "describes={total} failures={failures} wall_s={:.2} cpu_s={cpu:.2} cpu_us_per_describe={:.0} peak_rss_mb={}",
         wall.elapsed().as_secs_f64(),
-        cpu * 1e6 / total as f64
+        cpu * 1e6 / total as f64,
+        peak_rss_mb()
     );
 }

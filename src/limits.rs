@@ -16,7 +16,7 @@ use crate::eks::CallError;
 use crate::model::ErrorKind;
 
 /// Spaces requests `1 / rate` apart, so any one-second window holds at most `rate + 1` of
-/// them; waiters queue and are served in the order they asked. The rate adapts (AIMD): a
+/// them (`rate + 2` above 500 per second: see [`Lane::tolerance`]); waiters queue and are served in the order they asked. The rate adapts (AIMD): a
 /// throttled answer cuts it by 30% (at most once a second) and pauses the lane for a backoff that
 /// grows with throttled answers in a row; answers that are not throttled raise it again by a
 /// sixtieth of the configured rate per second, up to that rate. So a throttled lane settles
@@ -47,8 +47,9 @@ struct Lane {
     adjusted_at: Option<Instant>,
     /// When the rate was last lowered.
     lowered_at: Option<Instant>,
-    /// When the last request was let through.
-    last_sent: Option<Instant>,
+    /// The slot of the last request let through: when it was due, or when it went if it went
+    /// later than [`Lane::tolerance`] after that.
+    last_slot: Option<Instant>,
     /// No request before this time: the lane is backing off.
     paused_until: Option<Instant>,
     /// Throttled answers since the last answer that was not throttled.
@@ -65,6 +66,23 @@ impl Lane {
         } else {
             Duration::ZERO
         }
+    }
+
+    /// How late a request may go and still keep its slot, so that the next is not pushed back
+    /// by the timer's lateness: half a spacing, which keeps any one-second window at `rate + 1`,
+    /// but at least the timer's resolution of 1 ms (so above 500 requests per second a window
+    /// may hold `rate + 2`). Without it a lane would lose up to a millisecond per request.
+    fn tolerance(&self) -> Duration {
+        (self.spacing() / 2).max(Duration::from_millis(1))
+    }
+
+    /// Records a request let through now.
+    fn sent(&mut self, now: Instant) {
+        let slot = self.last_slot.map(|at| at + self.spacing());
+        self.last_slot = match slot {
+            Some(slot) if slot <= now && now - slot <= self.tolerance() => Some(slot),
+            _ => Some(now),
+        };
     }
 }
 
@@ -83,9 +101,14 @@ struct Place<'a> {
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         let mut lane = self.limiter.lock();
-        let was_head = lane.queue.front().is_some_and(|(id, _)| *id == self.id);
-        lane.queue.retain(|(id, _)| *id != self.id);
-        if was_head && let Some((_, next)) = lane.queue.front() {
+        // Ids grow along the queue; the head leaves far more often than anyone else.
+        let Ok(index) = lane.queue.binary_search_by_key(&self.id, |(id, _)| *id) else {
+            return;
+        };
+        lane.queue.remove(index);
+        if index == 0
+            && let Some((_, next)) = lane.queue.front()
+        {
             next.notify_one();
         }
     }
@@ -150,7 +173,7 @@ impl RateLimiter {
                 let lane = self.lock();
                 let now = Instant::now();
                 [
-                    lane.last_sent.map(|at| at + lane.spacing()),
+                    lane.last_slot.map(|at| at + lane.spacing()),
                     lane.paused_until,
                 ]
                 .into_iter()
@@ -173,7 +196,7 @@ impl RateLimiter {
                     }
                 }
             }
-            self.lock().last_sent = Some(Instant::now());
+            self.lock().sent(Instant::now());
             drop(place);
             return Pass { _permit: permit };
         }
@@ -410,6 +433,26 @@ mod tests {
                 .filter(|t| **t >= *first && **t - *first < Duration::from_secs(1));
             assert!(in_window.count() <= 5);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_sent_a_little_late_keeps_its_slot_for_the_next() {
+        // 200/s: slots 5 ms apart, and a request up to 2.5 ms late keeps its slot. (The paused
+        // clock, like the timer, moves in whole milliseconds.)
+        let limiter = RateLimiter::new(200.0);
+        let start = Instant::now();
+        limiter.acquire().await;
+        tokio::time::sleep(Duration::from_millis(7)).await;
+        limiter.acquire().await;
+        limiter.acquire().await;
+        // The third is due 5 ms after the second's slot (5 ms), not after it went (7 ms).
+        assert_eq!(Instant::now() - start, Duration::from_millis(10));
+        // Later than that, a request's slot is when it went: 3 ms late here.
+        tokio::time::sleep(Duration::from_millis(8)).await;
+        let late = Instant::now();
+        limiter.acquire().await;
+        limiter.acquire().await;
+        assert_eq!(Instant::now() - late, Duration::from_millis(5));
     }
 
     #[tokio::test(start_paused = true)]

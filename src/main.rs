@@ -27,39 +27,50 @@ fn main() -> ExitCode {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         ),
-        Command::Once { config, output } => block_on(cli::once(
-            config,
-            &ProcessEnvironment,
-            *output,
-            &mut std::io::stdout(),
-            &mut std::io::stderr(),
-        )),
-        Command::Run { config, shard } => block_on(cli::run(
-            config,
-            *shard,
-            &ProcessEnvironment,
-            &mut std::io::stderr(),
-        )),
-        Command::Demo { listen } => block_on(cli::demo(
-            *listen,
-            &mut std::io::stdout(),
-            &mut std::io::stderr(),
-        )),
-        Command::Simulate(args) => block_on(cli::simulate(
-            args,
-            &mut std::io::stdout(),
-            &mut std::io::stderr(),
-        )),
+        Command::Once { config, output } => block_on(
+            Threads::One,
+            cli::once(
+                config,
+                &ProcessEnvironment,
+                *output,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            ),
+        ),
+        Command::Run { config, shard } => block_on(
+            Threads::One,
+            cli::run(config, *shard, &ProcessEnvironment, &mut std::io::stderr()),
+        ),
+        Command::Demo { listen } => block_on(
+            Threads::One,
+            cli::demo(*listen, &mut std::io::stdout(), &mut std::io::stderr()),
+        ),
+        Command::Simulate(args) => block_on(
+            Threads::PerCore,
+            cli::simulate(args, &mut std::io::stdout(), &mut std::io::stderr()),
+        ),
     };
     ExitCode::from(code)
 }
 
-/// Runs a subcommand on a multi-threaded runtime.
-fn block_on(command: impl Future<Output = u8>) -> u8 {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+/// The threads a subcommand's async runtime runs its tasks on.
+enum Threads {
+    /// One thread for every task: the daemon's work is waiting on the network, and one thread
+    /// spares the wake-ups between threads that otherwise cost more CPU than the work itself.
+    /// Work that takes milliseconds (rendering `/metrics`, writing the state file, checking a
+    /// password) runs on tokio's blocking threads.
+    One,
+    /// A thread per core, for the simulator, which serves as fast as it can.
+    PerCore,
+}
+
+/// Runs a subcommand on an async runtime.
+fn block_on(threads: Threads, command: impl Future<Output = u8>) -> u8 {
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::PerCore => tokio::runtime::Builder::new_multi_thread(),
+    };
+    match builder.enable_all().build() {
         Ok(runtime) => runtime.block_on(command),
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -67,3 +78,9 @@ fn block_on(command: impl Future<Output = u8>) -> u8 {
         }
     }
 }
+
+/// mimalloc instead of glibc's allocator: the daemon allocates and frees many small objects per
+/// describe (the SDK's request pipeline), where mimalloc costs less CPU and returns memory
+/// after bursts (a scrape, the first cycle) instead of keeping it in fragmented arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -10,12 +10,16 @@
 //! - A `not_found` on describe is confirmed at once by listing the cluster's profiles (and
 //!   the clusters, when the cluster itself is not found); only then is the profile gone
 //!   (DESIGN.md invariant 2).
-//! - Each cycle orders the profiles by their last attempt, oldest first, and starts them
-//!   `interval / n` apart. A cycle that ends with profiles not described counts an overrun and
-//!   says why; the next starts with the stalest, so none starves.
+//! - Each cycle orders the profiles by the start of their last describe, oldest first, and
+//!   starts them `interval / n` apart, so each is described once per `interval` however long
+//!   its calls take. A cycle that ends with describes not sent (still queued, or waiting for
+//!   the rate limiter or a place in flight) counts an overrun and says why; the next starts
+//!   with the stalest, so none starves. A describe sent in time and still awaiting its answer
+//!   when the cycle ends is not late.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
@@ -163,6 +167,7 @@ pub async fn run<E: Eks + 'static>(
         state,
         tx,
         profiles: BTreeMap::new(),
+        never_done: 0,
         selections: vec![None; targets],
         reported: vec![BTreeSet::new(); targets],
         cycle: Cycle::empty(Instant::now()),
@@ -271,6 +276,10 @@ struct Slot {
     /// The target it is polled under: the first in config order that selects it.
     target: usize,
     in_flight: bool,
+    /// Set by the describe task once its request has passed the limiter and is on the wire.
+    sent: Arc<AtomicBool>,
+    /// When its last describe was started; `None` before the first.
+    last_start: Option<Instant>,
     /// When its last describe finished; `None` before the first.
     last_done: Option<Instant>,
     /// How its last describe failed, for log lines on changes.
@@ -285,8 +294,6 @@ struct Cycle {
     queue: VecDeque<ProfileKey>,
     next_at: Instant,
     spacing: Duration,
-    /// Profiles monitored at the start that have not finished a describe since.
-    unfinished: BTreeSet<ProfileKey>,
 }
 
 impl Cycle {
@@ -296,7 +303,6 @@ impl Cycle {
             queue: VecDeque::new(),
             next_at: now,
             spacing: Duration::ZERO,
-            unfinished: BTreeSet::new(),
         }
     }
 }
@@ -306,6 +312,8 @@ struct Core<E> {
     state: Arc<State>,
     tx: Tx,
     profiles: BTreeMap<ProfileKey, Slot>,
+    /// Profiles with no describe finished yet, for readiness.
+    never_done: usize,
     /// What each target's last discovery selected; `None` before its first.
     selections: Vec<Option<BTreeSet<ProfileKey>>>,
     /// The problems each target's last discovery reported, to log changes only.
@@ -404,23 +412,31 @@ impl<E: Eks + 'static> Core<E> {
     }
 
     fn start_cycle(&mut self, now: Instant) {
-        let mut order: Vec<(&ProfileKey, &Slot)> =
-            self.profiles.iter().filter(|(_, s)| !s.in_flight).collect();
-        // Stalest first: never described, then by the end of the last describe.
-        order.sort_by_key(|(key, slot)| (slot.last_done, *key));
+        let mut order: Vec<(&ProfileKey, &Slot)> = self.profiles.iter().collect();
+        // Stalest first: never described, then by the start of the last describe. One still in
+        // flight from the last cycle was started late in it, so it comes late in this one.
+        order.sort_by_key(|(key, slot)| (slot.last_start, *key));
         let spacing = self.shared.settings.interval / (order.len().max(1) as u32);
         self.cycle = Cycle {
             started: now,
             queue: order.into_iter().map(|(key, _)| key.clone()).collect(),
             next_at: now,
             spacing,
-            unfinished: self.profiles.keys().cloned().collect(),
         };
     }
 
-    /// Counts an overrun when profiles of the ending cycle were not described, and says why.
+    /// Counts an overrun when describes of the ending cycle were not sent, and says why.
     fn end_cycle(&mut self) {
-        let unfinished = self.cycle.unfinished.len();
+        let waiting = self
+            .profiles
+            .values()
+            .filter(|slot| slot.in_flight && !slot.sent.load(Ordering::Relaxed))
+            .count();
+        let queued = self.cycle.queue.iter();
+        let unfinished = queued
+            .filter(|key| self.profiles.contains_key(*key))
+            .count()
+            + waiting;
         if unfinished == 0 {
             return;
         }
@@ -453,7 +469,7 @@ impl<E: Eks + 'static> Core<E> {
         tracing::warn!(
             unfinished,
             profiles = self.profiles.len(),
-            "poll cycle overran: {unfinished} of {} profiles not described within {interval}; {why}; the stalest go first next cycle",
+            "poll cycle overran: {unfinished} of {} profiles not polled within {interval}; {why}; the stalest go first next cycle",
             self.profiles.len(),
         );
     }
@@ -467,12 +483,15 @@ impl<E: Eks + 'static> Core<E> {
             return;
         }
         slot.in_flight = true;
+        slot.last_start = Some(Instant::now());
+        slot.sent.store(false, Ordering::Relaxed);
+        let sent = slot.sent.clone();
         let target = slot.target;
         let shared = self.shared.clone();
         let tx = self.tx.clone();
         let key = key.clone();
         self.describes.spawn(async move {
-            if let Some(outcome) = describe(&shared, target, &key).await {
+            if let Some(outcome) = describe(&shared, target, &key, &sent).await {
                 let outcome = Box::new(outcome);
                 let _ = tx.send(Message::Described { key, outcome });
             }
@@ -484,8 +503,9 @@ impl<E: Eks + 'static> Core<E> {
             return;
         };
         slot.in_flight = false;
-        slot.last_done = Some(Instant::now());
-        self.cycle.unfinished.remove(&key);
+        if slot.last_done.replace(Instant::now()).is_none() {
+            self.never_done -= 1;
+        }
         match outcome {
             Outcome::Input(input) => {
                 let error = match &input {
@@ -529,8 +549,13 @@ impl<E: Eks + 'static> Core<E> {
 
     /// Stops scheduling a profile and drops it from every selection.
     fn forget(&mut self, key: &ProfileKey) {
-        self.profiles.remove(key);
-        self.cycle.unfinished.remove(key);
+        if self
+            .profiles
+            .remove(key)
+            .is_some_and(|slot| slot.last_done.is_none())
+        {
+            self.never_done -= 1;
+        }
         for selection in self.selections.iter_mut().flatten() {
             selection.remove(key);
         }
@@ -625,10 +650,13 @@ impl<E: Eks + 'static> Core<E> {
                 let slot = Slot {
                     target: index,
                     in_flight: false,
+                    sent: Arc::default(),
+                    last_start: None,
                     last_done: None,
                     last_error: None,
                 };
                 self.profiles.insert(key.clone(), slot);
+                self.never_done += 1;
                 self.state.discovered(&key, labels, (self.shared.clock)());
                 self.dispatch(&key);
             }
@@ -697,7 +725,7 @@ impl<E: Eks + 'static> Core<E> {
             return;
         }
         let discovered = self.selections.iter().all(Option::is_some);
-        let attempted = self.profiles.values().all(|slot| slot.last_done.is_some());
+        let attempted = self.never_done == 0;
         if discovered && attempted {
             self.started = true;
             self.end_restored(|_| false);
@@ -732,7 +760,12 @@ fn log_describe_change(key: &ProfileKey, before: Option<ErrorKind>, now: Option<
 
 /// Describes one profile; a `not_found` is confirmed by a list before the profile counts as
 /// gone. `None` when shutdown started before the call was sent.
-async fn describe<E: Eks>(shared: &Shared<E>, target: usize, key: &ProfileKey) -> Option<Outcome> {
+async fn describe<E: Eks>(
+    shared: &Shared<E>,
+    target: usize,
+    key: &ProfileKey,
+    sent: &AtomicBool,
+) -> Option<Outcome> {
     let client = &shared.watched[target].client;
     let limiter = shared.limiters.get(&key.account_id, &key.region);
     let policy = &shared.settings.policy;
@@ -744,6 +777,7 @@ async fn describe<E: Eks>(shared: &Shared<E>, target: usize, key: &ProfileKey) -
             if stopping.is_cancelled() {
                 return Err(stopped(Operation::DescribeFargateProfile));
             }
+            sent.store(true, Ordering::Relaxed);
             client
                 .describe_fargate_profile(&key.cluster, &key.profile)
                 .await

@@ -133,8 +133,15 @@ fn move_aside(path: &Path) -> Option<PathBuf> {
 
 /// Writes `saved` to `path` atomically and keeps the previous file as `.prev`. Returns how
 /// long it took and the file's size.
-pub fn write(path: &Path, saved: &Saved) -> io::Result<(Duration, u64)> {
+pub fn write(path: &Path, saved: &Saved) -> io::Result<Written> {
     let started = Instant::now();
+    let mut syncing = Duration::ZERO;
+    let mut sync = |file: &File| {
+        let started = Instant::now();
+        let synced = file.sync_all();
+        syncing += started.elapsed();
+        synced
+    };
     let body = serde_json::to_vec(&FileOut {
         version: FORMAT_VERSION,
         saved,
@@ -144,7 +151,7 @@ pub fn write(path: &Path, saved: &Saved) -> io::Result<(Duration, u64)> {
     {
         let mut file = File::create(&temp)?;
         file.write_all(&body)?;
-        file.sync_all()?;
+        sync(&file)?;
     }
     if path.exists() {
         let prev = prev_path(path);
@@ -155,9 +162,23 @@ pub fn write(path: &Path, saved: &Saved) -> io::Result<(Duration, u64)> {
     }
     fs::rename(&temp, path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
+        sync(&File::open(dir)?)?;
     }
-    Ok((started.elapsed(), body.len() as u64))
+    Ok(Written {
+        bytes: body.len() as u64,
+        took: started.elapsed(),
+        syncing,
+    })
+}
+
+/// What one write of the state file took.
+#[derive(Clone, Copy, Debug)]
+pub struct Written {
+    pub bytes: u64,
+    /// All of it: encoding, writing, the `fsync`s and renames.
+    pub took: Duration,
+    /// The `fsync`s alone, which depend on the disk more than on the daemon.
+    pub syncing: Duration,
 }
 
 /// Writes the state file whenever what it should hold changes (at most every
@@ -166,11 +187,22 @@ pub async fn persist(state: Arc<State>, path: PathBuf, shutdown: CancellationTok
     let mut changes = state.watch_generation();
     let mut failing = false;
     loop {
-        let (generation, saved) = state.to_save();
-        let target = path.clone();
-        let written = tokio::task::spawn_blocking(move || write(&target, &saved)).await;
-        match written {
-            Ok(Ok((took, bytes))) => {
+        // Collected and encoded on a blocking thread: at 10,000 profiles that takes milliseconds.
+        let (from, target) = (state.clone(), path.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let (generation, saved) = from.to_save();
+            write(&target, &saved).map(|written| (generation, written))
+        })
+        .await;
+        let generation = match written {
+            Ok(Ok((
+                generation,
+                Written {
+                    bytes,
+                    took,
+                    syncing,
+                },
+            ))) => {
                 if failing {
                     tracing::info!(path = %path.display(), "state file written again");
                     failing = false;
@@ -179,22 +211,27 @@ pub async fn persist(state: Arc<State>, path: PathBuf, shutdown: CancellationTok
                     generation,
                     bytes,
                     took_ms = took.as_millis() as u64,
+                    fsync_ms = syncing.as_millis() as u64,
                     "state file written"
                 );
                 state.mark_saved(generation);
+                generation
             }
-            Ok(Err(error)) => {
-                if !failing {
-                    tracing::error!(path = %path.display(), %error, "cannot write the state file; deliveries wait for it");
-                    failing = true;
+            failed => {
+                match failed {
+                    Ok(Err(error)) if !failing => {
+                        tracing::error!(path = %path.display(), %error, "cannot write the state file; deliveries wait for it");
+                    }
+                    Err(error) => tracing::error!(%error, "the state file writer panicked"),
+                    _ => {}
                 }
+                failing = true;
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
-            Err(error) => tracing::error!(%error, "the state file writer panicked"),
-        }
+        };
         if shutdown.is_cancelled() {
             return;
         }

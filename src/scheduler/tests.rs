@@ -674,3 +674,39 @@ async fn a_lane_throttled_above_a_rate_settles_just_under_it_with_few_throttled_
     assert!(accepted > 3.8 && accepted <= 5.0, "{summary}");
     assert!(throttled < 0.1, "{summary}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn slow_answers_are_not_overruns_and_each_profile_is_described_once_per_cycle() {
+    let account = "111111111111";
+    // 200 profiles over 10 s start 50 ms apart, and each answer takes 300 ms: six calls are
+    // always awaiting their answer, also when a cycle ends.
+    let harness = Harness::start(
+        &[(account, "prod", profiles("p", 200))],
+        settings(10, 600, 100.0, 16),
+        Duration::from_millis(300),
+    );
+    sleep(101).await;
+    for cycle in 1..10 {
+        let from = cycle * 10;
+        let calls = harness.describes(account, from, from + 10);
+        let distinct: BTreeSet<&str> = calls.iter().map(|c| c.profile.as_str()).collect();
+        assert_eq!(calls.len(), 200, "cycle {cycle}");
+        assert_eq!(distinct.len(), 200, "cycle {cycle}");
+    }
+    // Each profile's describes start one interval apart.
+    let mut starts: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    for call in harness.describes(account, 10, 100) {
+        starts.entry(call.profile).or_default().push(call.at);
+    }
+    for (profile, at) in &starts {
+        for pair in at.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap > Duration::from_millis(9_500) && gap < Duration::from_millis(10_500),
+                "{profile}: {gap:?}"
+            );
+        }
+    }
+    let state = harness.stop().await;
+    assert_eq!(state.snapshot().overruns, 0);
+}
