@@ -5,14 +5,18 @@
 //! are encoded at scrape time straight from a [`Snapshot`]: a deleted profile's series are
 //! gone with it, and nothing is held twice. The `prometheus` crate's registry holds the rest:
 //! the AWS calls, `build_info` and `process_*`.
+//!
+//! The text goes out in chunks of [`CHUNK`] bytes as it is encoded ([`Metrics::render_to`]), so
+//! a scrape of 10,000 profiles (23 MB of text) never holds the whole page in memory.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{self, Write};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use prometheus::{Encoder as _, Registry, TextEncoder};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
-use prometheus::{Registry, TextEncoder};
 
 use crate::eks::CallObserver;
 use crate::model::{ErrorKind, EventKind, IssueCode, Operation, Status, Timestamp};
@@ -142,21 +146,87 @@ impl Metrics {
 
     /// Every series in the text exposition format, as of now.
     pub fn render(&self) -> String {
+        let mut text = Vec::new();
+        let _ = self.render_to(&mut text);
+        String::from_utf8(text).unwrap_or_default()
+    }
+
+    /// Writes every series in the text exposition format to `sink` as it encodes them, a
+    /// chunk at a time; stops at the first error of `sink` (the scraper went away).
+    pub fn render_to<W: Write>(&self, sink: &mut W) -> io::Result<()> {
         let now = Timestamp::from_system_time(SystemTime::now());
-        let mut out = render_snapshot(&self.state.snapshot(), now);
-        let _ = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out);
-        out
+        let snapshot = self.state.snapshot();
+        let mut out = Out::new(sink);
+        encode_domain(&mut out, &snapshot);
+        encode_state(&mut out, &snapshot, now);
+        out.finish()?;
+        TextEncoder::new()
+            .encode(&self.registry.gather(), sink)
+            .map_err(io::Error::other)
+    }
+
+    /// [`Metrics::render_to`] through gzip into `sink`; returns `sink`.
+    pub fn render_gzip_to<W: Write>(&self, sink: W) -> io::Result<W> {
+        let mut encoder = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
+        self.render_to(&mut encoder)?;
+        encoder.finish()
     }
 }
 
-/// `text` gzip-compressed.
-pub fn gzip(text: &str) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(text.len() / 8),
-        flate2::Compression::fast(),
-    );
-    let _ = encoder.write_all(text.as_bytes());
-    encoder.finish().unwrap_or_default()
+/// How much encoded text [`Out`] holds before it hands it on.
+pub const CHUNK: usize = 64 * 1024;
+
+/// A text buffer that hands what it holds to a writer once it reaches [`CHUNK`]; it reads as
+/// the `String` it wraps. After the writer fails, text is dropped and the error kept.
+struct Out<'a> {
+    text: String,
+    sink: &'a mut dyn Write,
+    failed: Option<io::Error>,
+}
+
+impl<'a> Out<'a> {
+    fn new(sink: &'a mut dyn Write) -> Self {
+        Self {
+            text: String::with_capacity(CHUNK + 4096),
+            sink,
+            failed: None,
+        }
+    }
+
+    /// Hands the text on if it fills a chunk.
+    fn spill(&mut self) {
+        if self.text.len() >= CHUNK {
+            self.hand_on();
+        }
+    }
+
+    fn hand_on(&mut self) {
+        if self.failed.is_none()
+            && let Err(error) = self.sink.write_all(self.text.as_bytes())
+        {
+            self.failed = Some(error);
+        }
+        self.text.clear();
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        self.hand_on();
+        self.failed.map_or(Ok(()), Err)
+    }
+}
+
+impl Deref for Out<'_> {
+    type Target = String;
+
+    fn deref(&self) -> &String {
+        &self.text
+    }
+}
+
+impl DerefMut for Out<'_> {
+    fn deref_mut(&mut self) -> &mut String {
+        &mut self.text
+    }
 }
 
 /// Writes one family's `HELP` and `TYPE` lines.
@@ -201,7 +271,7 @@ fn profile_labels(entry: &Entry) -> String {
 }
 
 /// One sample: `name{labels,extra="value"} value`.
-fn sample(out: &mut String, name: &str, labels: &str, extra: &[(&str, &str)], value: f64) {
+fn sample(out: &mut Out, name: &str, labels: &str, extra: &[(&str, &str)], value: f64) {
     out.push_str(name);
     out.push('{');
     out.push_str(labels);
@@ -213,10 +283,11 @@ fn sample(out: &mut String, name: &str, labels: &str, extra: &[(&str, &str)], va
         out.push('"');
     }
     let _ = writeln!(out, "}} {value}");
+    out.spill();
 }
 
 /// The `eks_fargate_profile_*` families, each with every profile's samples.
-fn encode_domain(out: &mut String, snapshot: &Snapshot) {
+fn encode_domain(out: &mut Out, snapshot: &Snapshot) {
     let profiles: Vec<(&Entry, String)> = snapshot
         .profiles
         .iter()
@@ -346,7 +417,7 @@ fn encode_domain(out: &mut String, snapshot: &Snapshot) {
 }
 
 /// The self series that count what the state knows.
-fn encode_state(out: &mut String, snapshot: &Snapshot, now: Timestamp) {
+fn encode_state(out: &mut Out, snapshot: &Snapshot, now: Timestamp) {
     let name = format!("{PREFIX}profiles");
     header(out, &name, "gauge", "Profiles monitored now.");
     let _ = writeln!(out, "{name} {}", snapshot.profiles.len());
@@ -410,11 +481,12 @@ fn encode_state(out: &mut String, snapshot: &Snapshot, now: Timestamp) {
 
 /// The series encoded from a snapshot (all but the registry's), in the text format.
 pub fn render_snapshot(snapshot: &Snapshot, now: Timestamp) -> String {
-    // About 13 lines of about 180 bytes per profile, more with static labels and issues.
-    let mut out = String::with_capacity(snapshot.profiles.len() * 2560 + 16 * 1024);
+    let mut text = Vec::new();
+    let mut out = Out::new(&mut text);
     encode_domain(&mut out, snapshot);
     encode_state(&mut out, snapshot, now);
-    out
+    let _ = out.finish();
+    String::from_utf8(text).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -17,8 +18,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -299,7 +301,11 @@ where
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<UnsyncBoxBody<Bytes, Infallible>>;
+
+fn whole(body: Bytes) -> UnsyncBoxBody<Bytes, Infallible> {
+    Full::new(body).boxed_unsync()
+}
 
 async fn respond(app: &App, request: &Request<Incoming>) -> Reply {
     let method = request.method();
@@ -320,7 +326,7 @@ async fn respond(app: &App, request: &Request<Incoming>) -> Reply {
         return reply;
     }
     let mut reply = match path {
-        "/metrics" => metrics_reply(app, accepts_gzip(request)).await,
+        "/metrics" => metrics_reply(app, accepts_gzip(request), method == Method::HEAD),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if app.state.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(
@@ -334,7 +340,7 @@ async fn respond(app: &App, request: &Request<Incoming>) -> Reply {
     if method == Method::HEAD {
         // The same headers, with the length of the body that GET would send.
         let length = reply.headers().get(CONTENT_LENGTH).cloned();
-        *reply.body_mut() = Full::new(Bytes::new());
+        *reply.body_mut() = whole(Bytes::new());
         if let Some(length) = length {
             reply.headers_mut().insert(CONTENT_LENGTH, length);
         }
@@ -362,22 +368,41 @@ fn accepts_gzip(request: &Request<Incoming>) -> bool {
         })
 }
 
-async fn metrics_reply(app: &App, gzip: bool) -> Reply {
-    let metrics = app.metrics.clone();
-    let rendered = tokio::task::spawn_blocking(move || {
-        let text = metrics.render();
-        if gzip {
-            Bytes::from(metrics::gzip(&text))
-        } else {
-            Bytes::from(text)
-        }
-    })
-    .await;
-    let Ok(body) = rendered else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot render metrics\n");
+/// `/metrics`, streamed: a blocking thread encodes the page and sends it a chunk at a time
+/// (gzip-compressed when the scraper accepts it), so neither the pollers nor memory wait on a
+/// whole page. Without a length, it goes out chunked. HEAD renders nothing.
+fn metrics_reply(app: &App, gzip: bool, head: bool) -> Reply {
+    let body = if head {
+        whole(Bytes::new())
+    } else {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+        let metrics = app.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            let sink = io::BufWriter::with_capacity(metrics::CHUNK, ChunkSender(tx));
+            let sent = if gzip {
+                metrics
+                    .render_gzip_to(sink)
+                    .and_then(|mut sink| sink.flush())
+            } else {
+                let mut sink = sink;
+                metrics.render_to(&mut sink).and_then(|()| sink.flush())
+            };
+            if let Err(error) = sent {
+                tracing::debug!(%error, "a /metrics scrape ended early");
+            }
+        });
+        let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+            let chunk = rx.recv().await?;
+            Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
+        });
+        StreamBody::new(chunks).boxed_unsync()
     };
-    let mut reply = with_length(StatusCode::OK, metrics::CONTENT_TYPE, body);
+    let mut reply = Response::new(body);
     let headers = reply.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static(metrics::CONTENT_TYPE),
+    );
     headers.insert(VARY, http::HeaderValue::from_static("Accept-Encoding"));
     if gzip {
         headers.insert(CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
@@ -385,9 +410,25 @@ async fn metrics_reply(app: &App, gzip: bool) -> Reply {
     reply
 }
 
+/// Hands each write to the response body; fails once the scraper has gone.
+struct ChunkSender(tokio::sync::mpsc::Sender<Bytes>);
+
+impl io::Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn with_length(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
     let length = body.len();
-    let mut reply = Response::new(Full::new(body));
+    let mut reply = Response::new(whole(body));
     *reply.status_mut() = status;
     let headers = reply.headers_mut();
     headers.insert(CONTENT_TYPE, http::HeaderValue::from_static(content_type));

@@ -194,7 +194,7 @@ fn the_full_render_has_the_registry_series_and_gzip_round_trips() {
         "fargate_health_monitor_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     )));
-    let compressed = gzip(&text);
+    let compressed = metrics.render_gzip_to(Vec::new()).unwrap();
     assert!(compressed.len() < text.len());
     let mut decoded = String::new();
     std::io::Read::read_to_string(
@@ -202,5 +202,73 @@ fn the_full_render_has_the_registry_series_and_gzip_round_trips() {
         &mut decoded,
     )
     .unwrap();
-    assert_eq!(decoded, text);
+    // The same series (the process_* values move between two renders).
+    let names = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|line| line.split([' ', '{']).next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&decoded), names(&text));
+}
+
+/// A writer that records the size of each write, and fails after `fail_after` of them.
+struct Recorder {
+    text: Vec<u8>,
+    writes: Vec<usize>,
+    fail_after: usize,
+}
+
+impl std::io::Write for Recorder {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.writes.len() == self.fail_after {
+            return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        }
+        self.writes.push(buf.len());
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_large_page_goes_out_in_chunks_and_stops_when_the_scraper_goes_away() {
+    let state = Arc::new(State::new(Rules::default(), Vec::new()));
+    let labels = Arc::new(Labels::new());
+    for i in 0..2_000 {
+        let profile = format!("profile-{i:04}");
+        state.discovered(&key(&profile), labels.clone(), Timestamp::from_secs(100));
+        state.apply(&observation(&profile, "ACTIVE", &[], 200));
+    }
+    let metrics = Metrics::new(state.clone());
+    let mut whole = Recorder {
+        text: Vec::new(),
+        writes: Vec::new(),
+        fail_after: usize::MAX,
+    };
+    metrics.render_to(&mut whole).unwrap();
+    let domain = render_snapshot(&state.snapshot(), Timestamp::from_secs(260));
+    assert!(domain.len() > 10 * CHUNK, "{}", domain.len());
+    // The domain series go out a chunk at a time, never much more, and add up to the page.
+    let chunks = whole.writes.iter().filter(|n| **n >= CHUNK).count();
+    assert!(chunks >= 10, "{:?}", whole.writes);
+    assert!(whole.writes.iter().all(|n| *n < CHUNK + 4096));
+    let text = String::from_utf8(whole.text).unwrap();
+    assert_eq!(
+        samples(&text, "eks_fargate_profile_up", &[]).len(),
+        2_000,
+        "every profile once"
+    );
+    assert!(text.contains("fargate_health_monitor_build_info"));
+
+    let mut gone = Recorder {
+        text: Vec::new(),
+        writes: Vec::new(),
+        fail_after: 2,
+    };
+    let error = metrics.render_to(&mut gone).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe);
+    assert_eq!(gone.writes.len(), 2);
 }

@@ -150,13 +150,38 @@ pub async fn http_bytes(
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("a response head");
-    let head = String::from_utf8(response[..split].to_vec()).unwrap();
+    let head = String::from_utf8(response[..split].to_vec())
+        .unwrap()
+        .to_ascii_lowercase();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (
-        status,
-        head.to_ascii_lowercase(),
-        response[split + 4..].to_vec(),
-    )
+    let body = &response[split + 4..];
+    let body = if head.contains("transfer-encoding: chunked") && method != "HEAD" {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    (status, head, body)
+}
+
+/// The body of a `Transfer-Encoding: chunked` response (RFC 9112 section 7.1).
+fn dechunk(mut chunked: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = chunked
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size_line = std::str::from_utf8(&chunked[..line_end]).unwrap();
+        let size_hex = size_line.split(';').next().unwrap().trim();
+        let size = usize::from_str_radix(size_hex, 16).expect("a hex chunk size");
+        chunked = &chunked[line_end + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&chunked[..size]);
+        assert_eq!(&chunked[size..size + 2], b"\r\n", "a chunk ends with CRLF");
+        chunked = &chunked[size + 2..];
+    }
 }
 
 /// Polls `check` every 50 ms until it gives `Some`, or panics after `secs` seconds saying
