@@ -216,7 +216,7 @@ impl Daemon {
             }
             store::Loaded::Corrupt { .. } => {}
         }
-        let (generation, saved) = state.to_save();
+        let (generation, saved) = state.to_write();
         let written = {
             let path = path.clone();
             tokio::task::spawn_blocking(move || store::write(&path, &saved)).await

@@ -28,10 +28,10 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MIN_WRITE_INTERVAL: Duration = Duration::from_millis(200);
 
 #[derive(Serialize)]
-struct FileOut<'a> {
+struct FileOut<'a, T> {
     version: u32,
     #[serde(flatten)]
-    saved: &'a Saved,
+    saved: &'a T,
 }
 
 #[derive(Deserialize)]
@@ -132,8 +132,9 @@ fn move_aside(path: &Path) -> Option<PathBuf> {
 }
 
 /// Writes `saved` to `path` atomically and keeps the previous file as `.prev`. Returns how
-/// long it took and the file's size.
-pub fn write(path: &Path, saved: &Saved) -> io::Result<Written> {
+/// long it took and the file's size. The JSON is encoded straight into the file through a
+/// small buffer: at 10,000 profiles it is megabytes, not worth holding twice.
+pub fn write(path: &Path, saved: &impl Serialize) -> io::Result<Written> {
     let started = Instant::now();
     let mut syncing = Duration::ZERO;
     let mut sync = |file: &File| {
@@ -142,17 +143,20 @@ pub fn write(path: &Path, saved: &Saved) -> io::Result<Written> {
         syncing += started.elapsed();
         synced
     };
-    let body = serde_json::to_vec(&FileOut {
-        version: FORMAT_VERSION,
-        saved,
-    })
-    .map_err(io::Error::other)?;
     let temp = with_suffix(path, ".tmp");
-    {
-        let mut file = File::create(&temp)?;
-        file.write_all(&body)?;
+    let bytes = {
+        let file = File::create(&temp)?;
+        let mut buffered = io::BufWriter::with_capacity(64 * 1024, &file);
+        let document = FileOut {
+            version: FORMAT_VERSION,
+            saved,
+        };
+        serde_json::to_writer(&mut buffered, &document).map_err(io::Error::other)?;
+        buffered.flush()?;
+        drop(buffered);
         sync(&file)?;
-    }
+        file.metadata()?.len()
+    };
     if path.exists() {
         let prev = prev_path(path);
         let prev_temp = with_suffix(path, ".prev.tmp");
@@ -165,7 +169,7 @@ pub fn write(path: &Path, saved: &Saved) -> io::Result<Written> {
         sync(&File::open(dir)?)?;
     }
     Ok(Written {
-        bytes: body.len() as u64,
+        bytes,
         took: started.elapsed(),
         syncing,
     })
@@ -190,7 +194,7 @@ pub async fn persist(state: Arc<State>, path: PathBuf, shutdown: CancellationTok
         // Collected and encoded on a blocking thread: at 10,000 profiles that takes milliseconds.
         let (from, target) = (state.clone(), path.clone());
         let written = tokio::task::spawn_blocking(move || {
-            let (generation, saved) = from.to_save();
+            let (generation, saved) = from.to_write();
             write(&target, &saved).map(|written| (generation, written))
         })
         .await;
