@@ -6,7 +6,10 @@ small exporter does, against a running `fargate-health-monitor simulate`, and pr
 time per describe of this process (user + system) and its peak RSS, in the same key=value form
 as examples/bare_sdk.rs.
 
-    bench/boto3_baseline.py http://127.0.0.1:9878 CLUSTERS PER_CLUSTER [ROUNDS] [THREADS]
+    bench/boto3_baseline.py http://127.0.0.1:9878 CLUSTERS PER_CLUSTER [ROUNDS] [THREADS] [RATE]
+
+With RATE (describes per second) each describe waits for its own slot, 1/RATE apart, as the
+daemon paces its calls; without it the pool goes as fast as it can, as such scripts do.
 """
 
 import resource
@@ -24,6 +27,7 @@ def main():
     per_cluster = int(sys.argv[3]) if len(sys.argv) > 3 else 10
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     threads = int(sys.argv[5]) if len(sys.argv) > 5 else 16
+    rate = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
 
     eks = boto3.client(
         "eks",
@@ -44,8 +48,10 @@ def main():
         for p in range(per_cluster)
     ]
 
-    def describe(name):
-        cluster, profile = name
+    def describe(numbered):
+        index, (cluster, profile) = numbered
+        if rate > 0:
+            time.sleep(max(0.0, start + index / rate - time.monotonic()))
         try:
             eks.describe_fargate_profile(clusterName=cluster, fargateProfileName=profile)
             return 0
@@ -53,10 +59,10 @@ def main():
             return 1
 
     before, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    start = wall
     failures = 0
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for _ in range(rounds):
-            failures += sum(pool.map(describe, names))
+        failures += sum(pool.map(describe, enumerate(names * rounds)))
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     total = len(names) * rounds

@@ -5,8 +5,9 @@
 //! starts, with a message that names it. GET and HEAD only (405 with `Allow` otherwise), a
 //! header-read timeout and a small buffer per connection. Optional TLS and basic auth (on
 //! every endpoint but `/healthz`) come from a [`Guard`], which a reload can replace. `/metrics` is rendered on a blocking
-//! thread from a snapshot, so a scrape never waits on the pollers, and is gzip-compressed when
-//! the scraper accepts it.
+//! thread from a snapshot, so a scrape never waits on the pollers, and streamed a chunk at a
+//! time (gzip-compressed when the scraper accepts it), so it never holds the whole page;
+//! `/api/v1/profiles` is encoded on a blocking thread too.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
