@@ -80,7 +80,7 @@ fn block_on(threads: Threads, command: impl Future<Output = u8>) -> u8 {
 }
 
 /// mimalloc instead of glibc's allocator: the daemon allocates and frees many small objects per
-/// describe (the SDK's request pipeline), where mimalloc costs about a third less CPU per
+/// describe (the SDK's request pipeline), where mimalloc costs about a quarter less CPU per
 /// describe (see the README's benchmark).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -186,71 +186,69 @@ pub struct Written {
 }
 
 /// Writes the state file whenever what it should hold changes (at most every
-/// [`MIN_WRITE_INTERVAL`]), until `shutdown`; then once more. Deliveries wait for the generation that holds their event.
+/// [`MIN_WRITE_INTERVAL`]; a failed write is retried every second) until `shutdown`, then once
+/// more, so that `.prev` then holds what the file holds. The daemon wrote it at start, so the
+/// first write waits for a change. Deliveries wait for the generation that holds their event.
 pub async fn persist(state: Arc<State>, path: PathBuf, shutdown: CancellationToken) {
     let mut changes = state.watch_generation();
+    let mut saved = *state.watch_saved().borrow();
     let mut failing = false;
     loop {
-        // Collected and encoded on a blocking thread: at 10,000 profiles that takes milliseconds.
-        let (from, target) = (state.clone(), path.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            let (generation, saved) = from.to_write();
-            write(&target, &saved).map(|written| (generation, written))
-        })
-        .await;
-        let generation = match written {
-            Ok(Ok((
-                generation,
-                Written {
-                    bytes,
-                    took,
-                    syncing,
-                },
-            ))) => {
+        if *changes.borrow_and_update() == saved {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+        }
+        let last = shutdown.is_cancelled();
+        match write_now(&state, &path).await {
+            Ok((generation, written)) => {
                 if failing {
                     tracing::info!(path = %path.display(), "state file written again");
                     failing = false;
                 }
                 tracing::debug!(
                     generation,
-                    bytes,
-                    took_ms = took.as_millis() as u64,
-                    fsync_ms = syncing.as_millis() as u64,
+                    bytes = written.bytes,
+                    took_ms = written.took.as_millis() as u64,
+                    fsync_ms = written.syncing.as_millis() as u64,
                     "state file written"
                 );
                 state.mark_saved(generation);
-                generation
+                saved = generation;
             }
-            failed => {
-                match failed {
-                    Ok(Err(error)) if !failing => {
-                        tracing::error!(path = %path.display(), %error, "cannot write the state file; deliveries wait for it");
-                    }
-                    Err(error) => tracing::error!(%error, "the state file writer panicked"),
-                    _ => {}
-                }
-                failing = true;
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            Err(error) => {
+                if !failing {
+                    tracing::error!(path = %path.display(), %error, "cannot write the state file; deliveries wait for it");
+                    failing = true;
                 }
             }
-        };
-        if shutdown.is_cancelled() {
+        }
+        if last {
             return;
         }
+        let pause = if failing {
+            Duration::from_secs(1)
+        } else {
+            MIN_WRITE_INTERVAL
+        };
         tokio::select! {
             () = shutdown.cancelled() => {}
-            () = tokio::time::sleep(MIN_WRITE_INTERVAL) => {}
-        }
-        changes.mark_unchanged();
-        if *changes.borrow() == generation {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                changed = changes.changed() => if changed.is_err() { return },
-            }
+            () = tokio::time::sleep(pause) => {}
         }
     }
+}
+
+/// Writes what the state holds now and returns its generation. Collected and encoded on a
+/// blocking thread: at 10,000 profiles that takes milliseconds.
+async fn write_now(state: &Arc<State>, path: &Path) -> io::Result<(u64, Written)> {
+    let (state, path) = (state.clone(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let (generation, saved) = state.to_write();
+        write(&path, &saved).map(|written| (generation, written))
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 #[cfg(test)]
