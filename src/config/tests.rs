@@ -1073,7 +1073,7 @@ fn glob_bombs_are_problems_at_their_place_not_panics() {
     );
     assert!(found[0].contains("nested more than 4 deep"), "{found:#?}");
 
-    let many = format!("{{{}}}", vec!["a"; 65].join(","));
+    let many = format!("{{{}}}", ["a"; 65].join(","));
     let long = format!("*{}", "x".repeat(MAX_GLOB_CHARS));
     for (glob, why) in [
         (many.as_str(), "more than 64 alternatives"),
