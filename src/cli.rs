@@ -282,7 +282,15 @@ async fn reload(
     env: &dyn Environment,
 ) {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
-    match config::load(path, env) {
+    // The same validation as `check` and the start; a panic in it (a bug) fails this reload
+    // instead of stopping the daemon.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config::load(path, env)));
+    let Ok(loaded) = loaded else {
+        tracing::error!("reload failed: reading the config panicked; the config in force stays");
+        daemon.reload_failed();
+        return;
+    };
+    match loaded {
         Ok(mut loaded) => {
             if let Some(shard) = shard {
                 loaded.config.poll.shard = shard;

@@ -3,8 +3,10 @@
 //! would stop at the first). `${VAR}` is expanded in string values after parsing; keys that hold
 //! secrets also accept `<key>_file`. Secrets never appear in messages.
 
+pub mod files;
 mod reader;
 mod sections;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use url::Url;
 
 use crate::model::{EventKind, Shard, Status};
@@ -90,8 +92,15 @@ pub struct Target {
 #[derive(Clone, Debug)]
 pub struct Pattern {
     text: String,
-    matcher: Option<GlobMatcher>,
+    matcher: Option<GlobSet>,
 }
+
+/// A glob longer than this many characters is rejected before it is compiled.
+pub const MAX_GLOB_CHARS: usize = 256;
+/// Braces nested deeper than this (`{a,{b,{c,d}}}` is 3) are rejected.
+pub const MAX_GLOB_NESTING: usize = 4;
+/// More `{…}` alternatives than this in one glob are rejected.
+pub const MAX_GLOB_ALTERNATIVES: usize = 64;
 
 impl Pattern {
     /// Parses a name or a glob (`*`, `?`, `[...]`, `{a,b}`).
@@ -104,6 +113,11 @@ impl Pattern {
     /// assert!(clusters.matches("prod-eu-1") && !clusters.matches("stage-eu-1"));
     /// assert!(!Pattern::parse("prod").unwrap().is_glob());
     /// ```
+    ///
+    /// A glob too long or too complex to be a name pattern is an error, found before globset
+    /// sees it ([`MAX_GLOB_CHARS`], [`MAX_GLOB_NESTING`], [`MAX_GLOB_ALTERNATIVES`]); what
+    /// globset still cannot compile is an error too, never a panic. The messages never quote
+    /// the glob.
     pub fn parse(text: &str) -> Result<Self, String> {
         if !text.contains(['*', '?', '[', '{']) {
             return Ok(Self {
@@ -111,13 +125,20 @@ impl Pattern {
                 matcher: None,
             });
         }
+        glob_complexity(text)?;
         let glob = GlobBuilder::new(text)
             .literal_separator(false)
             .build()
             .map_err(|err| err.kind().to_string())?;
+        // A set of one: its build returns globset's regex errors, where `compile_matcher`
+        // would panic on them.
+        let matcher = GlobSetBuilder::new()
+            .add(glob)
+            .build()
+            .map_err(|_| "too complex to compile".to_owned())?;
         Ok(Self {
             text: text.to_owned(),
-            matcher: Some(glob.compile_matcher()),
+            matcher: Some(matcher),
         })
     }
 
@@ -136,6 +157,39 @@ impl Pattern {
             None => self.text == name,
         }
     }
+}
+
+/// Rejects a glob longer or more deeply nested than a name pattern needs. Counts
+/// conservatively: braces inside `[...]` count too.
+fn glob_complexity(text: &str) -> Result<(), String> {
+    if text.chars().count() > MAX_GLOB_CHARS {
+        return Err(format!("longer than {MAX_GLOB_CHARS} characters"));
+    }
+    let (mut depth, mut alternatives) = (0usize, 0usize);
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '{' => {
+                depth += 1;
+                alternatives += 1;
+                if depth > MAX_GLOB_NESTING {
+                    return Err(format!("braces nested more than {MAX_GLOB_NESTING} deep"));
+                }
+            }
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth > 0 => alternatives += 1,
+            _ => {}
+        }
+        if alternatives > MAX_GLOB_ALTERNATIVES {
+            return Err(format!(
+                "more than {MAX_GLOB_ALTERNATIVES} alternatives in braces"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Where events go.
@@ -221,13 +275,78 @@ pub mod defaults {
     pub const STATUSES: [&str; 2] = ["CREATE_FAILED", "DELETE_FAILED"];
 }
 
+/// The range every duration and number key accepts (inclusive), checked by `check`, at start
+/// and on reload. Outside them a value is a problem at its line and column: the daemon never
+/// gets a rate, interval or timeout it cannot schedule with.
+pub mod ranges {
+    use std::ops::RangeInclusive;
+    use std::time::Duration;
+
+    const fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+    const HOUR: u64 = 3600;
+    const DAY: u64 = 24 * HOUR;
+
+    /// `[poll] interval`.
+    pub const INTERVAL: RangeInclusive<Duration> = secs(1)..=secs(DAY);
+    /// `[poll] discovery_interval`.
+    pub const DISCOVERY_INTERVAL: RangeInclusive<Duration> = secs(1)..=secs(7 * DAY);
+    /// `[poll] timeout` (and shorter than `interval`).
+    pub const POLL_TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(100)..=secs(600);
+    /// `[poll] concurrency`.
+    pub const CONCURRENCY: RangeInclusive<i64> = 1..=1024;
+    /// `[poll] max_requests_per_second`.
+    pub const MAX_REQUESTS_PER_SECOND: RangeInclusive<f64> = 0.01..=10_000.0;
+    /// `[alerts] resolve_after`.
+    pub const RESOLVE_AFTER: RangeInclusive<Duration> = secs(0)..=secs(7 * DAY);
+    /// A sink's `timeout`.
+    pub const SINK_TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(100)..=secs(600);
+    /// A sink's `max_age`.
+    pub const MAX_AGE: RangeInclusive<Duration> = secs(1)..=secs(30 * DAY);
+    /// A sink's `max_queue`.
+    pub const MAX_QUEUE: RangeInclusive<i64> = 1..=1_000_000;
+    /// A sink's `retry_initial`.
+    pub const RETRY_INITIAL: RangeInclusive<Duration> = Duration::from_millis(10)..=secs(HOUR);
+    /// A sink's `retry_max` (and at least `retry_initial`).
+    pub const RETRY_MAX: RangeInclusive<Duration> = Duration::from_millis(10)..=secs(DAY);
+    /// Slack's `group_wait`.
+    pub const GROUP_WAIT: RangeInclusive<Duration> = secs(0)..=secs(HOUR);
+    /// Alertmanager's `resend_interval`.
+    pub const RESEND_INTERVAL: RangeInclusive<Duration> = secs(1)..=secs(DAY);
+    /// The bcrypt cost of a `[server.basic_auth]` hash: bcrypt allows up to 31, but each step
+    /// doubles the time of a check (14 takes about a second).
+    pub const BCRYPT_COST: RangeInclusive<u32> = 4..=14;
+}
+
 /// Where the config reads environment variables and `_file` secrets from; tests pass a map.
 pub trait Environment {
     fn var(&self, name: &str) -> Option<String>;
+
+    /// Reads a whole file named by a `_file` key.
     fn read_file(&self, path: &Path) -> io::Result<String>;
+
+    /// Reads a file named by the config (a `_file` secret, a TLS file) of at most `limit`
+    /// bytes. The default reads with [`Environment::read_file`] and checks the length after;
+    /// the process environment reads only regular files and checks before it opens one.
+    fn read_file_limited(&self, path: &Path, limit: u64) -> io::Result<String> {
+        let text = self.read_file(path)?;
+        if u64::try_from(text.len()).unwrap_or(u64::MAX) > limit {
+            return Err(files::too_large(limit));
+        }
+        Ok(text)
+    }
+
+    /// What is at `path` when it exists and is not a regular file (`"a directory"`,
+    /// `"a FIFO"`, …), for paths the daemon will write. The default sees nothing there.
+    fn non_regular_file(&self, path: &Path) -> Option<&'static str> {
+        let _ = path;
+        None
+    }
 }
 
-/// The process environment and the real file system.
+/// The process environment and the real file system: only regular files are read, up to
+/// their cap ([`files`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcessEnvironment;
 
@@ -237,7 +356,15 @@ impl Environment for ProcessEnvironment {
     }
 
     fn read_file(&self, path: &Path) -> io::Result<String> {
-        std::fs::read_to_string(path)
+        files::read_regular(path, files::SECRET_MAX_BYTES)
+    }
+
+    fn read_file_limited(&self, path: &Path, limit: u64) -> io::Result<String> {
+        files::read_regular(path, limit)
+    }
+
+    fn non_regular_file(&self, path: &Path) -> Option<&'static str> {
+        files::non_regular(path)
     }
 }
 
@@ -298,9 +425,10 @@ pub struct Loaded {
     pub warnings: Vec<Problem>,
 }
 
-/// Reads and validates the config file at `path`.
+/// Reads and validates the config file at `path`: a regular file of at most
+/// [`files::CONFIG_MAX_BYTES`].
 pub fn load(path: &Path, env: &dyn Environment) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+    let text = files::read_regular(path, files::CONFIG_MAX_BYTES).map_err(|err| ConfigError {
         problems: vec![Problem {
             file: path.to_path_buf(),
             line: 0,
@@ -313,8 +441,51 @@ pub fn load(path: &Path, env: &dyn Environment) -> Result<Loaded, ConfigError> {
 }
 
 /// Validates config text; `path` names it in messages and anchors relative `_file` paths.
+/// Pure but for `env`: it reads environment variables and the files that `_file` keys and
+/// `[server.tls]` name through it, and asks it what is at `[state] path`. It never panics,
+/// whatever the text.
 pub fn parse(text: &str, path: &Path, env: &dyn Environment) -> Result<Loaded, ConfigError> {
     sections::parse(text, path, env)
+}
+
+/// [`parse`] for bytes that may not be UTF-8 (the fuzz target's entry point): text that is
+/// not UTF-8 or longer than [`files::CONFIG_MAX_BYTES`] is one problem.
+pub fn parse_bytes(
+    bytes: &[u8],
+    path: &Path,
+    env: &dyn Environment,
+) -> Result<Loaded, ConfigError> {
+    let whole_file = |message: String| ConfigError {
+        problems: vec![Problem {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message,
+        }],
+        warnings: Vec::new(),
+    };
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > files::CONFIG_MAX_BYTES {
+        return Err(whole_file(format!(
+            "cannot read the config file: {}",
+            files::too_large(files::CONFIG_MAX_BYTES)
+        )));
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(text, path, env),
+        Err(err) => {
+            let valid = String::from_utf8_lossy(&bytes[..err.valid_up_to()]);
+            let (line, column) = reader::line_column(&valid, valid.len());
+            Err(ConfigError {
+                problems: vec![Problem {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    message: "the config is not UTF-8 text".into(),
+                }],
+                warnings: Vec::new(),
+            })
+        }
+    }
 }
 
 #[cfg(test)]

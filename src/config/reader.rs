@@ -9,7 +9,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Environment, Problem};
+use super::{Environment, Problem, files};
 use crate::secret::Secret;
 
 pub(super) type Span = Range<usize>;
@@ -111,7 +111,7 @@ impl<'s> Reader<'s> {
             if allowed.contains(&name) {
                 continue;
             }
-            let mut message = format!("unknown key `{name}` in {}", table.name);
+            let mut message = format!("unknown key {} in {}", named(name), table.name);
             if let Some(near) = nearest(name, allowed) {
                 message.push_str(&format!(" (did you mean `{near}`?)"));
             } else {
@@ -225,7 +225,10 @@ impl<'s> Reader<'s> {
                 value: name.get_ref().to_string(),
                 span: name.span(),
             };
-            let what = format!("{key}.{}", name.value);
+            let what = match is_safe_to_show(&name.value) {
+                true => format!("{key}.{}", name.value),
+                false => format!("{key}.<a name not shown>"),
+            };
             if let Some(value) = self.string_value(value, &what) {
                 entries.push((name, value));
             }
@@ -253,11 +256,16 @@ impl<'s> Reader<'s> {
                 span: text.span,
             }),
             Err(err) => {
+                // humantime's message quotes part of the value.
+                let why = match is_safe_to_show(&text.value) {
+                    true => format!(" ({err})"),
+                    false => String::new(),
+                };
                 self.error(
                     &text.span,
                     format!(
-                        "`{key}`: invalid duration {:?} ({err}); use e.g. \"30s\", \"5m\", \"1h\"",
-                        text.value
+                        "`{key}`: invalid duration {}{why}; use e.g. \"30s\", \"5m\", \"1h\"",
+                        shown(&text.value)
                     ),
                 );
                 None
@@ -368,23 +376,35 @@ impl<'s> Reader<'s> {
         key: &str,
         base_dir: &Path,
     ) -> Option<At<Secret>> {
+        let (resolved, content) =
+            self.read_named_file(path, key, base_dir, files::SECRET_MAX_BYTES)?;
+        let content = content.strip_suffix('\n').unwrap_or(&content);
+        let content = content.strip_suffix('\r').unwrap_or(content);
+        if content.is_empty() {
+            self.error(
+                &path.span,
+                format!("`{key}`: {} is empty", resolved.display()),
+            );
+            return None;
+        }
+        Some(At {
+            value: Secret::new(content),
+            span: path.span.clone(),
+        })
+    }
+
+    /// Reads the file a key names (relative to `base_dir`), a regular file of at most
+    /// `limit` bytes; the problem names the key and the path, never the content.
+    pub fn read_named_file(
+        &mut self,
+        path: &At<String>,
+        key: &str,
+        base_dir: &Path,
+        limit: u64,
+    ) -> Option<(PathBuf, String)> {
         let resolved = resolve(base_dir, &path.value);
-        match self.env.read_file(&resolved) {
-            Ok(content) => {
-                let content = content.strip_suffix('\n').unwrap_or(&content);
-                let content = content.strip_suffix('\r').unwrap_or(content);
-                if content.is_empty() {
-                    self.error(
-                        &path.span,
-                        format!("`{key}`: {} is empty", resolved.display()),
-                    );
-                    return None;
-                }
-                Some(At {
-                    value: Secret::new(content),
-                    span: path.span.clone(),
-                })
-            }
+        match self.env.read_file_limited(&resolved, limit) {
+            Ok(content) => Some((resolved, content)),
             Err(err) => {
                 self.error(
                     &path.span,
@@ -393,6 +413,63 @@ impl<'s> Reader<'s> {
                 None
             }
         }
+    }
+
+    /// What is at a path the daemon will write, when it is not a regular file.
+    pub fn non_regular_file(&self, path: &Path) -> Option<&'static str> {
+        self.env.non_regular_file(path)
+    }
+}
+
+/// The longest value a message quotes.
+const SHOWN_MAX_CHARS: usize = 64;
+/// A run of this many letters and digits looks like a token.
+const TOKEN_RUN: usize = 20;
+
+/// Whether a value from the config may be quoted in a message: the one rule every message
+/// follows. Only a short value with no control characters, no URL (`://`: a path or query
+/// may be a credential, as a Slack webhook URL is), no user info (`@`) and no run of
+/// [`TOKEN_RUN`] letters and digits (a token) is shown. Values of keys that hold secrets are
+/// never passed here: their messages name the key only.
+pub(super) fn is_safe_to_show(value: &str) -> bool {
+    let mut run = 0usize;
+    let mut longest = 0usize;
+    for c in value.chars() {
+        run = if c.is_ascii_alphanumeric() {
+            run + 1
+        } else {
+            0
+        };
+        longest = longest.max(run);
+    }
+    value.chars().count() <= SHOWN_MAX_CHARS
+        && !value.chars().any(char::is_control)
+        && !value.contains("://")
+        && !value.contains('@')
+        && longest < TOKEN_RUN
+}
+
+/// A value for a message: quoted when [`is_safe_to_show`], else only its length.
+pub(super) fn shown(value: &str) -> String {
+    if is_safe_to_show(value) {
+        format!("{value:?}")
+    } else {
+        format!(
+            "(a value of {} characters, not shown as it may hold a secret)",
+            value.chars().count()
+        )
+    }
+}
+
+/// A key or label name for a message: in backticks when [`is_safe_to_show`], else not shown.
+pub(super) fn named(name: &str) -> String {
+    if is_safe_to_show(name) {
+        format!("`{name}`")
+    } else {
+        format!(
+            "(a name of {} characters, not shown as it may hold a secret)",
+            name.chars().count()
+        )
     }
 }
 

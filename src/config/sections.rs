@@ -8,10 +8,15 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use url::Url;
 
-use super::reader::{At, Reader, Span, Table, first_duplicate, resolve, type_name};
+use std::ops::RangeInclusive;
+
+use super::reader::{
+    At, Reader, Span, Table, first_duplicate, is_safe_to_show, named, shown, type_name,
+};
+use super::tls::{TlsProblem, check_pair};
 use super::{
     Alerts, Config, ConfigError, Delivery, Environment, Loaded, Pattern, Poll, Server, Sink,
-    SinkKind, State, Target, Tls, defaults,
+    SinkKind, State, Target, Tls, defaults, files, ranges,
 };
 use crate::model::{EventKind, Shard, Status};
 use crate::secret::{Secret, SecretUrl, is_loopback};
@@ -205,8 +210,8 @@ fn server(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Server {
                 r.error(
                     &s.span,
                     format!(
-                        "`listen`: {:?} is not an address with a port, such as \"127.0.0.1:9877\" or \"[::]:9877\"",
-                        s.value
+                        "`listen`: {} is not an address with a port, such as \"127.0.0.1:9877\" or \"[::]:9877\"",
+                        shown(&s.value)
                     ),
                 );
                 None
@@ -226,11 +231,44 @@ fn server(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Server {
         r.check_keys(tls, TLS_KEYS);
         r.require(tls, "cert_file");
         r.require(tls, "key_file");
-        let cert_file = r.string(tls, "cert_file")?;
-        let key_file = r.string(tls, "key_file")?;
+        let cert_file = r.string(tls, "cert_file");
+        let key_file = r.string(tls, "key_file");
+        let (cert_file, key_file) = (cert_file?, key_file?);
+        let cert = r.read_named_file(&cert_file, "cert_file", base_dir, files::PEM_MAX_BYTES);
+        let key = r.read_named_file(&key_file, "key_file", base_dir, files::PEM_MAX_BYTES);
+        let ((cert_path, cert_pem), (key_path, key_pem)) = (cert?, key?);
+        let problem = match check_pair(&cert_pem, &key_pem) {
+            Ok(()) => None,
+            Err(TlsProblem::NoCertificate) => Some((
+                &cert_file.span,
+                format!(
+                    "`cert_file`: {} holds no valid PEM certificate",
+                    cert_path.display()
+                ),
+            )),
+            Err(TlsProblem::NoKey) => Some((
+                &key_file.span,
+                format!(
+                    "`key_file`: {} holds no valid PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                    key_path.display()
+                ),
+            )),
+            Err(TlsProblem::Mismatch) => Some((
+                &key_file.span,
+                format!(
+                    "`key_file`: the key in {} is not the key of the certificate in {}",
+                    key_path.display(),
+                    cert_path.display()
+                ),
+            )),
+        };
+        if let Some((span, message)) = problem {
+            r.error(span, message);
+            return None;
+        }
         Some(Tls {
-            cert_file: resolve(base_dir, &cert_file.value),
-            key_file: resolve(base_dir, &key_file.value),
+            cert_file: cert_path,
+            key_file: key_path,
         })
     });
     let mut basic_auth = BTreeMap::new();
@@ -245,15 +283,41 @@ fn server(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Server {
         r.require(auth, "users");
         if let Some(users) = r.string_map(auth, "users") {
             for (user, hash) in users {
+                if user.value.is_empty()
+                    || user.value.contains(':')
+                    || user.value.chars().any(char::is_control)
+                {
+                    r.error(
+                        &user.span,
+                        format!(
+                            "user name {} must not be empty or contain `:` or control characters",
+                            named(&user.value)
+                        ),
+                    );
+                    continue;
+                }
                 let user = user.value;
-                let valid = hash.value.len() == 60
-                    && ["$2a$", "$2b$", "$2y$"]
-                        .iter()
-                        .any(|p| hash.value.starts_with(p));
-                if !valid {
+                let Some(cost) = bcrypt_cost(hash.value.as_bytes()) else {
+                    let example = if is_safe_to_show(&user) {
+                        user.as_str()
+                    } else {
+                        "NAME"
+                    };
                     r.error(
                         &hash.span,
-                        format!("the password of user {user:?} must be a bcrypt hash (\"$2b$...\", 60 characters), as `htpasswd -nBC 10 {user}` prints"),
+                        format!("the password of user {} must be a bcrypt hash (\"$2b$...\", 60 characters), as `htpasswd -nBC 10 {example}` prints", named(&user)),
+                    );
+                    continue;
+                };
+                if !ranges::BCRYPT_COST.contains(&cost) {
+                    r.error(
+                        &hash.span,
+                        format!(
+                            "the bcrypt cost of user {}'s hash is {cost}; use {} to {} (each step doubles the time of every check)",
+                            named(&user),
+                            ranges::BCRYPT_COST.start(),
+                            ranges::BCRYPT_COST.end()
+                        ),
                     );
                     continue;
                 }
@@ -271,12 +335,14 @@ fn server(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Server {
 
 fn poll(r: &mut Reader<'_>, t: Table<'_, '_>) -> Poll {
     r.check_keys(t, POLL_KEYS);
-    let interval = positive_duration(r, t, "interval").unwrap_or(defaults::INTERVAL);
+    let interval =
+        ranged_duration(r, t, "interval", ranges::INTERVAL).unwrap_or(defaults::INTERVAL);
     let discovery_interval =
-        positive_duration(r, t, "discovery_interval").unwrap_or(defaults::DISCOVERY_INTERVAL);
+        ranged_duration(r, t, "discovery_interval", ranges::DISCOVERY_INTERVAL)
+            .unwrap_or(defaults::DISCOVERY_INTERVAL);
     let timeout = match r.duration(t, "timeout") {
-        Some(At { value, span }) if value.is_zero() => {
-            r.error(&span, "`timeout` must be greater than 0s");
+        Some(At { value, span }) if !ranges::POLL_TIMEOUT.contains(&value) => {
+            out_of_range(r, &span, "timeout", value, &ranges::POLL_TIMEOUT);
             defaults::TIMEOUT
         }
         Some(At { value, span }) if value >= interval => {
@@ -305,10 +371,14 @@ fn poll(r: &mut Reader<'_>, t: Table<'_, '_>) -> Poll {
         }
     };
     let concurrency = match r.integer(t, "concurrency") {
-        Some(At { value, span }) if !(1..=1024).contains(&value) => {
+        Some(At { value, span }) if !ranges::CONCURRENCY.contains(&value) => {
             r.error(
                 &span,
-                format!("`concurrency` must be between 1 and 1024, not {value}"),
+                format!(
+                    "`concurrency` must be between {} and {}, not {value}",
+                    ranges::CONCURRENCY.start(),
+                    ranges::CONCURRENCY.end()
+                ),
             );
             defaults::CONCURRENCY
         }
@@ -316,11 +386,13 @@ fn poll(r: &mut Reader<'_>, t: Table<'_, '_>) -> Poll {
         None => defaults::CONCURRENCY,
     };
     let max_requests_per_second = match r.number(t, "max_requests_per_second") {
-        Some(At { value, span }) if value <= 0.0 || value > 10_000.0 => {
+        Some(At { value, span }) if !ranges::MAX_REQUESTS_PER_SECOND.contains(&value) => {
             r.error(
                 &span,
                 format!(
-                    "`max_requests_per_second` must be greater than 0 and at most 10000, not {value}"
+                    "`max_requests_per_second` must be between {} and {}, not {value}",
+                    ranges::MAX_REQUESTS_PER_SECOND.start(),
+                    ranges::MAX_REQUESTS_PER_SECOND.end()
                 ),
             );
             defaults::MAX_REQUESTS_PER_SECOND
@@ -332,8 +404,14 @@ fn poll(r: &mut Reader<'_>, t: Table<'_, '_>) -> Poll {
         .string(t, "shard")
         .and_then(|s| match Shard::parse(&s.value) {
             Ok(shard) => Some(shard),
-            Err(message) => {
-                r.error(&s.span, format!("`shard`: {message}"));
+            Err(_) => {
+                r.error(
+                    &s.span,
+                    format!(
+                        "`shard`: {} is not a shard: write I/N with 0 <= I < N, such as 0/3",
+                        shown(&s.value)
+                    ),
+                );
                 None
             }
         })
@@ -355,20 +433,34 @@ fn state(r: &mut Reader<'_>, t: Table<'_, '_>) -> State {
             r.error(&s.span, "`path` must not be empty");
             None
         }
-        Some(s) => Some(PathBuf::from(s.value)),
+        Some(s) => Some(At {
+            value: PathBuf::from(s.value),
+            span: s.span,
+        }),
         None => None,
     };
-    State {
-        path: path.unwrap_or_else(|| PathBuf::from(defaults::STATE_PATH)),
+    let path = path.unwrap_or_else(|| At {
+        value: PathBuf::from(defaults::STATE_PATH),
+        span: t.span.clone(),
+    });
+    // The store replaces a damaged state file: what is there must be one.
+    if let Some(kind) = r.non_regular_file(&path.value) {
+        r.error(
+            &path.span,
+            format!(
+                "`path`: {} is {kind}; the state file must be a regular file or not exist yet",
+                path.value.display()
+            ),
+        );
     }
+    State { path: path.value }
 }
 
 fn alerts(r: &mut Reader<'_>, t: Table<'_, '_>) -> Alerts {
     r.check_keys(t, ALERTS_KEYS);
     Alerts {
-        resolve_after: r
-            .duration(t, "resolve_after")
-            .map_or(defaults::RESOLVE_AFTER, |d| d.value),
+        resolve_after: ranged_duration(r, t, "resolve_after", ranges::RESOLVE_AFTER)
+            .unwrap_or(defaults::RESOLVE_AFTER),
     }
 }
 
@@ -442,8 +534,8 @@ fn target(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Target> {
             r.error(
                 &s.span,
                 format!(
-                    "`region`: {:?} is not an AWS region name such as \"us-east-1\"",
-                    s.value
+                    "`region`: {} is not an AWS region name such as \"us-east-1\"",
+                    shown(&s.value)
                 ),
             );
             None
@@ -478,8 +570,8 @@ fn target(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Target> {
             r.error(
                 &s.span,
                 format!(
-                    "`account_id`: {:?} is not a 12-digit AWS account id",
-                    s.value
+                    "`account_id`: {} is not a 12-digit AWS account id",
+                    shown(&s.value)
                 ),
             );
             None
@@ -500,8 +592,8 @@ fn target(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Target> {
             r.error(
                 &s.span,
                 format!(
-                    "`role_arn`: {:?} is not an IAM role ARN such as \"arn:aws:iam::111122223333:role/name\"",
-                    s.value
+                    "`role_arn`: {} is not an IAM role ARN such as \"arn:aws:iam::111122223333:role/name\"",
+                    shown(&s.value)
                 ),
             );
             None
@@ -557,23 +649,23 @@ fn labels(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<BTreeMap<String, Strin
     for (name, value) in entries {
         let problem = if !is_label_name(&name.value) {
             Some(format!(
-                "label name `{}` is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)",
-                name.value
+                "label name {} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)",
+                named(&name.value)
             ))
         } else if name.value.starts_with("__") {
             Some(format!(
-                "label name `{}` is reserved: names starting with `__` belong to Prometheus",
-                name.value
+                "label name {} is reserved: names starting with `__` belong to Prometheus",
+                named(&name.value)
             ))
         } else if name.value == "job" || name.value == "instance" {
             Some(format!(
-                "label name `{}` is reserved: Prometheus sets it on every scrape",
-                name.value
+                "label name {} is reserved: Prometheus sets it on every scrape",
+                named(&name.value)
             ))
         } else if OWN_LABELS.contains(&name.value.as_str()) {
             Some(format!(
-                "label name `{}` is already used by fargate-health-monitor's own series",
-                name.value
+                "label name {} is already used by fargate-health-monitor's own series",
+                named(&name.value)
             ))
         } else {
             None
@@ -585,8 +677,8 @@ fn labels(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<BTreeMap<String, Strin
             r.error(
                 &value.span,
                 format!(
-                    "label `{}` has an empty value, which Prometheus treats as no label",
-                    name.value
+                    "label {} has an empty value, which Prometheus treats as no label",
+                    named(&name.value)
                 ),
             );
             ok = false;
@@ -631,8 +723,8 @@ fn sinks(r: &mut Reader<'_>, root: Table<'_, '_>, base_dir: &Path) -> Vec<Sink> 
                 r.error(
                     &name.span,
                     format!(
-                        "sink name `{}` is used twice (first on line {line}); names must be unique",
-                        name.value
+                        "sink name {} is used twice (first on line {line}); names must be unique",
+                        named(&name.value)
                     ),
                 );
             }
@@ -673,8 +765,8 @@ fn sink_type(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<&'static str> {
             r.error(
                 &s.span,
                 format!(
-                    "unknown sink type {:?}; use one of {}",
-                    s.value,
+                    "unknown sink type {}; use one of {}",
+                    shown(&s.value),
                     SINK_TYPES.join(", ")
                 ),
             );
@@ -696,13 +788,11 @@ fn slack(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Option<SinkKi
         );
     }
     let delivery = delivery(r, t);
-    let group_wait = r
-        .duration(t, "group_wait")
-        .map_or(defaults::GROUP_WAIT, |d| d.value);
+    let group_wait = ranged_duration(r, t, "group_wait", ranges::GROUP_WAIT);
     Some(SinkKind::Slack {
         url: url?,
         delivery: delivery?,
-        group_wait,
+        group_wait: given(t, "group_wait", group_wait)?.unwrap_or(defaults::GROUP_WAIT),
     })
 }
 
@@ -748,8 +838,8 @@ fn alertmanager(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Option
             warn_plain_http(r, t, url, false, headers);
         }
     }
-    let resend_interval = positive_duration(r, t, "resend_interval");
-    let timeout = positive_duration(r, t, "timeout");
+    let resend_interval = ranged_duration(r, t, "resend_interval", ranges::RESEND_INTERVAL);
+    let timeout = ranged_duration(r, t, "timeout", ranges::SINK_TIMEOUT);
     let runbook_url = r
         .string(t, "runbook_url")
         .and_then(|s| http_url(r, &s, "runbook_url"));
@@ -797,15 +887,33 @@ fn with_type<'a, 'i>(t: Table<'a, 'i>, type_name: &'static str) -> Table<'a, 'i>
 fn delivery(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Delivery> {
     let events = events(r, t);
     let statuses = statuses(r, t);
-    let timeout = positive_duration(r, t, "timeout");
-    let max_age = positive_duration(r, t, "max_age");
-    let retry_initial = positive_duration(r, t, "retry_initial");
-    let retry_max = positive_duration(r, t, "retry_max");
+    let timeout = ranged_duration(r, t, "timeout", ranges::SINK_TIMEOUT);
+    let max_age = ranged_duration(r, t, "max_age", ranges::MAX_AGE);
+    let retry_initial = ranged_duration(r, t, "retry_initial", ranges::RETRY_INITIAL);
+    let mut retry_max = ranged_duration(r, t, "retry_max", ranges::RETRY_MAX);
+    if let Some(max) = retry_max {
+        let initial = retry_initial.unwrap_or(defaults::RETRY_INITIAL);
+        if max < initial {
+            r.error(
+                &t.key_span("retry_max"),
+                format!(
+                    "`retry_max` ({}) must not be shorter than `retry_initial` ({})",
+                    humantime::format_duration(max),
+                    humantime::format_duration(initial)
+                ),
+            );
+            retry_max = None;
+        }
+    }
     let max_queue = match r.integer(t, "max_queue") {
-        Some(At { value, span }) if !(1..=10_000_000).contains(&value) => {
+        Some(At { value, span }) if !ranges::MAX_QUEUE.contains(&value) => {
             r.error(
                 &span,
-                format!("`max_queue` must be between 1 and 10000000, not {value}"),
+                format!(
+                    "`max_queue` must be between {} and {}, not {value}",
+                    ranges::MAX_QUEUE.start(),
+                    ranges::MAX_QUEUE.end()
+                ),
             );
             None
         }
@@ -855,8 +963,8 @@ fn events(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<BTreeSet<EventKind>> {
                 r.error(
                     &item.span,
                     format!(
-                        "unknown event kind {:?}; use any of {}",
-                        item.value,
+                        "unknown event kind {}; use any of {}",
+                        shown(&item.value),
                         known.join(", ")
                     ),
                 );
@@ -887,8 +995,8 @@ fn statuses(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<BTreeSet<Status>> {
             r.warn(
                 &item.span,
                 format!(
-                    "status {:?} is not one this version knows ({}); it matches only if EKS reports it",
-                    item.value,
+                    "status {} is not one this version knows ({}); it matches only if EKS reports it",
+                    shown(&item.value),
                     known.join(", ")
                 ),
             );
@@ -927,22 +1035,25 @@ fn headers(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Option<Vec<
         if !is_header_name(&name.value) {
             r.error(
                 &name.span,
-                format!("`{}` is not a valid HTTP header name", name.value),
+                format!("{} is not a valid HTTP header name", named(&name.value)),
             );
             ok = false;
         } else if OWN_HEADERS.contains(&lower.as_str()) {
             r.error(
                 &name.span,
                 format!(
-                    "header `{}` is set by fargate-health-monitor and cannot be configured",
-                    name.value
+                    "header {} is set by fargate-health-monitor and cannot be configured",
+                    named(&name.value)
                 ),
             );
             ok = false;
         } else if value.expose().contains(['\r', '\n']) {
             r.error(
                 &name.span,
-                format!("the value of header `{}` contains a line break", name.value),
+                format!(
+                    "the value of header {} contains a line break",
+                    named(&name.value)
+                ),
             );
             ok = false;
         }
@@ -960,7 +1071,10 @@ fn headers(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Option<Vec<
             .unwrap_or_else(|| t.span.clone());
         r.error(
             &span,
-            format!("header `{dup}` is set twice (header names ignore case)"),
+            format!(
+                "header {} is set twice (header names ignore case)",
+                named(dup)
+            ),
         );
         ok = false;
     }
@@ -1045,13 +1159,79 @@ fn sink_urls(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Option<Ve
     ok.then_some(urls)
 }
 
-fn positive_duration(r: &mut Reader<'_>, t: Table<'_, '_>, key: &str) -> Option<Duration> {
+/// A duration within `range`; outside it a problem and `None`.
+fn ranged_duration(
+    r: &mut Reader<'_>,
+    t: Table<'_, '_>,
+    key: &str,
+    range: RangeInclusive<Duration>,
+) -> Option<Duration> {
     let duration = r.duration(t, key)?;
-    if duration.value.is_zero() {
-        r.error(&duration.span, format!("`{key}` must be greater than 0s"));
+    if !range.contains(&duration.value) {
+        out_of_range(r, &duration.span, key, duration.value, &range);
         return None;
     }
     Some(duration.value)
+}
+
+fn out_of_range(
+    r: &mut Reader<'_>,
+    span: &Span,
+    key: &str,
+    value: Duration,
+    range: &RangeInclusive<Duration>,
+) {
+    let message = if range.start().is_zero() {
+        format!("`{key}` must be at most {}", short(*range.end()))
+    } else if value.is_zero() {
+        format!(
+            "`{key}` must be greater than 0s (between {} and {})",
+            short(*range.start()),
+            short(*range.end())
+        )
+    } else {
+        format!(
+            "`{key}` must be between {} and {}",
+            short(*range.start()),
+            short(*range.end())
+        )
+    };
+    r.error(
+        span,
+        format!("{message}, not {}", humantime::format_duration(value)),
+    );
+}
+
+/// A range bound in its largest whole unit: `100ms`, `1s`, `10m`, `24h`.
+fn short(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        "0s".into()
+    } else if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The cost of a bcrypt hash (`$2b$NN$` and 53 characters of bcrypt's base64), or `None`
+/// when it is not one.
+fn bcrypt_cost(hash: &[u8]) -> Option<u32> {
+    let [b'$', b'2', variant, b'$', tens, ones, b'$', rest @ ..] = hash else {
+        return None;
+    };
+    let valid = matches!(variant, b'a' | b'b' | b'y')
+        && tens.is_ascii_digit()
+        && ones.is_ascii_digit()
+        && rest.len() == 53
+        && rest
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'/'));
+    valid.then(|| u32::from(tens - b'0') * 10 + u32::from(ones - b'0'))
 }
 
 /// An http(s) URL that is not a secret and may be quoted in messages.
@@ -1061,7 +1241,10 @@ fn http_url(r: &mut Reader<'_>, s: &At<String>, key: &str) -> Option<Url> {
         _ => {
             r.error(
                 &s.span,
-                format!("`{key}`: {:?} is not an http:// or https:// URL", s.value),
+                format!(
+                    "`{key}`: {} is not an http:// or https:// URL",
+                    shown(&s.value)
+                ),
             );
             None
         }
@@ -1090,7 +1273,7 @@ fn pattern(r: &mut Reader<'_>, s: &At<String>, key: &str) -> Option<Pattern> {
         Err(err) => {
             r.error(
                 &s.span,
-                format!("`{key}`: invalid glob {:?}: {err}", s.value),
+                format!("`{key}`: invalid glob {}: {err}", shown(&s.value)),
             );
             return None;
         }
@@ -1099,8 +1282,8 @@ fn pattern(r: &mut Reader<'_>, s: &At<String>, key: &str) -> Option<Pattern> {
         r.error(
             &s.span,
             format!(
-                "`{key}`: {:?} is neither a glob nor a valid EKS name (letters, digits, - and _, starting with a letter or digit, at most 100)",
-                s.value
+                "`{key}`: {} is neither a glob nor a valid EKS name (letters, digits, - and _, starting with a letter or digit, at most 100)",
+                shown(&s.value)
             ),
         );
         return None;

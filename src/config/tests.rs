@@ -333,12 +333,12 @@ fn concurrency_and_rate_ranges() {
     one_problem(
         &format!("[poll]\nmax_requests_per_second = 0\n{TARGET}"),
         2,
-        "greater than 0",
+        "between 0.01 and 10000, not 0",
     );
     one_problem(
         &format!("[poll]\nmax_requests_per_second = -2.5\n{TARGET}"),
         2,
-        "greater than 0",
+        "between 0.01 and 10000, not -2.5",
     );
     one_problem(
         &format!("[poll]\nmax_requests_per_second = nan\n{TARGET}"),
@@ -1058,4 +1058,408 @@ fn patterns_match_names_and_globs() {
     let class = Pattern::parse("fp-[0-9]").unwrap();
     assert!(class.matches("fp-3") && !class.matches("fp-a"));
     assert!(Pattern::parse("a[").is_err());
+}
+
+#[test]
+fn glob_bombs_are_problems_at_their_place_not_panics() {
+    let nested = format!("{}a{}", "{a,".repeat(60), "}".repeat(60));
+    let found = problems(&format!(
+        "[[targets]]\nregion = \"us-east-1\"\ncluster = \"{nested}\"\n"
+    ));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("3:11: `cluster`: invalid glob"),
+        "{found:#?}"
+    );
+    assert!(found[0].contains("nested more than 4 deep"), "{found:#?}");
+
+    let many = format!("{{{}}}", ["a"; 65].join(","));
+    let long = format!("*{}", "x".repeat(MAX_GLOB_CHARS));
+    for (glob, why) in [
+        (many.as_str(), "more than 64 alternatives"),
+        (long.as_str(), "longer than 256 characters"),
+        ("{a,{b,{c,{d,{e}}}}}", "nested more than 4 deep"),
+        ("[z-a]", "invalid range"),
+    ] {
+        let found = problems(&format!(
+            "[[targets]]\nregion = \"us-east-1\"\ncluster = \"*\"\nprofiles = [\"web\", \"{glob}\"]\n"
+        ));
+        assert_eq!(found.len(), 1, "{glob}: {found:#?}");
+        assert!(
+            found[0].starts_with("4:20: `profiles`: invalid glob") && found[0].contains(why),
+            "{glob}: {found:#?}"
+        );
+    }
+    // Four levels are fine.
+    let pattern = Pattern::parse("{a,{b,{c,{d,e}}}}-*").unwrap();
+    assert!(pattern.matches("d-1") && !pattern.matches("f-1"));
+}
+
+#[test]
+fn every_duration_and_rate_has_a_range() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[poll]\ninterval = \"25h\"\n",
+            "interval",
+            "between 1s and 24h",
+        ),
+        (
+            "[poll]\ninterval = \"500ms\"\n",
+            "interval",
+            "between 1s and 24h",
+        ),
+        (
+            "[poll]\ndiscovery_interval = \"500000000y\"\n",
+            "discovery_interval",
+            "between 1s and 168h",
+        ),
+        (
+            "[poll]\ntimeout = \"10ms\"\n",
+            "timeout",
+            "between 100ms and 10m",
+        ),
+        (
+            "[poll]\nmax_requests_per_second = 1e-30\n",
+            "max_requests_per_second",
+            "between 0.01 and 10000, not 0.000000000000000000000000000001",
+        ),
+        (
+            "[poll]\nmax_requests_per_second = 10001\n",
+            "max_requests_per_second",
+            "between 0.01 and 10000",
+        ),
+        (
+            "[poll]\nconcurrency = 0\n",
+            "concurrency",
+            "between 1 and 1024",
+        ),
+        (
+            "[alerts]\nresolve_after = \"8d\"\n",
+            "resolve_after",
+            "at most 168h",
+        ),
+    ];
+    for (section, key, needle) in cases {
+        let found = problems(&format!("{section}{TARGET}"));
+        assert_eq!(found.len(), 1, "{section}: {found:#?}");
+        assert!(
+            found[0].starts_with("2:") && found[0].contains(&format!("`{key}`")),
+            "{found:#?}"
+        );
+        assert!(found[0].contains(needle), "{section}: {found:#?}");
+    }
+
+    let sink = |body: &str| format!("{TARGET}[[sinks]]\n{body}\n");
+    let cases: &[(&str, &str)] = &[
+        (
+            "type = \"alertmanager\"\nurl = \"http://127.0.0.1:9093\"\nresend_interval = \"500000000y\"",
+            "`resend_interval` must be between 1s and 24h",
+        ),
+        (
+            "type = \"alertmanager\"\nurl = \"http://127.0.0.1:9093\"\ntimeout = \"11m\"",
+            "`timeout` must be between 100ms and 10m",
+        ),
+        (
+            "type = \"webhook\"\nurl = \"https://x\"\nmax_age = \"31d\"",
+            "`max_age` must be between 1s and 720h",
+        ),
+        (
+            "type = \"webhook\"\nurl = \"https://x\"\nretry_initial = \"1ms\"",
+            "`retry_initial` must be between 10ms and 1h",
+        ),
+        (
+            "type = \"webhook\"\nurl = \"https://x\"\nretry_max = \"2d\"",
+            "`retry_max` must be between 10ms and 24h",
+        ),
+        (
+            "type = \"webhook\"\nurl = \"https://x\"\nretry_initial = \"2s\"\nretry_max = \"1s\"",
+            "`retry_max` (1s) must not be shorter than `retry_initial` (2s)",
+        ),
+        (
+            "type = \"webhook\"\nurl = \"https://x\"\nmax_queue = 1000001",
+            "`max_queue` must be between 1 and 1000000",
+        ),
+        (
+            "type = \"slack\"\nurl = \"https://x\"\ngroup_wait = \"2h\"",
+            "`group_wait` must be at most 1h",
+        ),
+    ];
+    for (body, needle) in cases {
+        let found = problems(&sink(body));
+        assert_eq!(found.len(), 1, "{body}: {found:#?}");
+        assert!(found[0].contains(needle), "{body}: {found:#?}");
+    }
+    // The bounds themselves are valid.
+    let config = ok(&format!(
+        "[poll]\ninterval = \"24h\"\ntimeout = \"10m\"\ndiscovery_interval = \"1s\"\nmax_requests_per_second = 0.01\n[alerts]\nresolve_after = \"7d\"\n{TARGET}[[sinks]]\ntype = \"alertmanager\"\nurl = \"http://127.0.0.1:9093\"\nresend_interval = \"1s\"\ntimeout = \"100ms\"\n"
+    ));
+    assert_eq!(config.poll.interval, Duration::from_secs(86_400));
+    assert_eq!(config.poll.max_requests_per_second, 0.01);
+}
+
+/// A fake environment that holds the test TLS fixtures under `/tls/`.
+fn tls_env() -> FakeEnv {
+    FakeEnv::default()
+        .file(
+            "/tls/cert.pem",
+            include_str!("../../tests/fixtures/tls/cert.pem"),
+        )
+        .file(
+            "/tls/key.pem",
+            include_str!("../../tests/fixtures/tls/key.pem"),
+        )
+        .file(
+            "/tls/other-key.pem",
+            include_str!("../../tests/fixtures/tls/other-key.pem"),
+        )
+        .file(
+            "/tls/garbage.pem",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .file("/tls/text", "not a pem file\n")
+}
+
+#[test]
+fn tls_files_are_parsed_and_the_key_must_match() {
+    let tls = |cert: &str, key: &str| {
+        format!("[server.tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n{TARGET}")
+    };
+    let config = ok_with(&tls("/tls/cert.pem", "/tls/key.pem"), &tls_env());
+    assert_eq!(
+        config.server.tls.unwrap().key_file,
+        Path::new("/tls/key.pem")
+    );
+    let cases = [
+        (
+            tls("/tls/cert.pem", "/tls/other-key.pem"),
+            "3:12: `key_file`: the key in /tls/other-key.pem is not the key of the certificate in /tls/cert.pem",
+        ),
+        (
+            tls("/tls/garbage.pem", "/tls/key.pem"),
+            "2:13: `cert_file`: /tls/garbage.pem holds no valid PEM certificate",
+        ),
+        (
+            tls("/tls/text", "/tls/key.pem"),
+            "2:13: `cert_file`: /tls/text holds no valid PEM certificate",
+        ),
+        (
+            tls("/tls/cert.pem", "/tls/cert.pem"),
+            "3:12: `key_file`: /tls/cert.pem holds no valid PEM private key",
+        ),
+        (
+            tls("/tls/cert.pem", "/tls/missing.pem"),
+            "3:12: `key_file`: cannot read /tls/missing.pem",
+        ),
+    ];
+    for (text, expected) in cases {
+        let found = problems_with(&text, &tls_env());
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].starts_with(expected), "{found:#?}");
+    }
+    // A key never appears in a message.
+    let key = include_str!("../../tests/fixtures/tls/other-key.pem");
+    let body = key.lines().nth(1).unwrap();
+    let found = problems_with(&tls("/tls/cert.pem", "/tls/other-key.pem"), &tls_env());
+    assert!(!found.concat().contains(body));
+}
+
+#[test]
+fn basic_auth_users_and_bcrypt_costs_are_checked() {
+    let users = |users: &str| format!("[server.basic_auth]\nusers = {{ {users} }}\n{TARGET}");
+    let hash = |cost: u32| format!("$2b${cost:02}${}", "a".repeat(53));
+    let config = ok(&users(&format!("prometheus = \"{}\"", hash(14))));
+    assert_eq!(config.server.basic_auth.len(), 1);
+    for cost in [31, 15, 3] {
+        let found = problems(&users(&format!("prometheus = \"{}\"", hash(cost))));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].starts_with("2:24: the bcrypt cost of user `prometheus`'s hash is")
+                && found[0].contains(&format!("is {cost}; use 4 to 14")),
+            "{found:#?}"
+        );
+    }
+    let found = problems(&users(&format!("\"a:b\" = \"{}\"", hash(10))));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("2:11: user name `a:b` must not be empty or contain `:`"),
+        "{found:#?}"
+    );
+    let found = problems(&users(&format!("\"\" = \"{}\"", hash(10))));
+    assert!(found[0].contains("must not be empty"), "{found:#?}");
+    let found = problems(&users(&format!("\"a\\tb\" = \"{}\"", hash(10))));
+    assert!(found[0].contains("control characters"), "{found:#?}");
+    // Not bcrypt's alphabet, or a cost that is not two digits.
+    for bad in [
+        format!("$2b$10${}", "!".repeat(53)),
+        format!("$2b$1a${}", "a".repeat(53)),
+    ] {
+        let found = problems(&users(&format!("prometheus = \"{bad}\"")));
+        assert!(found[0].contains("must be a bcrypt hash"), "{found:#?}");
+    }
+}
+
+/// An environment that says what is at a path, like the real one.
+struct StatePathEnv(&'static str);
+
+impl Environment for StatePathEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn read_file(&self, _: &Path) -> io::Result<String> {
+        Err(io::Error::from(io::ErrorKind::NotFound))
+    }
+    fn non_regular_file(&self, path: &Path) -> Option<&'static str> {
+        (path == Path::new(self.0)).then_some("a directory")
+    }
+}
+
+#[test]
+fn a_state_path_that_is_not_a_regular_file_is_a_problem() {
+    let text = format!("[state]\npath = \"/var/lib/fhm\"\n{TARGET}");
+    let err = parse(&text, Path::new("/c.toml"), &StatePathEnv("/var/lib/fhm")).unwrap_err();
+    assert_eq!(
+        err.problems[0].to_string(),
+        "/c.toml:2:8: `path`: /var/lib/fhm is a directory; the state file must be a regular file or not exist yet"
+    );
+    // The default path is checked too.
+    let err = parse(
+        TARGET,
+        Path::new("/c.toml"),
+        &StatePathEnv(defaults::STATE_PATH),
+    )
+    .unwrap_err();
+    assert!(err.problems[0].message.contains("is a directory"), "{err}");
+}
+
+#[test]
+fn values_that_may_hold_secrets_are_never_quoted() {
+    const SECRET: &str = "hunter2";
+    let cases = [
+        format!("{TARGET}[[sinks]]\ntype = \"https://user:{SECRET}@x\"\n"),
+        format!("{TARGET}[[sinks]]\ntype = \"log\"\nevents = [\"{SECRET}@x\"]\n"),
+        format!(
+            "{TARGET}[[sinks]]\ntype = \"log\"\nname = \"a\"\n[[sinks]]\ntype = \"log\"\nname = \"a\"\n\"https://u:{SECRET}@h\" = 1\n"
+        ),
+        format!(
+            "[server]\nlisten = \"https://u:{SECRET}@h\"\nexternal_url = \"ftp://u:{SECRET}@h\"\n{TARGET}"
+        ),
+        format!("[poll]\nshard = \"{SECRET}@1/0\"\ninterval = \"x:{SECRET}@y\"\n{TARGET}"),
+        format!(
+            "[[targets]]\nregion = \"{SECRET}@us\"\ncluster = \"a@{SECRET}\"\naccount_id = \"{SECRET}@\"\nlabels = {{ \"x@{SECRET}\" = \"v\" }}\n"
+        ),
+        format!(
+            "{TARGET}[[sinks]]\ntype = \"webhook\"\nurl = \"https://x\"\nheaders = {{ \"a@{SECRET}\" = \"v\" }}\n"
+        ),
+        format!("{TARGET}[[sinks]]\ntype = \"log\"\nstatuses = [\"{SECRET}@x\"]\nevents = []\n"),
+        format!("[server.basic_auth]\nusers = {{ \"u@{SECRET}:\" = \"x\" }}\n{TARGET}"),
+    ];
+    for text in &cases {
+        let err = parse_with(text, &FakeEnv::default()).unwrap_err();
+        let everything = format!("{err}\n{err:?}");
+        assert!(!everything.contains(SECRET), "{everything}");
+        assert!(
+            everything.contains("not shown as it may hold a secret"),
+            "{everything}"
+        );
+    }
+    // A long token-like value or a URL is not quoted either; a short plain one is.
+    let token = "ghp_0123456789abcdefghijABCDEFGHIJ";
+    let err = parse_with(
+        &format!("{TARGET}[[sinks]]\ntype = \"{token}\"\n"),
+        &FakeEnv::default(),
+    )
+    .unwrap_err();
+    assert!(!err.to_string().contains(token), "{err}");
+    let err = parse_with(
+        &format!("{TARGET}[[sinks]]\ntype = \"https://hooks.slack.com/T0/B0/XYZ\"\n"),
+        &FakeEnv::default(),
+    )
+    .unwrap_err();
+    assert!(!err.to_string().contains("XYZ"), "{err}");
+    one_problem(
+        &format!("{TARGET}[[sinks]]\ntype = \"pagerduty\"\n"),
+        5,
+        "unknown sink type \"pagerduty\"; use one of",
+    );
+}
+
+#[test]
+fn parse_bytes_reports_non_utf8_at_its_place() {
+    let mut bytes = TARGET.as_bytes().to_vec();
+    bytes.extend_from_slice(b"# caf\xe9\n");
+    let err = parse_bytes(&bytes, Path::new("/c.toml"), &FakeEnv::default()).unwrap_err();
+    assert_eq!(
+        err.problems[0].to_string(),
+        "/c.toml:4:6: the config is not UTF-8 text"
+    );
+    let config = parse_bytes(TARGET.as_bytes(), Path::new("/c.toml"), &FakeEnv::default());
+    assert!(config.is_ok());
+}
+
+mod fuzz {
+    //! Arbitrary text and TOML-ish fragments through [`parse_bytes`]: problems, never a panic.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces of config that reach deep into the reader when combined.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n".to_owned()),
+            Just("[[sinks]]\ntype = \"webhook\"\nurl = \"https://x\"\n".to_owned()),
+            Just(
+                "[[sinks]]\ntype = \"alertmanager\"\nurl = [\"http://127.0.0.1:9093\"]\n"
+                    .to_owned()
+            ),
+            Just("[[sinks]]\ntype = \"slack\"\nurl_file = \"/s\"\n".to_owned()),
+            Just(
+                "[server.tls]\ncert_file = \"/tls/cert.pem\"\nkey_file = \"/tls/key.pem\"\n"
+                    .to_owned()
+            ),
+            Just("[server.basic_auth]\nusers = { a = \"$2b$99$\" }\n".to_owned()),
+            Just("[poll]\n".to_owned()),
+            Just("[state]\npath = \"\"\n".to_owned()),
+            Just("secret_file = [\"/s\", \"/missing\"]\n".to_owned()),
+            Just("headers = { A = \"${X}\", \"\" = \"\" }\n".to_owned()),
+            "(interval|timeout|max_age|retry_max|resend_interval|group_wait|resolve_after) = \"[0-9]{1,30}(ns|ms|s|m|h|d|y|)\"\n",
+            "(concurrency|max_queue|max_requests_per_second) = -?[0-9]{1,25}(\\.[0-9]{0,5})?(e-?[0-9]{1,3})?\n",
+            "(cluster|profiles|region|type|name|shard|events|statuses) = \"[{}\\[\\]*?,a-z!\\\\^-]{0,40}\"\n",
+            "[a-z_\\[\\]{}\"'=.,$ \n]{0,40}",
+            any::<String>(),
+        ]
+    }
+
+    fn env() -> FakeEnv {
+        tls_env()
+            .var("X", "x\r\n")
+            .file("/s", "https://user:pw@h/\n")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_bytes(&bytes, Path::new("/c.toml"), &env());
+        }
+
+        #[test]
+        fn arbitrary_fragments_never_panic(parts in proptest::collection::vec(fragment(), 0..12)) {
+            let text = parts.concat();
+            match parse_bytes(text.as_bytes(), Path::new("/c.toml"), &env()) {
+                Ok(loaded) => {
+                    // What is accepted is in range.
+                    let poll = &loaded.config.poll;
+                    prop_assert!(ranges::INTERVAL.contains(&poll.interval));
+                    prop_assert!(ranges::MAX_REQUESTS_PER_SECOND.contains(&poll.max_requests_per_second));
+                }
+                Err(err) => {
+                    for problem in &err.problems {
+                        prop_assert!(!problem.message.contains("pw@"), "{}", problem);
+                        prop_assert!(problem.line <= text.lines().count() + 1);
+                    }
+                }
+            }
+        }
+    }
 }
