@@ -1,4 +1,4 @@
-//! The config reader on arbitrary bytes: every input is a valid config or a list of problems
+//! The config reader (`config::parse_bytes`) on arbitrary bytes: every input is a valid config or a list of problems
 //! with their places, never a panic.
 #![no_main]
 
@@ -22,10 +22,7 @@ impl Environment for FuzzEnvironment {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    match config::parse(text, Path::new("/nonexistent/fuzz.toml"), &FuzzEnvironment) {
+    match config::parse_bytes(data, Path::new("/nonexistent/fuzz.toml"), &FuzzEnvironment) {
         Ok(loaded) => drop(format!("{:?}", loaded.config)),
         Err(error) => {
             assert!(!error.problems.is_empty(), "rejected without a problem");
