@@ -13,7 +13,7 @@
 //! - Each cycle orders the profiles by the start of their last describe, oldest first, and
 //!   starts them `interval / n` apart, so each is described once per `interval` however long
 //!   its calls take. A cycle that ends with describes not sent (still queued, or waiting for
-//!   the rate limiter or a place in flight) counts an overrun and says why; the next starts
+//!   the rate limiter or a place in flight) counts an overrun; the next starts
 //!   with the stalest, so none starves. A describe sent in time and still awaiting its answer
 //!   when the cycle ends is not late.
 //! - A profile is overdue when no describe answered for more than `interval` past its due
