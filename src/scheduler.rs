@@ -552,7 +552,7 @@ impl<E: Eks + 'static> Core<E> {
                 (overdue, format!("{account}/{region}: {overdue} {why}"))
             })
             .collect();
-        reasons.sort_by(|a, b| b.0.cmp(&a.0));
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.0));
         let lanes = reasons.len();
         let mut why: Vec<String> = reasons
             .into_iter()
