@@ -813,6 +813,8 @@ async fn run_shows_up_0_for_profiles_held_back_by_sustained_throttling_and_1_aft
         scrape_ups().await.filter(|u| *u == [1.0; 8])
     })
     .await;
+    // Long enough for two cycle ends to see every profile polled in time.
+    tokio::time::sleep(Duration::from_secs(5)).await;
 
     sigterm(&child);
     let (status, stderr) = tokio::task::spawn_blocking(move || {
