@@ -14,7 +14,8 @@ use crate::limits::RetryPolicy;
 pub mod exit {
     /// Everything is fine (for `once`: all healthy).
     pub const OK: u8 = 0;
-    /// The process could not run at all (no async runtime, say).
+    /// The process could not run at all (no async runtime, say), or a task of the daemon
+    /// panicked or ended unexpectedly (`EX_SOFTWARE`).
     pub const FAILURE: u8 = 70;
     /// A port could not be bound (`EX_UNAVAILABLE`).
     pub const UNAVAILABLE: u8 = 69;
@@ -239,7 +240,7 @@ pub async fn once(
 }
 
 /// `run`: the daemon, until SIGTERM or Ctrl-C. 64 for an invalid config, 69 when the listen
-/// address cannot be bound.
+/// address cannot be bound, 70 when one of its tasks panicked or ended unexpectedly.
 pub async fn run(
     path: &Path,
     shard: Option<crate::model::Shard>,
@@ -263,14 +264,23 @@ pub async fn run(
         Ok(daemon) => daemon,
         Err(error) => return start_failed(&error, err),
     };
-    loop {
+    let mut failures = daemon.failures();
+    let code = loop {
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => break exit::OK,
             () = hangups.next() => reload(&mut daemon, path, shard, env).await,
+            failure = failures.next() => {
+                tracing::error!(
+                    task = %failure.task,
+                    code = exit::FAILURE,
+                    "a task of the daemon failed; stopping, to be restarted"
+                );
+                break exit::FAILURE;
+            }
         }
-    }
+    };
     daemon.stop().await;
-    exit::OK
+    code
 }
 
 /// SIGHUP: re-reads and validates the config; applies it when valid, else logs every problem

@@ -1,7 +1,9 @@
 //! The daemon, wired: the admin server bound first, the state file loaded (and written once,
 //! so an unwritable path fails at start), then the state, the metrics, the sinks with their
 //! outbox workers, one set of AWS clients per target and the scheduler. Used by `run`, `demo`
-//! and the tests.
+//! and the tests. Every long-lived task (server, state writer, scheduler, sinks) runs under
+//! one [`Supervisor`]: one that panics or ends before it is stopped shows in
+//! [`Daemon::failures`].
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -9,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Delivery, SinkKind, defaults};
@@ -27,6 +29,7 @@ use crate::sinks::webhook::WebhookSink;
 use crate::sinks::{self, Pacing};
 use crate::state::{State, Subscription};
 use crate::store;
+use crate::supervisor::{self, Failures, Supervisor};
 
 /// The least time between two Slack messages: Slack takes about one per second per webhook.
 const SLACK_INTERVAL: Duration = Duration::from_secs(1);
@@ -61,12 +64,15 @@ pub struct Daemon {
     config: Config,
     /// TLS and basic auth of the admin server.
     guard: Arc<Guard>,
+    /// Spawns every long-lived task.
+    supervisor: Supervisor,
+    failures: Failures,
     /// Stops serving.
     stop_server: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    server: JoinHandle<()>,
     /// Stops the state file writer, after a last write.
     stop_persist: CancellationToken,
-    persister: tokio::task::JoinHandle<()>,
+    persister: JoinHandle<()>,
     /// The scheduler and the sinks of the config in force.
     running: Running,
 }
@@ -76,10 +82,10 @@ pub struct Daemon {
 struct Running {
     /// Stops polling.
     stop_polling: CancellationToken,
-    scheduler: tokio::task::JoinHandle<()>,
+    scheduler: JoinHandle<()>,
     /// Stops the sinks, after their grace.
     stop_delivery: CancellationToken,
-    sinks: JoinSet<()>,
+    sinks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -89,24 +95,30 @@ impl Running {
         state: &Arc<State>,
         metrics: &Metrics,
         aws: &AwsSettings,
+        supervisor: &Supervisor,
     ) -> Self {
         let (subscriptions, workers) = sinks_of(config);
         let stop_delivery = CancellationToken::new();
-        let mut sinks = JoinSet::new();
+        let mut sinks = Vec::new();
         for ((subscription, pacing), worker) in subscriptions.into_iter().zip(workers) {
             let name = subscription.sink;
+            let task = format!("sink {name}");
             let (state, stop) = (state.clone(), stop_delivery.clone());
-            match worker {
+            let handle = match worker {
                 Worker::Log(sink) => {
-                    sinks.spawn(sinks::run(name, sink, pacing, state, stop, FLUSH_GRACE))
+                    let run = sinks::run(name, sink, pacing, state, stop.clone(), FLUSH_GRACE);
+                    supervisor.spawn(task, stop, run)
                 }
                 Worker::Slack(sink) => {
-                    sinks.spawn(sinks::run(name, *sink, pacing, state, stop, FLUSH_GRACE))
+                    let run = sinks::run(name, *sink, pacing, state, stop.clone(), FLUSH_GRACE);
+                    supervisor.spawn(task, stop, run)
                 }
                 Worker::Webhook(sink) => {
-                    sinks.spawn(sinks::run(name, *sink, pacing, state, stop, FLUSH_GRACE))
+                    let run = sinks::run(name, *sink, pacing, state, stop.clone(), FLUSH_GRACE);
+                    supervisor.spawn(task, stop, run)
                 }
             };
+            sinks.push(handle);
         }
         for sink in &config.sinks {
             if let SinkKind::Alertmanager {
@@ -126,10 +138,10 @@ impl Running {
                     runbook_url: runbook_url.clone(),
                     external_url: config.server.external_url.clone(),
                 };
-                sinks.spawn(alertmanager::run(
-                    settings,
-                    state.clone(),
+                sinks.push(supervisor.spawn(
+                    format!("sink {}", sink.name),
                     stop_delivery.clone(),
+                    alertmanager::run(settings, state.clone(), stop_delivery.clone()),
                 ));
             }
         }
@@ -147,13 +159,17 @@ impl Running {
             });
         }
         let stop_polling = CancellationToken::new();
-        let scheduler = tokio::spawn(scheduler::run(
-            watched,
-            Settings::new(&config.poll),
-            state.clone(),
-            scheduler::wall_clock(),
+        let scheduler = supervisor.spawn(
+            "scheduler",
             stop_polling.clone(),
-        ));
+            scheduler::run(
+                watched,
+                Settings::new(&config.poll),
+                state.clone(),
+                scheduler::wall_clock(),
+                stop_polling.clone(),
+            ),
+        );
         Running {
             stop_polling,
             scheduler,
@@ -166,11 +182,12 @@ impl Running {
     /// theirs).
     async fn stop(&mut self) {
         self.stop_polling.cancel();
-        if let Err(error) = (&mut self.scheduler).await {
-            tracing::error!(%error, "the scheduler ended abnormally");
-        }
+        // How a task ended is the supervisor's to report.
+        let _ = (&mut self.scheduler).await;
         self.stop_delivery.cancel();
-        while self.sinks.join_next().await.is_some() {}
+        for sink in self.sinks.drain(..) {
+            let _ = sink.await;
+        }
     }
 }
 
@@ -234,16 +251,25 @@ impl Daemon {
 
         let metrics = Arc::new(Metrics::new(state.clone()));
         metrics.reloaded(true);
+        let (supervisor, failures) = supervisor::new();
         let stop_persist = CancellationToken::new();
-        let persister = tokio::spawn(store::persist(state.clone(), path, stop_persist.clone()));
-        let running = Running::start(config, &state, &metrics, &aws).await;
+        let persister = supervisor.spawn(
+            "state writer",
+            stop_persist.clone(),
+            store::persist(state.clone(), path, stop_persist.clone()),
+        );
+        let running = Running::start(config, &state, &metrics, &aws, &supervisor).await;
         let app = Arc::new(App {
             state: state.clone(),
             metrics: metrics.clone(),
             guard: guard.clone(),
         });
         let stop_server = CancellationToken::new();
-        let server = tokio::spawn(bound.serve(app, stop_server.clone()));
+        let server = supervisor.spawn(
+            "server",
+            stop_server.clone(),
+            bound.serve(app, stop_server.clone()),
+        );
         tracing::info!(
             %addr,
             targets = config.targets.len(),
@@ -258,6 +284,8 @@ impl Daemon {
             aws,
             config: config.clone(),
             guard,
+            supervisor,
+            failures,
             stop_server,
             server,
             stop_persist,
@@ -300,7 +328,14 @@ impl Daemon {
             },
             subscriptions_of(&config),
         );
-        self.running = Running::start(&config, &self.state, &self.metrics, &self.aws).await;
+        self.running = Running::start(
+            &config,
+            &self.state,
+            &self.metrics,
+            &self.aws,
+            &self.supervisor,
+        )
+        .await;
         self.metrics.reloaded(true);
         tracing::info!(
             targets = config.targets.len(),
@@ -313,6 +348,11 @@ impl Daemon {
     /// Records a reload that failed: the config in force stays.
     pub fn reload_failed(&self) {
         self.metrics.reloaded(false);
+    }
+
+    /// Where a task that panicked or ended before it was stopped shows: `run` exits on it.
+    pub fn failures(&self) -> Failures {
+        self.failures.clone()
     }
 
     /// Where the admin server listens.

@@ -248,6 +248,7 @@ pub fn diff(
     let next = match input {
         Input::Observed(observation) => Some(observe(prev, observation, rules, &mut out)),
         Input::Failed(failure) => Some(fail(prev, failure)),
+        Input::Overdue(overdue) => Some(not_polled(prev, &overdue.key)),
         Input::Gone(_) | Input::Unmonitored(_) => {
             let reason = match input {
                 Input::Gone(_) => ResolveReason::ProfileDeleted,
@@ -274,6 +275,7 @@ fn is_stale(prev: &ProfileState, input: &Input) -> bool {
                 || prev.last_success == Some(o.observed_at)
         }
         Input::Failed(f) => prev.last_attempt.is_some_and(|t| f.observed_at < t),
+        Input::Overdue(o) => prev.last_attempt.is_some_and(|t| o.observed_at < t),
         Input::Gone(_) | Input::Unmonitored(_) => false,
     }
 }
@@ -461,6 +463,15 @@ fn fail(prev: Option<&ProfileState>, failure: &PollFailure) -> ProfileState {
     next.up = false;
     next.last_attempt = Some(failure.observed_at);
     next.last_error = Some(failure.kind);
+    next
+}
+
+/// An overdue profile: `up` goes 0; what was known, the last attempt and its error stay.
+fn not_polled(prev: Option<&ProfileState>, key: &ProfileKey) -> ProfileState {
+    let mut next = prev
+        .cloned()
+        .unwrap_or_else(|| ProfileState::discovered(key.clone()));
+    next.up = false;
     next
 }
 

@@ -25,6 +25,8 @@
 //!   feeds them from the outbox.
 //! - [`daemon`]: the wiring of `run` and `demo`, and the reload on SIGHUP.
 //! - [`shutdown`]: signals: the first stops cleanly, a second exits, SIGHUP reloads.
+//! - [`supervisor`]: the daemon's long-lived tasks, named; one that panics or ends early is
+//!   reported, and the daemon exits.
 //! - [`demo`]: the `demo` command: the daemon against the simulator with a scripted story.
 //! - [`once`]: the `once` command: one pass over every target, through the diff, as a report.
 //! - [`simulator`]: a simulated EKS and STS on loopback that speaks the AWS wire formats, for
@@ -53,3 +55,4 @@ pub mod simulator;
 pub mod sinks;
 pub mod state;
 pub mod store;
+pub mod supervisor;

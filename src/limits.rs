@@ -38,6 +38,22 @@ const DECREASE: f64 = 0.7;
 const MIN_RATE_SHARE: f64 = 0.02;
 /// How fast a lane's rate climbs back: this share of the configured rate per second.
 const RAISE_SHARE_PER_SECOND: f64 = 1.0 / 60.0;
+/// The range a configured rate is clamped to: whatever reaches the limiter (`check` bounds
+/// the config), its arithmetic stays within what `Duration` and `Instant` hold.
+pub const MIN_RATE: f64 = 0.001;
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// `at + by`, or a time so far ahead that it never comes (about 30 years) when that overflows.
+pub fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by).unwrap_or_else(far_future)
+}
+
+/// About 30 years from now, as tokio's own far future: a deadline that never comes.
+pub fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(86_400 * 365 * 30))
+        .unwrap_or(now)
+}
 
 #[derive(Debug, Default)]
 struct Lane {
@@ -62,7 +78,8 @@ struct Lane {
 impl Lane {
     fn spacing(&self) -> Duration {
         if self.rate > 0.0 {
-            Duration::from_secs_f64(1.0 / self.rate)
+            // The rate is clamped, so this holds; saturate all the same.
+            Duration::try_from_secs_f64(1.0 / self.rate).unwrap_or(Duration::MAX)
         } else {
             Duration::ZERO
         }
@@ -78,7 +95,7 @@ impl Lane {
 
     /// Records a request let through now.
     fn sent(&mut self, now: Instant) {
-        let slot = self.last_slot.map(|at| at + self.spacing());
+        let slot = self.last_slot.map(|at| later(at, self.spacing()));
         self.last_slot = match slot {
             Some(slot) if slot <= now && now - slot <= self.tolerance() => Some(slot),
             _ => Some(now),
@@ -115,10 +132,11 @@ impl Drop for Place<'_> {
 }
 
 impl RateLimiter {
-    /// A limiter for `per_second` requests per second (more than zero).
+    /// A limiter for `per_second` requests per second, clamped to [`MIN_RATE`]..[`MAX_RATE`];
+    /// zero, a negative number or NaN is no limit.
     pub fn new(per_second: f64) -> Self {
-        let max_rate = if per_second.is_finite() && per_second > 0.0 {
-            per_second
+        let max_rate = if per_second > 0.0 {
+            per_second.clamp(MIN_RATE, MAX_RATE)
         } else {
             0.0
         };
@@ -173,7 +191,7 @@ impl RateLimiter {
                 let lane = self.lock();
                 let now = Instant::now();
                 [
-                    lane.last_slot.map(|at| at + lane.spacing()),
+                    lane.last_slot.map(|at| later(at, lane.spacing())),
                     lane.paused_until,
                 ]
                 .into_iter()
@@ -226,7 +244,7 @@ impl RateLimiter {
             );
         }
         lane.throttled_streak = lane.throttled_streak.saturating_add(1);
-        let until = now + delay;
+        let until = later(now, delay);
         lane.paused_until = Some(lane.paused_until.map_or(until, |t| t.max(until)));
         delay
     }
@@ -248,6 +266,11 @@ impl RateLimiter {
             lane.rate = raised.min(self.max_rate);
             lane.adjusted_at = Some(now);
         }
+    }
+
+    /// The configured rate after clamping, requests per second (0 for no limit).
+    pub fn max_rate(&self) -> f64 {
+        self.max_rate
     }
 
     /// Throttled answers in a row; 0 when the lane runs at its normal pace.
@@ -326,7 +349,10 @@ impl Backoff {
             .base
             .saturating_mul(2u32.saturating_pow(attempt.min(30)))
             .min(self.max);
-        full / 2 + full.mul_f64(random_fraction() / 2.0)
+        let jitter = Duration::try_from_secs_f64(full.as_secs_f64() * random_fraction() / 2.0)
+            .unwrap_or_default()
+            .min(full / 2);
+        (full / 2).saturating_add(jitter)
     }
 }
 
@@ -563,6 +589,55 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(40)).await;
         limiter.answered();
         assert_eq!(limiter.rate(), 10.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extreme_rates_are_clamped_and_nothing_panics() {
+        // 1e-30 per second is the least rate: one request per 1000 s.
+        let limiter = RateLimiter::new(1e-30);
+        assert_eq!(limiter.max_rate(), MIN_RATE);
+        let start = Instant::now();
+        limiter.acquire().await;
+        limiter.acquire().await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(1000));
+        // Throttled to its floor, then backed off for as long as a Duration holds.
+        let forever = Backoff {
+            base: Duration::MAX,
+            max: Duration::MAX,
+        };
+        for _ in 0..3 {
+            assert!(limiter.throttled(&forever) >= Duration::MAX / 2);
+        }
+        assert!(limiter.rate() >= MIN_RATE * MIN_RATE_SHARE);
+        let waiting = tokio::time::timeout(Duration::from_secs(86_400), limiter.acquire());
+        assert!(waiting.await.is_err(), "the lane is paused far ahead");
+        limiter.answered();
+
+        // 1e30 per second is the most: a microsecond apart.
+        let limiter = RateLimiter::new(1e30);
+        assert_eq!(limiter.max_rate(), MAX_RATE);
+        let start = Instant::now();
+        for _ in 0..1000 {
+            limiter.acquire().await;
+        }
+        assert!(Instant::now() - start <= Duration::from_millis(10));
+        limiter.throttled(&RetryPolicy::DAEMON.backoff);
+        limiter.answered();
+
+        // Not reachable from a config, and no limit all the same.
+        for rate in [f64::NAN, f64::NEG_INFINITY, -1.0, 0.0] {
+            let limiter = RateLimiter::new(rate);
+            assert_eq!(limiter.max_rate(), 0.0, "{rate}");
+            let start = Instant::now();
+            for _ in 0..10 {
+                limiter.acquire().await;
+            }
+            assert_eq!(Instant::now(), start);
+            limiter.throttled(&forever);
+            limiter.answered();
+        }
+        assert_eq!(RateLimiter::new(f64::INFINITY).max_rate(), MAX_RATE);
+        assert_eq!(later(Instant::now(), Duration::MAX), far_future());
     }
 
     #[tokio::test(start_paused = true)]

@@ -286,6 +286,15 @@ pub struct PollFailure {
     pub observed_at: Timestamp,
 }
 
+/// A profile whose describe is overdue: due and not answered for a whole interval more (held
+/// back by its lane's backoff or rate, or failing). It is not a poll: like a failure it changes
+/// nothing but `up` (DESIGN.md invariant 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overdue {
+    pub key: ProfileKey,
+    pub observed_at: Timestamp,
+}
+
 /// A profile the API says no longer exists: not found on describe and confirmed by a list
 /// (DESIGN.md invariant 2).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -306,6 +315,7 @@ pub struct Unmonitored {
 pub enum Input {
     Observed(Observation),
     Failed(PollFailure),
+    Overdue(Overdue),
     Gone(Gone),
     Unmonitored(Unmonitored),
 }
@@ -316,6 +326,7 @@ impl Input {
         match self {
             Input::Observed(o) => &o.key,
             Input::Failed(f) => &f.key,
+            Input::Overdue(o) => &o.key,
             Input::Gone(g) => &g.key,
             Input::Unmonitored(u) => &u.key,
         }
@@ -326,6 +337,7 @@ impl Input {
         match self {
             Input::Observed(o) => o.observed_at,
             Input::Failed(f) => f.observed_at,
+            Input::Overdue(o) => o.observed_at,
             Input::Gone(g) => g.observed_at,
             Input::Unmonitored(u) => u.observed_at,
         }

@@ -13,9 +13,17 @@
 //! - Each cycle orders the profiles by the start of their last describe, oldest first, and
 //!   starts them `interval / n` apart, so each is described once per `interval` however long
 //!   its calls take. A cycle that ends with describes not sent (still queued, or waiting for
-//!   the rate limiter or a place in flight) counts an overrun and says why; the next starts
+//!   the rate limiter or a place in flight) counts an overrun; the next starts
 //!   with the stalest, so none starves. A describe sent in time and still awaiting its answer
 //!   when the cycle ends is not late.
+//! - A profile is overdue when no describe answered for more than `interval` past its due
+//!   time (one `interval` after its last answer, or after it was discovered): held back by
+//!   its lane's backoff or rate, or still waiting. Each cycle's end marks the overdue ones
+//!   [`Input::Overdue`], so they show `up 0` (nothing else changes); the next answer brings
+//!   `up` back. The WARN counts them, says why per lane with the rate in force, and repeats
+//!   at most once a minute.
+//! - Every sum of times saturates: whatever durations and rates reach the scheduler, nothing
+//!   panics.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -30,15 +38,26 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Poll, Target};
 use crate::discovery::{self, Discovery, Problem};
 use crate::eks::{CallError, Eks};
-use crate::limits::{Backoff, Limiters, RetryPolicy, paced};
+use crate::limits::{Backoff, Limiters, RetryPolicy, later, paced};
 use crate::model::{
-    ErrorKind, Gone, Input, Operation, PollFailure, ProfileKey, Shard, Timestamp, Unmonitored,
+    ErrorKind, Gone, Input, Operation, Overdue, PollFailure, ProfileKey, Shard, Timestamp,
+    Unmonitored,
 };
 use crate::once::TargetProblem;
 use crate::state::{Labels, State};
 
 /// How long in-flight describes may take to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The shortest `interval` and `discovery_interval` the scheduler runs with, whatever the
+/// config says: shorter would spin.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often the overrun WARN repeats at most while it persists.
+const OVERRUN_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// How many lanes the overrun WARN names at most.
+const OVERRUN_LANES: usize = 3;
 
 /// How a target whose discovery failed retries before its next regular round.
 const DISCOVERY_RETRY: Backoff = Backoff {
@@ -61,8 +80,8 @@ pub struct Settings {
 impl Settings {
     pub fn new(poll: &Poll) -> Self {
         Self {
-            interval: poll.interval,
-            discovery_interval: poll.discovery_interval,
+            interval: poll.interval.max(MIN_INTERVAL),
+            discovery_interval: poll.discovery_interval.max(MIN_INTERVAL),
             concurrency: poll.concurrency.max(1),
             max_requests_per_second: poll.max_requests_per_second,
             policy: RetryPolicy::DAEMON,
@@ -85,8 +104,8 @@ pub fn tokio_clock() -> Clock {
     let start = Instant::now();
     let wall = Timestamp::from_system_time(SystemTime::now());
     Arc::new(move || {
-        let elapsed = Instant::now() - start;
-        Timestamp::from_millis(wall.as_millis() + elapsed.as_millis() as i64)
+        let elapsed = i64::try_from((Instant::now() - start).as_millis()).unwrap_or(i64::MAX);
+        Timestamp::from_millis(wall.as_millis().saturating_add(elapsed))
     })
 }
 
@@ -173,8 +192,9 @@ pub async fn run<E: Eks + 'static>(
         cycle: Cycle::empty(Instant::now()),
         describes: JoinSet::new(),
         started: false,
+        overrun_log: None,
     };
-    core.run(rx, &shutdown).await;
+    core.run(rx, &mut discoveries, &shutdown).await;
     discoveries.shutdown().await;
 }
 
@@ -193,7 +213,9 @@ async fn start_discovery<E: Eks + 'static>(shared: Arc<Shared<E>>, tx: Tx) {
         let tx = tx.clone();
         loops.spawn(async move { discovery_loop(shared, index, account, tx).await });
     }
+    // A loop that panicked panics here; the rest end only when shutdown starts.
     loops.join_all().await;
+    shared.stopping.cancelled().await;
 }
 
 type Tx = mpsc::UnboundedSender<Message>;
@@ -282,6 +304,10 @@ struct Slot {
     last_start: Option<Instant>,
     /// When its last describe finished; `None` before the first.
     last_done: Option<Instant>,
+    /// When discovery selected it.
+    since: Instant,
+    /// Marked overdue since its last answer.
+    overdue: bool,
     /// How its last describe failed, for log lines on changes.
     last_error: Option<ErrorKind>,
 }
@@ -322,16 +348,21 @@ struct Core<E> {
     describes: JoinSet<()>,
     /// Whether every target was discovered and every profile attempted once.
     started: bool,
+    /// While profiles are overdue: when the WARN was last logged, and the repeats not logged.
+    overrun_log: Option<(Instant, u64)>,
 }
 
 impl<E: Eks + 'static> Core<E> {
+    /// Runs until `shutdown`. Discovery ending before that is a bug: the scheduler panics with
+    /// it, so the daemon's supervisor sees it.
     async fn run(
         &mut self,
         mut rx: mpsc::UnboundedReceiver<Message>,
+        discoveries: &mut JoinSet<()>,
         shutdown: &CancellationToken,
     ) {
         loop {
-            let cycle_end = self.cycle.started + self.shared.settings.interval;
+            let cycle_end = later(self.cycle.started, self.shared.settings.interval);
             let wake = match self.cycle.queue.front() {
                 Some(_) => self.cycle.next_at.min(cycle_end),
                 None => cycle_end,
@@ -355,6 +386,17 @@ impl<E: Eks + 'static> Core<E> {
                         tracing::error!(%error, "a describe task panicked");
                     }
                 }
+                Some(joined) = discoveries.join_next(), if !discoveries.is_empty() => {
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                    match joined {
+                        Err(error) if error.is_panic() => {
+                            std::panic::resume_unwind(error.into_panic())
+                        }
+                        _ => panic!("discovery ended while the scheduler runs"),
+                    }
+                }
             }
         }
         self.drain(&mut rx).await;
@@ -363,7 +405,7 @@ impl<E: Eks + 'static> Core<E> {
     /// Applies what in-flight describes report until they are done or the grace period ends.
     /// Readiness is left to the caller: a reload keeps it.
     async fn drain(&mut self, rx: &mut mpsc::UnboundedReceiver<Message>) {
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let deadline = later(Instant::now(), SHUTDOWN_GRACE);
         while !self.describes.is_empty() {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => {
@@ -399,14 +441,14 @@ impl<E: Eks + 'static> Core<E> {
     /// Starts what is due: the next profiles of the cycle, or the next cycle.
     fn tick(&mut self) {
         let now = Instant::now();
-        if now >= self.cycle.started + self.shared.settings.interval {
+        if now >= later(self.cycle.started, self.shared.settings.interval) {
             self.end_cycle();
             self.start_cycle(now);
         }
         while self.cycle.next_at <= now
             && let Some(key) = self.cycle.queue.pop_front()
         {
-            self.cycle.next_at += self.cycle.spacing;
+            self.cycle.next_at = later(self.cycle.next_at, self.cycle.spacing);
             self.dispatch(&key);
         }
     }
@@ -416,7 +458,8 @@ impl<E: Eks + 'static> Core<E> {
         // Stalest first: never described, then by the start of the last describe. One still in
         // flight from the last cycle was started late in it, so it comes late in this one.
         order.sort_by_key(|(key, slot)| (slot.last_start, *key));
-        let spacing = self.shared.settings.interval / (order.len().max(1) as u32);
+        let n = u32::try_from(order.len().max(1)).unwrap_or(u32::MAX);
+        let spacing = self.shared.settings.interval / n;
         self.cycle = Cycle {
             started: now,
             queue: order.into_iter().map(|(key, _)| key.clone()).collect(),
@@ -425,7 +468,8 @@ impl<E: Eks + 'static> Core<E> {
         };
     }
 
-    /// Counts an overrun when describes of the ending cycle were not sent, and says why.
+    /// Counts an overrun when describes of the ending cycle were not sent; marks the profiles
+    /// that are overdue (`up 0`) and says, at most once a minute, how many and why.
     fn end_cycle(&mut self) {
         let waiting = self
             .profiles
@@ -437,40 +481,100 @@ impl<E: Eks + 'static> Core<E> {
             .filter(|key| self.profiles.contains_key(*key))
             .count()
             + waiting;
-        if unfinished == 0 {
+        if unfinished > 0 {
+            self.state.record_overrun();
+        }
+        let overdue = self.mark_overdue(Instant::now());
+        self.log_overdue(&overdue, unfinished);
+    }
+
+    /// Marks every profile overdue that had no answer for more than two intervals (one past
+    /// when it was due); returns all that are overdue now.
+    fn mark_overdue(&mut self, now: Instant) -> Vec<ProfileKey> {
+        let limit = self.shared.settings.interval.saturating_mul(2);
+        let mut overdue = Vec::new();
+        for (key, slot) in &mut self.profiles {
+            let answered = slot.last_done.unwrap_or(slot.since);
+            if now.saturating_duration_since(answered) <= limit {
+                continue;
+            }
+            overdue.push(key.clone());
+            if !slot.overdue {
+                slot.overdue = true;
+                let observed_at = (self.shared.clock)();
+                let key = key.clone();
+                self.state
+                    .apply(&Input::Overdue(Overdue { key, observed_at }));
+            }
+        }
+        overdue
+    }
+
+    /// The WARN about overdue profiles: how many, and why per account and region with the rate
+    /// in force; once a minute at most while it persists, with the count of repeats not logged.
+    fn log_overdue(&mut self, overdue: &[ProfileKey], late: usize) {
+        let now = Instant::now();
+        if overdue.is_empty() {
+            if let Some((_, suppressed)) = self.overrun_log.take() {
+                tracing::info!(suppressed, "every profile is polled in time again");
+            } else if late > 0 {
+                tracing::debug!(late, "poll cycle ended with describes late, none overdue");
+            }
             return;
         }
-        self.state.record_overrun();
-        let settings = &self.shared.settings;
-        let per_interval = settings.max_requests_per_second * settings.interval.as_secs_f64();
-        let mut lanes: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-        for key in self.profiles.keys() {
-            *lanes.entry((&key.account_id, &key.region)).or_default() += 1;
+        if let Some((logged, suppressed)) = &mut self.overrun_log
+            && now.saturating_duration_since(*logged) < OVERRUN_LOG_EVERY
+        {
+            *suppressed += 1;
+            return;
         }
-        let crowded: Vec<String> = lanes
-            .iter()
-            .filter(|(_, n)| **n as f64 > per_interval)
-            .map(|((account, region), n)| format!("{account}/{region} has {n}"))
+        let suppressed = self.overrun_log.map_or(0, |(_, n)| n);
+        self.overrun_log = Some((now, 0));
+        let settings = &self.shared.settings;
+        let mut lanes: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
+        for key in self.profiles.keys() {
+            lanes.entry((&key.account_id, &key.region)).or_default().0 += 1;
+        }
+        for key in overdue {
+            lanes.entry((&key.account_id, &key.region)).or_default().1 += 1;
+        }
+        let mut reasons: Vec<(usize, String)> = lanes
+            .into_iter()
+            .filter(|(_, (_, overdue))| *overdue > 0)
+            .map(|((account, region), (profiles, overdue))| {
+                let limiter = self.shared.limiters.get(account, region);
+                let why = lane_reason(
+                    limiter.rate(),
+                    limiter.throttled_streak() > 0,
+                    profiles,
+                    settings,
+                );
+                (overdue, format!("{account}/{region}: {overdue} {why}"))
+            })
             .collect();
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.0));
+        let lanes = reasons.len();
+        let mut why: Vec<String> = reasons
+            .into_iter()
+            .take(OVERRUN_LANES)
+            .map(|(_, r)| r)
+            .collect();
+        if lanes > OVERRUN_LANES {
+            why.push(format!(
+                "and {} more accounts and regions",
+                lanes - OVERRUN_LANES
+            ));
+        }
         let interval = humantime::format_duration(settings.interval);
-        let why = if crowded.is_empty() {
-            format!(
-                "no account and region has more profiles than {rate} requests/s x {interval} = {per_interval:.0} allows, so calls are slow, failing or throttled, or concurrency {concurrency} is too low",
-                rate = settings.max_requests_per_second,
-                concurrency = settings.concurrency,
-            )
-        } else {
-            format!(
-                "{} profiles but {rate} requests/s x {interval} allows {per_interval:.0} per account and region; raise max_requests_per_second or interval, or split the targets",
-                crowded.join(", "),
-                rate = settings.max_requests_per_second,
-            )
-        };
         tracing::warn!(
-            unfinished,
+            overdue = overdue.len(),
+            late,
             profiles = self.profiles.len(),
-            "poll cycle overran: {unfinished} of {} profiles not polled within {interval}; {why}; the stalest go first next cycle",
+            suppressed,
+            "poll cycle overran: {} of {} profiles not polled for over two intervals of {interval} (they show up 0); {}; the stalest go first next cycle",
+            overdue.len(),
             self.profiles.len(),
+            why.join("; "),
         );
     }
 
@@ -503,6 +607,7 @@ impl<E: Eks + 'static> Core<E> {
             return;
         };
         slot.in_flight = false;
+        slot.overdue = false;
         if slot.last_done.replace(Instant::now()).is_none() {
             self.never_done -= 1;
         }
@@ -653,6 +758,8 @@ impl<E: Eks + 'static> Core<E> {
                     sent: Arc::default(),
                     last_start: None,
                     last_done: None,
+                    since: Instant::now(),
+                    overdue: false,
                     last_error: None,
                 };
                 self.profiles.insert(key.clone(), slot);
@@ -738,6 +845,49 @@ impl<E: Eks + 'static> Core<E> {
             }
         }
     }
+}
+
+/// Why a lane's profiles are overdue: throttled, its rate too low for its profiles, or else
+/// slow or failing calls or too few calls in flight.
+fn lane_reason(rate: f64, throttled: bool, profiles: usize, settings: &Settings) -> String {
+    let per_interval = rate * settings.interval.as_secs_f64();
+    let interval = humantime::format_duration(settings.interval);
+    let rate = rounded(rate);
+    if throttled {
+        format!("throttled by AWS, backing off at {rate} requests/s")
+    } else if rate_limited(profiles, per_interval) {
+        format!(
+            "held back by the rate: {profiles} profiles but {rate} requests/s x {interval} allows {}; raise max_requests_per_second or interval, or split the targets",
+            rounded(per_interval)
+        )
+    } else {
+        format!(
+            "calls are slow or failing, or concurrency {} is too low",
+            settings.concurrency
+        )
+    }
+}
+
+/// Whether a lane with this rate (0 for none) cannot describe its profiles every interval.
+fn rate_limited(profiles: usize, per_interval: f64) -> bool {
+    per_interval > 0.0 && profiles as f64 > per_interval
+}
+
+/// A rate for people: two significant digits, and no finer than 0.1 from 0.1 up; "no limit"
+/// for 0.
+fn rounded(value: f64) -> String {
+    if value.is_nan() || value <= 0.0 {
+        return "no limit".to_owned();
+    }
+    if value >= 10.0 {
+        let step = 10f64.powi(value.log10().floor() as i32 - 1);
+        return format!("{:.0}", (value / step).round() * step);
+    }
+    if value >= 0.1 {
+        return format!("{value:.1}");
+    }
+    let decimals = (1 - value.log10().floor() as i32).clamp(1, 9) as usize;
+    format!("{value:.decimals$}")
 }
 
 /// Logs a profile's describe starting or stopping to fail: ERROR when a person must act.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::{Gone, RawIssue, Unmonitored};
+use crate::model::{Gone, Overdue, RawIssue, Unmonitored};
 
 const ARN_1: &str = "arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/default/1111";
 const ARN_2: &str = "arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/default/2222";
@@ -305,6 +305,44 @@ fn failed_polls_neither_count_toward_nor_break_an_absence() {
         described(&r.apply(observed(310, "ACTIVE", vec![]))),
         ["resolved AccessDenied cleared"]
     );
+}
+
+#[test]
+fn an_overdue_profile_shows_up_zero_and_nothing_else_changes() {
+    let overdue = |at| {
+        Input::Overdue(Overdue {
+            key: key(),
+            observed_at: Timestamp::from_secs(at),
+        })
+    };
+    let mut r = Replay::default();
+    r.apply(observed(
+        10,
+        "ACTIVE",
+        vec![raw("AccessDenied", "m", &["a"])],
+    ));
+    assert!(r.apply(observed(70, "ACTIVE", vec![])).is_empty());
+    let before = r.state.clone().unwrap();
+    // Overdue again and again: no event, no resolution, the absence neither grows nor breaks.
+    for at in [190, 250, 310] {
+        assert!(r.apply(overdue(at)).is_empty());
+        let state = r.state.as_ref().unwrap();
+        assert!(!state.up);
+        assert_eq!(
+            (&state.known, state.last_success, state.last_attempt),
+            (&before.known, before.last_success, before.last_attempt)
+        );
+    }
+    assert_eq!(r.episodes().len(), 1);
+    // The next success brings `up` back and counts as the second poll without the code.
+    assert_eq!(
+        described(&r.apply(observed(320, "ACTIVE", vec![]))),
+        ["resolved AccessDenied cleared"]
+    );
+    assert!(r.state.as_ref().unwrap().up);
+    // Older than the last attempt: ignored.
+    assert!(r.apply(overdue(300)).is_empty());
+    assert!(r.state.as_ref().unwrap().up);
 }
 
 #[test]

@@ -710,3 +710,78 @@ async fn slow_answers_are_not_overruns_and_each_profile_is_described_once_per_cy
     let state = harness.stop().await;
     assert_eq!(state.snapshot().overruns, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_profile_held_back_by_throttling_shows_up_0_once_overdue_and_1_after_a_success() {
+    let account = "111111111111";
+    let harness = Harness::start(
+        &[(account, "prod", profiles("p", 8))],
+        settings(10, 600, 10.0, 4),
+        Duration::from_millis(20),
+    );
+    sleep(15).await;
+    let up = |state: &State| {
+        let snapshot = state.snapshot();
+        snapshot.profiles.iter().filter(|p| p.state.up).count()
+    };
+    assert_eq!(up(&harness.state), 8);
+    let known: Vec<_> = harness
+        .state
+        .snapshot()
+        .profiles
+        .iter()
+        .map(|p| p.state.known.clone())
+        .collect();
+    let until = Instant::now() + Duration::from_secs(120);
+    harness
+        .world()
+        .throttled_until
+        .insert(account.to_owned(), until);
+    // Most describes wait in the backed-off lane instead of failing: once none answered for
+    // two intervals (and a cycle ended), every profile shows up 0.
+    sleep(35).await;
+    assert_eq!(up(&harness.state), 0);
+    // A missing poll is not a poll: what was known stays, and no event came.
+    let snapshot = harness.state.snapshot();
+    let still: Vec<_> = snapshot
+        .profiles
+        .iter()
+        .map(|p| p.state.known.clone())
+        .collect();
+    assert_eq!(still, known);
+    assert!(snapshot.overruns > 0);
+    // The throttling ends: each profile's next success brings up 1 back.
+    sleep(150).await;
+    assert_eq!(up(&harness.state), 8);
+    let state = harness.stop().await;
+    assert!(state.snapshot().profiles.iter().all(|p| p.state.up));
+}
+
+#[test]
+fn the_overrun_warning_says_why_with_the_rate_rounded() {
+    let settings = settings(10, 600, 10.0, 4);
+    assert_eq!(
+        lane_reason(1.234, true, 8, &settings),
+        "throttled by AWS, backing off at 1.2 requests/s"
+    );
+    assert_eq!(
+        lane_reason(0.2, false, 50, &settings),
+        "held back by the rate: 50 profiles but 0.2 requests/s x 10s allows 2.0; raise max_requests_per_second or interval, or split the targets"
+    );
+    assert_eq!(
+        lane_reason(10.0, false, 50, &settings),
+        "calls are slow or failing, or concurrency 4 is too low"
+    );
+    for (rate, text) in [
+        (1234.5, "1200"),
+        (47.3, "47"),
+        (9.96, "10.0"),
+        (0.26, "0.3"),
+        (0.0234, "0.023"),
+        (0.002, "0.0020"),
+        (0.0, "no limit"),
+        (f64::NAN, "no limit"),
+    ] {
+        assert_eq!(rounded(rate), text, "{rate}");
+    }
+}

@@ -744,3 +744,106 @@ async fn promtool_accepts_a_real_scrape() {
     assert!(output.status.success(), "promtool check metrics: {said}");
     assert!(said.trim().is_empty(), "promtool complained: {said}");
 }
+
+/// The `up` values of every profile in a scrape.
+fn ups(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter(|l| l.starts_with("eks_fargate_profile_up{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn run_shows_up_0_for_profiles_held_back_by_sustained_throttling_and_1_after() {
+    let simulator = Simulator::start().await.unwrap();
+    for i in 0..8 {
+        simulator.add_profile(&key("prod", &format!("p{i}")), "ACTIVE", Health::Absent);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let url = simulator.endpoint_url();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"{addr}\"\n[state]\npath = \"{}\"\n\
+             [poll]\ninterval = \"2s\"\ndiscovery_interval = \"60s\"\ntimeout = \"1s\"\nmax_requests_per_second = 50\n\n\
+             [[targets]]\nregion = \"us-east-1\"\ncluster = \"*\"\n\
+             endpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\n",
+            dir.path().join("state.json").display()
+        ),
+    )
+    .unwrap();
+    let mut child = aws_env(binary().args(["run", "--config"]).arg(&path))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scrape_ups = || async {
+        tokio::net::TcpStream::connect(addr).await.ok()?;
+        let (status, body) = http(addr, "GET", "/metrics", "").await;
+        (status == 200).then(|| ups(&body))
+    };
+    eventually(30, "8 profiles up 1", || async {
+        scrape_ups().await.filter(|u| *u == [1.0; 8])
+    })
+    .await;
+
+    // The whole account throttled: describes wait in the backed-off lane, and once overdue
+    // every profile shows up 0, not only those whose retries ran out.
+    let account = Scope {
+        account_id: Some(ACCOUNT.to_owned()),
+        ..Scope::all()
+    };
+    simulator.add_fault(account, FaultKind::Throttle, None);
+    eventually(60, "8 profiles up 0", || async {
+        scrape_ups().await.filter(|u| *u == [0.0; 8])
+    })
+    .await;
+    let (_, body) = http(addr, "GET", "/metrics", "").await;
+    let overruns = value(
+        &body,
+        "fargate_health_monitor_poll_cycle_overruns_total",
+        &[],
+    );
+    assert!(overruns.is_some_and(|n| n > 0.0), "{body}");
+
+    simulator.apply(SimCommand::ClearFaults).unwrap();
+    eventually(120, "8 profiles up 1 again", || async {
+        scrape_ups().await.filter(|u| *u == [1.0; 8])
+    })
+    .await;
+    // Long enough for two cycle ends to see every profile polled in time.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    sigterm(&child);
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status, stderr)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // Said once a minute at most, with how many, why and the rate in force.
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("poll cycle overran"))
+        .collect();
+    assert!(!warned.is_empty() && warned.len() <= 3, "{warned:?}");
+    assert!(
+        warned[0].contains(" of 8 profiles not polled"),
+        "{warned:?}"
+    );
+    assert!(warned[0].contains("throttled by AWS"), "{warned:?}");
+    assert!(
+        stderr.contains("every profile is polled in time again"),
+        "{stderr}"
+    );
+}
