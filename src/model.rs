@@ -40,11 +40,6 @@ impl Timestamp {
         }
     }
 
-    /// This timestamp clamped into [`Self::MIN`] ..= [`Self::MAX`].
-    pub const fn clamp(self) -> Self {
-        Self::clamped(self.0)
-    }
-
     /// A timestamp from milliseconds since the Unix epoch.
     pub const fn from_millis(millis: i64) -> Self {
         Self(millis)
@@ -83,7 +78,7 @@ impl Timestamp {
     /// The wall-clock time this timestamp stands for.
     /// Clamped into [`Self::MIN`] ..= [`Self::MAX`], so it never overflows.
     pub fn to_system_time(self) -> SystemTime {
-        let millis = u64::try_from(self.clamp().0).unwrap_or(0);
+        let millis = u64::try_from(Self::clamped(self.0).0).unwrap_or(0);
         UNIX_EPOCH + Duration::from_millis(millis)
     }
 

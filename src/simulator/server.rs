@@ -449,7 +449,8 @@ fn assume_role(world: &mut World, params: &[(String, String)]) -> Reply {
             "RoleArn and RoleSessionName are required",
         );
     };
-    let lifetime = Duration::from_secs(world.credential_lifetime());
+    // At most a year, so the expiration stays formattable.
+    let lifetime = Duration::from_secs(world.credential_lifetime().min(365 * 86_400));
     match world.assume_role(role_arn, session, param("ExternalId")) {
         Ok(creds) => {
             let expiration = humantime::format_rfc3339_seconds(SystemTime::now() + lifetime);
