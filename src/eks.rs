@@ -25,7 +25,8 @@ use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 
 use crate::config::Target;
 use crate::model::{ErrorKind, Incarnation, IssueCode, Observation, Operation, ProfileKey};
-use crate::model::{RawIssue, Status, Timestamp};
+use crate::model::{MAX_ID_BYTES, MAX_ISSUES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_RESOURCE_IDS};
+use crate::model::{RawIssue, Status, Timestamp, bounded, for_display};
 use crate::secret::Secret;
 
 /// The session name of roles assumed for `role_arn` targets; it shows in CloudTrail.
@@ -91,6 +92,9 @@ pub struct CallError {
     pub kind: ErrorKind,
     /// What the SDK said, for logs; never a label value.
     pub message: String,
+    /// Set when the call could not be signed: no credentials, or a role that could not be
+    /// assumed. The message then says what to fix.
+    pub credentials: Option<CredentialsProblem>,
 }
 
 impl CallError {
@@ -99,7 +103,45 @@ impl CallError {
             operation,
             kind,
             message: message.into(),
+            credentials: None,
         }
+    }
+
+    /// Whether a person must act for this to go away (DESIGN.md "Errors"): access denied, no
+    /// credentials, a role that cannot be assumed, STS unreachable. Throttling and server
+    /// errors are retried and only logged as warnings.
+    pub fn needs_person(&self) -> bool {
+        match self.credentials {
+            Some(problem) => problem.needs_person(),
+            None => self.kind == ErrorKind::AccessDenied,
+        }
+    }
+}
+
+/// Why a call had no credentials to sign with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialsProblem {
+    /// No credentials were found: to sign with, or to call STS `AssumeRole` with.
+    NotFound,
+    /// STS could not be reached, or did not answer in time, for `AssumeRole`.
+    StsUnreachable,
+    /// STS refused `AssumeRole`.
+    AssumeRoleDenied,
+    /// STS throttled `AssumeRole`.
+    StsThrottled,
+    /// STS answered `AssumeRole` with a server error.
+    StsFailed,
+    /// The credential provider failed otherwise.
+    Other,
+}
+
+impl CredentialsProblem {
+    /// Whether a person must act; throttling and server errors pass with retries.
+    pub fn needs_person(self) -> bool {
+        !matches!(
+            self,
+            CredentialsProblem::StsThrottled | CredentialsProblem::StsFailed
+        )
     }
 }
 
@@ -258,53 +300,84 @@ impl SdkEks {
             .send()
             .await
             .map_err(|err| call_error(operation, &err))?;
-        let malformed = |what: &str| CallError::new(operation, ErrorKind::Malformed, what);
-        let described = output
-            .fargate_profile()
-            .ok_or_else(|| malformed("no fargateProfile in the answer"))?;
-        let arn = described
-            .fargate_profile_arn()
-            .filter(|arn| !arn.is_empty())
-            .ok_or_else(|| malformed("no fargateProfileArn in the answer"))?;
-        let created_at = described
-            .created_at()
-            .map(|at| {
-                // EKS sends epoch seconds as a decimal number; round what the float parse
-                // gives to the millisecond it stands for.
-                at.secs().saturating_mul(1000).saturating_add(i64::from(
-                    at.subsec_nanos().saturating_add(500_000) / 1_000_000,
-                ))
-            })
-            .ok_or_else(|| malformed("no createdAt in the answer"))?;
-        let status = described
-            .status()
-            .ok_or_else(|| malformed("no status in the answer"))?;
-        let issues = described
-            .health()
-            .map(|health| health.issues())
-            .unwrap_or_default()
-            .iter()
-            .map(|issue| RawIssue {
-                // An entry without a code is kept, under the code `Unknown`.
-                code: IssueCode::from_wire(
-                    issue
-                        .code()
-                        .map(|c| c.as_str())
-                        .filter(|c| !c.is_empty())
-                        .unwrap_or("Unknown"),
-                ),
-                message: issue.message().unwrap_or_default().to_owned(),
-                resource_ids: issue.resource_ids().to_vec(),
-            })
-            .collect();
-        Ok(FargateProfile {
-            arn: arn.to_owned(),
-            created_at: Timestamp::from_millis(created_at),
-            status: Status::from_wire(status.as_str()),
-            pod_execution_role_arn: described.pod_execution_role_arn().map(str::to_owned),
-            issues,
-        })
+        let described = output.fargate_profile().ok_or_else(|| {
+            CallError::new(
+                operation,
+                ErrorKind::Malformed,
+                "no fargateProfile in the answer",
+            )
+        })?;
+        profile_from_sdk(described)
     }
+}
+
+/// The SDK's description of a Fargate profile in the project's terms: pure, and total over
+/// whatever the API sent. A missing ARN, `createdAt` or status is `malformed`; `createdAt` is
+/// rounded to the millisecond and clamped into [`Timestamp::MIN`] ..= [`Timestamp::MAX`];
+/// texts are cut to the model's bounds ([`crate::model::bounded`]) and lists to
+/// [`MAX_ISSUES`] and [`MAX_RESOURCE_IDS`]. Control characters and markup are kept as they
+/// are: every output escapes for its own format.
+pub fn profile_from_sdk(
+    described: &aws_sdk_eks::types::FargateProfile,
+) -> Result<FargateProfile, CallError> {
+    let malformed = |what: &str| {
+        CallError::new(
+            Operation::DescribeFargateProfile,
+            ErrorKind::Malformed,
+            what,
+        )
+    };
+    let arn = described
+        .fargate_profile_arn()
+        .filter(|arn| !arn.is_empty())
+        .ok_or_else(|| malformed("no fargateProfileArn in the answer"))?;
+    let created_at = described
+        .created_at()
+        .map(|at| {
+            // EKS sends epoch seconds as a decimal number; round what the float parse
+            // gives to the millisecond it stands for.
+            at.secs().saturating_mul(1000).saturating_add(i64::from(
+                at.subsec_nanos().saturating_add(500_000) / 1_000_000,
+            ))
+        })
+        .ok_or_else(|| malformed("no createdAt in the answer"))?;
+    let status = described
+        .status()
+        .ok_or_else(|| malformed("no status in the answer"))?;
+    let issues = described
+        .health()
+        .map(|health| health.issues())
+        .unwrap_or_default()
+        .iter()
+        .take(MAX_ISSUES)
+        .map(|issue| RawIssue {
+            // An entry without a code is kept, under the code `Unknown`.
+            code: IssueCode::from_wire(&bounded(
+                issue
+                    .code()
+                    .map(|c| c.as_str())
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or("Unknown"),
+                MAX_NAME_BYTES,
+            )),
+            message: bounded(issue.message().unwrap_or_default(), MAX_MESSAGE_BYTES),
+            resource_ids: issue
+                .resource_ids()
+                .iter()
+                .take(MAX_RESOURCE_IDS)
+                .map(|id| bounded(id, MAX_ID_BYTES))
+                .collect(),
+        })
+        .collect();
+    Ok(FargateProfile {
+        arn: bounded(arn, MAX_ID_BYTES),
+        created_at: Timestamp::clamped(created_at),
+        status: Status::from_wire(&bounded(status.as_str(), MAX_NAME_BYTES)),
+        pod_execution_role_arn: described
+            .pod_execution_role_arn()
+            .map(|role| bounded(role, MAX_ID_BYTES)),
+        issues,
+    })
 }
 
 /// Settings shared by every target's clients.
@@ -504,7 +577,8 @@ impl ProvideCredentials for ObservedAssumeRole {
             if let Some(observer) = &self.observer {
                 let outcome = match &result {
                     Ok(_) => Ok(()),
-                    Err(error) => Err(credentials_kind(error).unwrap_or(ErrorKind::Other)),
+                    Err(error) => Err(credentials_failure(error, 0)
+                        .map_or(ErrorKind::Other, |failure| failure.kind)),
                 };
                 let elapsed = started.elapsed();
                 observer.observe(&self.region, Operation::AssumeRole, outcome, elapsed);
@@ -519,13 +593,41 @@ fn endpoint(url: &url::Url) -> String {
     url.as_str().trim_end_matches('/').to_owned()
 }
 
+/// The most errors of one source chain that are looked at: chains are short, but a source
+/// that points back at itself must not hang the walk.
+const MAX_CHAIN: usize = 32;
+
+/// How deep classification follows a credential provider's error into the SDK error of the
+/// call it made (a role assumed with credentials that are themselves assumed ...).
+const MAX_NESTING: usize = 4;
+
+/// The longest message a [`CallError`] keeps, in characters.
+const MAX_CALL_MESSAGE: usize = 1024;
+
 /// Classifies an SDK error and keeps its message.
 fn call_error<E>(operation: Operation, error: &SdkError<E, HttpResponse>) -> CallError
 where
     E: ProvideErrorMetadata + StdError + 'static,
 {
-    let message = match error {
-        // The service's own words: `HTTP 429 ThrottlingException: Rate exceeded`.
+    let (kind, message, credentials) = match unsigned(error, 0) {
+        Some(failure) => (failure.kind, failure.text, Some(failure.problem)),
+        None => (classify(error), sdk_text(error), None),
+    };
+    CallError {
+        operation,
+        kind,
+        message: for_display(&message, MAX_CALL_MESSAGE).into_owned(),
+        credentials,
+    }
+}
+
+/// What the SDK said: the service's own words (`HTTP 429 ThrottlingException: Rate
+/// exceeded`), or the error chain as one line.
+fn sdk_text<E>(error: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    match error {
         SdkError::ServiceError(context) => {
             let status = context.raw().status().as_u16();
             let err = context.err();
@@ -536,12 +638,20 @@ where
             }
         }
         _ => chain_text(error),
-    };
-    CallError::new(operation, classify(error), message)
+    }
 }
 
 /// The error kind of an SDK error (DESIGN.md "Errors").
 pub fn classify<E>(error: &SdkError<E, HttpResponse>) -> ErrorKind
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    classify_at(error, 0)
+}
+
+/// [`classify`], `depth` credential providers deep. It looks at the error's sources only,
+/// never at the error itself again, so it cannot re-enter itself on the same error.
+fn classify_at<E>(error: &SdkError<E, HttpResponse>, depth: usize) -> ErrorKind
 where
     E: ProvideErrorMetadata + StdError + 'static,
 {
@@ -551,8 +661,8 @@ where
         }
         SdkError::TimeoutError(_) => ErrorKind::Timeout,
         SdkError::DispatchFailure(failure) => {
-            if let Some(kind) = credentials_kind(error) {
-                kind
+            if let Some(unsigned) = unsigned(error, depth) {
+                unsigned.kind
             } else if failure.is_timeout() {
                 ErrorKind::Timeout
             } else if failure.is_io() {
@@ -568,7 +678,122 @@ where
                 ErrorKind::Malformed
             }
         }
-        _ => credentials_kind(error).unwrap_or(ErrorKind::Other),
+        _ => unsigned(error, depth).map_or(ErrorKind::Other, |failure| failure.kind),
+    }
+}
+
+/// A call that could not be signed: how it is classified, why, and what to fix.
+#[derive(Debug)]
+struct CredentialsFailure {
+    kind: ErrorKind,
+    problem: CredentialsProblem,
+    text: String,
+}
+
+/// Why an SDK error's request could not be signed, from its sources (never the error itself);
+/// `None` when it was signed, or when the failure is nested deeper than [`MAX_NESTING`].
+fn unsigned<E>(error: &SdkError<E, HttpResponse>, depth: usize) -> Option<CredentialsFailure>
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    if matches!(
+        error,
+        SdkError::ServiceError(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
+    ) || depth >= MAX_NESTING
+    {
+        return None;
+    }
+    credentials_failure(StdError::source(error)?, depth)
+}
+
+/// The first failure to get credentials in a source chain (a role that cannot be assumed, no
+/// credentials at all), `depth` providers deep.
+fn credentials_failure(
+    error: &(dyn StdError + 'static),
+    depth: usize,
+) -> Option<CredentialsFailure> {
+    chain(error).find_map(|err| {
+        if let Some(assume) = err.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>() {
+            return Some(assume_role_failure(assume, depth + 1));
+        }
+        let failure = |kind, problem, what: &str| CredentialsFailure {
+            kind,
+            problem,
+            text: format!("{what} ({})", chain_text(err)),
+        };
+        match err.downcast_ref::<CredentialsError>()? {
+            CredentialsError::CredentialsNotLoaded(_) => Some(failure(
+                ErrorKind::AccessDenied,
+                CredentialsProblem::NotFound,
+                "no credentials found; give the process credentials (environment, shared \
+                 config files, instance or pod identity) or set aws_profile",
+            )),
+            CredentialsError::ProviderTimedOut(_) => Some(failure(
+                ErrorKind::Timeout,
+                CredentialsProblem::Other,
+                "the credential provider did not answer in time",
+            )),
+            // Look further down the chain for the provider's own error.
+            CredentialsError::ProviderError(_) => None,
+            _ => Some(failure(
+                ErrorKind::Other,
+                CredentialsProblem::Other,
+                "cannot get credentials",
+            )),
+        }
+    })
+}
+
+/// Why STS `AssumeRole` failed, `depth` providers deep, in words that say what to fix.
+fn assume_role_failure(
+    error: &SdkError<AssumeRoleError, HttpResponse>,
+    depth: usize,
+) -> CredentialsFailure {
+    if let Some(inner) = unsigned(error, depth) {
+        // AssumeRole itself could not be signed.
+        let text = match inner.problem {
+            CredentialsProblem::NotFound => format!(
+                "cannot assume the role: no source credentials to call STS AssumeRole with: {}",
+                inner.text
+            ),
+            _ => format!("cannot assume the role: {}", inner.text),
+        };
+        return CredentialsFailure { text, ..inner };
+    }
+    let kind = classify_at(error, depth);
+    let details = sdk_text(error);
+    let (problem, text) = match kind {
+        ErrorKind::Network | ErrorKind::Timeout => (
+            CredentialsProblem::StsUnreachable,
+            format!(
+                "cannot assume the role: STS is unreachable ({details}); check sts_endpoint_url \
+                 and the network path to STS"
+            ),
+        ),
+        ErrorKind::AccessDenied => (
+            CredentialsProblem::AssumeRoleDenied,
+            format!(
+                "cannot assume the role: STS denied AssumeRole ({details}); check the role's \
+                 trust policy, external_id and the caller's sts:AssumeRole permission"
+            ),
+        ),
+        ErrorKind::Throttled => (
+            CredentialsProblem::StsThrottled,
+            format!("cannot assume the role: STS throttled AssumeRole ({details}); retrying"),
+        ),
+        ErrorKind::Server => (
+            CredentialsProblem::StsFailed,
+            format!("cannot assume the role: STS failed AssumeRole ({details}); retrying"),
+        ),
+        _ => (
+            CredentialsProblem::Other,
+            format!("cannot assume the role: AssumeRole failed ({details})"),
+        ),
+    };
+    CredentialsFailure {
+        kind,
+        problem,
+        text,
     }
 }
 
@@ -623,23 +848,6 @@ pub fn classify_service(code: Option<&str>, status: u16) -> ErrorKind {
     }
 }
 
-/// The kind of a failure to get credentials (a role that cannot be assumed, no credentials at
-/// all), found in the error's source chain.
-fn credentials_kind(error: &(dyn StdError + 'static)) -> Option<ErrorKind> {
-    chain(error).find_map(|err| {
-        if let Some(assume) = err.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>() {
-            return Some(classify(assume));
-        }
-        match err.downcast_ref::<CredentialsError>()? {
-            CredentialsError::CredentialsNotLoaded(_) => Some(ErrorKind::AccessDenied),
-            CredentialsError::ProviderTimedOut(_) => Some(ErrorKind::Timeout),
-            // Look further down the chain for the provider's own error.
-            CredentialsError::ProviderError(_) => None,
-            _ => Some(ErrorKind::Other),
-        }
-    })
-}
-
 /// An error and its sources as one line (`dispatch failure: io error: Connection refused`),
 /// without the SDK's Debug dumps.
 fn chain_text(error: &(dyn StdError + 'static)) -> String {
@@ -661,13 +869,14 @@ fn chain_text(error: &(dyn StdError + 'static)) -> String {
     lines.join("; ").replace(":; ", ": ")
 }
 
-/// An error and its sources.
+/// An error and its sources, at most [`MAX_CHAIN`] of them.
 fn chain<'a>(
     error: &'a (dyn StdError + 'static),
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
     std::iter::successors(Some(error), |err: &&'a (dyn StdError + 'static)| {
         (*err).source()
     })
+    .take(MAX_CHAIN)
 }
 
 #[cfg(test)]
@@ -756,5 +965,165 @@ mod tests {
             })),
         };
         assert_eq!(chain_text(&repeating), "io error: connection refused");
+    }
+
+    type StsError = SdkError<AssumeRoleError, HttpResponse>;
+
+    fn refused() -> StsError {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        SdkError::dispatch_failure(aws_sdk_sts::error::ConnectorError::io(Box::new(io)))
+    }
+
+    /// An AssumeRole failure wrapped as a credential provider's error, as the SDK hands it up
+    /// to the call that wanted the credentials.
+    fn provided(inner: StsError) -> StsError {
+        let provider = CredentialsError::provider_error(inner);
+        SdkError::dispatch_failure(aws_sdk_sts::error::ConnectorError::other(
+            Box::new(provider),
+            None,
+        ))
+    }
+
+    #[test]
+    fn an_unreachable_sts_is_classified_without_reentering_the_same_error() {
+        // The chain of an AssumeRole dispatch failure starts with the error itself: this
+        // overflowed the stack when classification looked at it again.
+        assert_eq!(classify(&refused()), ErrorKind::Network);
+        let failure = credentials_failure(&CredentialsError::provider_error(refused()), 0)
+            .expect("a credentials failure");
+        assert_eq!(failure.kind, ErrorKind::Network);
+        assert_eq!(failure.problem, CredentialsProblem::StsUnreachable);
+        assert!(
+            failure.text.contains("STS is unreachable"),
+            "{}",
+            failure.text
+        );
+        let error = call_error(Operation::GetCallerIdentity, &provided(refused()));
+        assert_eq!(error.kind, ErrorKind::Network);
+        assert_eq!(error.credentials, Some(CredentialsProblem::StsUnreachable));
+        assert!(error.needs_person());
+    }
+
+    #[test]
+    fn deeply_nested_providers_are_classified_to_a_bounded_depth() {
+        let mut error = refused();
+        for _ in 0..200 {
+            error = provided(error);
+        }
+        // Deeper than MAX_NESTING the credentials are not followed: a plain dispatch failure.
+        assert_eq!(classify(&error), ErrorKind::Other);
+        let mut shallow = refused();
+        for _ in 0..MAX_NESTING - 1 {
+            shallow = provided(shallow);
+        }
+        assert_eq!(classify(&shallow), ErrorKind::Network);
+    }
+
+    /// An error whose source is itself.
+    #[derive(Debug)]
+    struct Loop;
+
+    impl std::fmt::Display for Loop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("loop")
+        }
+    }
+
+    impl StdError for Loop {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(self)
+        }
+    }
+
+    #[test]
+    fn a_self_referencing_chain_is_walked_a_bounded_number_of_steps() {
+        assert_eq!(chain(&Loop).count(), MAX_CHAIN);
+        assert_eq!(chain_text(&Loop), "loop");
+        let error: StsError = SdkError::dispatch_failure(
+            aws_sdk_sts::error::ConnectorError::other(Box::new(Loop), None),
+        );
+        assert_eq!(classify(&error), ErrorKind::Other);
+        assert!(credentials_failure(&Loop, 0).is_none());
+    }
+
+    mod conversion {
+        use aws_sdk_eks::primitives::DateTime;
+        use aws_sdk_eks::types::{
+            FargateProfileHealth, FargateProfileIssue, FargateProfileIssueCode,
+            FargateProfileStatus,
+        };
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn sdk_profile(
+            created_at: f64,
+            status: &str,
+            code: &str,
+            message: &str,
+            ids: Vec<String>,
+        ) -> aws_sdk_eks::types::FargateProfile {
+            let issue = FargateProfileIssue::builder()
+                .code(FargateProfileIssueCode::from(code))
+                .message(message)
+                .set_resource_ids(Some(ids))
+                .build();
+            aws_sdk_eks::types::FargateProfile::builder()
+                .fargate_profile_name("p")
+                .fargate_profile_arn("arn:aws:eks:us-east-1:111122223333:fargateprofile/c/p/1")
+                .created_at(DateTime::from_secs_f64(created_at))
+                .status(FargateProfileStatus::from(status))
+                .health(FargateProfileHealth::builder().issues(issue).build())
+                .build()
+        }
+
+        #[test]
+        fn out_of_range_times_clamp_and_huge_texts_are_bounded() {
+            let huge = "S".repeat(70_000);
+            let profile = profile_from_sdk(&sdk_profile(1e12, &huge, "X", "m", vec![])).unwrap();
+            assert_eq!(profile.created_at, Timestamp::MAX);
+            assert_eq!(profile.created_at.to_rfc3339(), "9999-12-31T23:59:59Z");
+            assert!(profile.status.as_str().len() <= MAX_NAME_BYTES);
+            assert!(profile.status.as_str().ends_with('…'));
+            let before = profile_from_sdk(&sdk_profile(-1e9, "ACTIVE", "X", "m", vec![])).unwrap();
+            assert_eq!(before.created_at, Timestamp::MIN);
+            assert_eq!(before.status, Status::Active);
+            let fine = profile_from_sdk(&sdk_profile(1_795_428_240.5, "ACTIVE", "X", "m", vec![]))
+                .unwrap();
+            assert_eq!(fine.created_at.as_millis(), 1_795_428_240_500);
+        }
+
+        proptest! {
+            #[test]
+            fn any_profile_converts_within_bounds(
+                created_at in prop_oneof![
+                    any::<f64>(),
+                    Just(f64::NAN),
+                    Just(f64::INFINITY),
+                    Just(f64::NEG_INFINITY),
+                    Just(1e12),
+                    -1e13..1e13f64,
+                ],
+                status in ".{0,300}",
+                code in ".{0,300}",
+                message in prop_oneof![".{0,200}", "[\\x00-\\x1f<>&\"é日]{0,5000}"],
+                ids in prop::collection::vec(".{0,3000}", 0..4),
+            ) {
+                let sdk = sdk_profile(created_at, &status, &code, &message, ids);
+                let profile = profile_from_sdk(&sdk).unwrap();
+                prop_assert!(Timestamp::MIN <= profile.created_at);
+                prop_assert!(profile.created_at <= Timestamp::MAX);
+                let _ = profile.created_at.to_rfc3339();
+                prop_assert!(profile.status.as_str().len() <= MAX_NAME_BYTES);
+                for issue in &profile.issues {
+                    prop_assert!(issue.code.as_str().len() <= MAX_NAME_BYTES);
+                    prop_assert!(issue.message.len() <= MAX_MESSAGE_BYTES);
+                    prop_assert!(issue.resource_ids.iter().all(|id| id.len() <= MAX_ID_BYTES));
+                }
+                let key = ProfileKey::new("111122223333", "us-east-1", "c", "p");
+                let observation = profile.into_observation(key, Timestamp::from_secs(1));
+                let _ = crate::model::merge_issues(&observation.issues);
+            }
+        }
     }
 }

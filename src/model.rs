@@ -6,6 +6,7 @@
 //! verbatim, so a new code from AWS is reported with its own label value and never dropped
 //! (DESIGN.md invariant 6).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,6 +21,25 @@ use serde::{Deserialize, Serialize};
 pub struct Timestamp(i64);
 
 impl Timestamp {
+    /// The earliest time the monitor represents: the Unix epoch.
+    pub const MIN: Timestamp = Timestamp(0);
+    /// The latest time the monitor represents, `9999-12-31T23:59:59.999Z`: RFC 3339 has four
+    /// digits for the year.
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// A timestamp from milliseconds since the Unix epoch, clamped into [`Self::MIN`] ..=
+    /// [`Self::MAX`]: what the API sends (a `createdAt` in the year 31688, or before 1970) is
+    /// kept as the nearest time the monitor can represent.
+    pub const fn clamped(millis: i64) -> Self {
+        if millis < Self::MIN.0 {
+            Self::MIN
+        } else if millis > Self::MAX.0 {
+            Self::MAX
+        } else {
+            Self(millis)
+        }
+    }
+
     /// A timestamp from milliseconds since the Unix epoch.
     pub const fn from_millis(millis: i64) -> Self {
         Self(millis)
@@ -56,12 +76,15 @@ impl Timestamp {
     }
 
     /// The wall-clock time this timestamp stands for.
+    /// Clamped into [`Self::MIN`] ..= [`Self::MAX`], so it never overflows.
     pub fn to_system_time(self) -> SystemTime {
-        let millis = u64::try_from(self.0).unwrap_or(0);
+        let millis = u64::try_from(Self::clamped(self.0).0).unwrap_or(0);
         UNIX_EPOCH + Duration::from_millis(millis)
     }
 
-    /// RFC 3339 in UTC with second precision (`2026-11-23T10:04:00Z`).
+    /// RFC 3339 in UTC with second precision (`2026-11-23T10:04:00Z`). A time outside
+    /// [`Self::MIN`] ..= [`Self::MAX`] (only the state file or a clock could hold one) is
+    /// formatted as the nearest bound, never a panic.
     pub fn to_rfc3339(self) -> String {
         humantime::format_rfc3339_seconds(self.to_system_time()).to_string()
     }
@@ -71,6 +94,59 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
     }
+}
+
+/// The longest status or issue code kept from the API, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// The longest ARN or resource id kept from the API, in bytes.
+pub const MAX_ID_BYTES: usize = 2048;
+/// The longest issue message kept from the API, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// The most `health.issues` entries kept from one answer.
+pub const MAX_ISSUES: usize = 1000;
+/// The most resource ids kept from one `health.issues` entry.
+pub const MAX_RESOURCE_IDS: usize = 10_000;
+
+/// `text` cut to at most `max_bytes` bytes at a character boundary; a cut text ends with `…`
+/// (within the limit). Text from the API passes through this before it enters the model.
+pub fn bounded(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_owned();
+    }
+    const MARK: &str = "…";
+    let mut end = max_bytes.saturating_sub(MARK.len());
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + MARK.len());
+    out.push_str(&text[..end]);
+    if max_bytes >= MARK.len() {
+        out.push_str(MARK);
+    }
+    out
+}
+
+/// `text` for a terminal or a log line: control characters (newlines, escapes, `DEL`, the C1
+/// range) escaped as `\n`, `\u{1b}` …, at most `max_chars` characters of the text kept, a cut
+/// marked with `…`. Never splits a character.
+pub fn for_display(text: &str, max_chars: usize) -> Cow<'_, str> {
+    let plain = text.chars().count() <= max_chars && !text.chars().any(char::is_control);
+    if plain {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == max_chars {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The identity of a monitored Fargate profile (DESIGN.md "Identity").
@@ -628,6 +704,38 @@ mod tests {
             Timestamp::from_secs(40).since(Timestamp::from_secs(100)),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn times_out_of_range_clamp_and_format() {
+        // 1e12 seconds is in the year 31688; humantime cannot format past 9999.
+        let huge = Timestamp::clamped(1_000_000_000_000_000);
+        assert_eq!(huge, Timestamp::MAX);
+        assert_eq!(huge.to_rfc3339(), "9999-12-31T23:59:59Z");
+        assert_eq!(Timestamp::clamped(-5_000), Timestamp::MIN);
+        assert_eq!(
+            Timestamp::from_millis(i64::MAX).to_rfc3339(),
+            "9999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(i64::MIN).to_rfc3339(),
+            "1970-01-01T00:00:00Z"
+        );
+        let t = Timestamp::from_secs(1_795_428_240);
+        assert_eq!(Timestamp::clamped(t.as_millis()), t);
+    }
+
+    #[test]
+    fn text_is_bounded_and_displayed_on_character_boundaries() {
+        assert_eq!(bounded("ACTIVE", 256), "ACTIVE");
+        let cut = bounded(&"é".repeat(100), 11);
+        assert!(cut.len() <= 11 && cut.ends_with('…'), "{cut}");
+        assert_eq!(cut, "éééé…");
+        assert_eq!(bounded("abcdef", 2), "");
+        assert_eq!(for_display("plain", 10), "plain");
+        assert_eq!(for_display("a\nb\u{1b}[31m", 20), "a\\nb\\u{1b}[31m");
+        assert_eq!(for_display("日本語テキスト", 3), "日本語…");
+        assert_eq!(for_display("<script>", 20), "<script>");
     }
 
     #[test]

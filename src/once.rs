@@ -15,7 +15,13 @@ use crate::diff::{self, ProfileState, Rules, Sequence};
 use crate::discovery::{self, Problem};
 use crate::eks::{CallError, CredentialSource, Eks};
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
+use crate::model::for_display;
 use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Status, Timestamp};
+
+/// The most characters of a value shown in a table cell; longer ones end with `…`.
+pub const MAX_CELL_CHARS: usize = 64;
+/// The most characters of an `error:` or `problem:` line of the table output.
+pub const MAX_LINE_CHARS: usize = 2048;
 
 /// Exit codes of `once`.
 pub mod exit {
@@ -193,15 +199,18 @@ impl Report {
                     (codes.join(","), p.resource_count().to_string())
                 }
             };
-            rows.push([
-                p.key.account_id.clone(),
-                p.key.region.clone(),
-                p.key.cluster.clone(),
-                p.key.profile.clone(),
-                status,
-                issues,
-                resources,
-            ]);
+            rows.push(
+                [
+                    &p.key.account_id,
+                    &p.key.region,
+                    &p.key.cluster,
+                    &p.key.profile,
+                    &status,
+                    &issues,
+                    &resources,
+                ]
+                .map(|cell| for_display(cell, MAX_CELL_CHARS).into_owned()),
+            );
         }
         let mut widths = [0usize; 7];
         for row in &rows {
@@ -214,10 +223,11 @@ impl Report {
             for row in &rows {
                 let mut line = String::new();
                 for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-                    if i + 1 == row.len() {
-                        line.push_str(cell);
-                    } else {
-                        let _ = write!(line, "{cell:<width$}  ");
+                    line.push_str(cell);
+                    if i + 1 < row.len() {
+                        // Padded by hand: `format!`'s width parameter panics beyond u16::MAX.
+                        let pad = width.saturating_sub(cell.chars().count()) + 2;
+                        line.extend(std::iter::repeat_n(' ', pad));
                     }
                 }
                 out.push_str(line.trim_end());
@@ -227,15 +237,16 @@ impl Report {
         }
         for p in &self.profiles {
             if let Some(error) = &p.error {
-                let _ = writeln!(
-                    out,
-                    "error: {}: {} failed ({}): {}",
+                let line = format!(
+                    "{}: {} failed ({}): {}",
                     p.key, error.operation, error.kind, error.message
                 );
+                let _ = writeln!(out, "error: {}", for_display(&line, MAX_LINE_CHARS));
             }
         }
         for problem in &self.problems {
-            let _ = writeln!(out, "problem: {}", problem.describe());
+            let line = problem.describe();
+            let _ = writeln!(out, "problem: {}", for_display(&line, MAX_LINE_CHARS));
         }
         let s = self.summary();
         let _ = writeln!(

@@ -805,7 +805,7 @@ impl<E: Eks + 'static> Core<E> {
         let mut now = BTreeSet::new();
         for problem in problems {
             let must_act = match problem {
-                Problem::Failed { error, .. } => error.kind == ErrorKind::AccessDenied,
+                Problem::Failed { error, .. } => error.needs_person(),
                 _ => true,
             };
             let text = TargetProblem::new(index, target, account_id, problem.clone()).describe();

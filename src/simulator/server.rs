@@ -449,10 +449,11 @@ fn assume_role(world: &mut World, params: &[(String, String)]) -> Reply {
             "RoleArn and RoleSessionName are required",
         );
     };
+    // At most a year, so the expiration stays formattable.
+    let lifetime = Duration::from_secs(world.credential_lifetime().min(365 * 86_400));
     match world.assume_role(role_arn, session, param("ExternalId")) {
         Ok(creds) => {
-            let expiration =
-                humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600));
+            let expiration = humantime::format_rfc3339_seconds(SystemTime::now() + lifetime);
             let mut body = String::new();
             let _ = write!(
                 body,

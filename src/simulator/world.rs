@@ -234,6 +234,17 @@ pub enum Command {
     },
     /// Empties the request log and restarts the count of requests in flight at once.
     ClearRequestLog,
+    /// Sets a profile's `createdAt` (seconds since the epoch) to any value, in range or not.
+    SetCreatedAt {
+        #[serde(flatten)]
+        key: ProfileKey,
+        created_at: f64,
+    },
+    /// How long credentials from `AssumeRole` are valid (default 3600 s); a short lifetime
+    /// makes the SDK assume the role again on its next call.
+    SetCredentialLifetime {
+        seconds: u64,
+    },
 }
 
 fn default_status() -> String {
@@ -312,6 +323,7 @@ pub struct World {
     serial: u64,
     in_flight: usize,
     max_in_flight: usize,
+    credential_lifetime: u64,
 }
 
 impl Default for World {
@@ -326,6 +338,7 @@ impl Default for World {
             serial: 0,
             in_flight: 0,
             max_in_flight: 0,
+            credential_lifetime: 3600,
         }
     }
 }
@@ -421,6 +434,10 @@ impl World {
                 self.log.clear();
                 self.max_in_flight = self.in_flight;
             }
+            Command::SetCreatedAt { key, created_at } => {
+                self.profile_mut(&key)?.created_at = created_at;
+            }
+            Command::SetCredentialLifetime { seconds } => self.credential_lifetime = seconds,
         }
         Ok(())
     }
@@ -653,6 +670,11 @@ impl World {
             assumed_role_id: format!("AROASIM{:013}:{session_name}", self.serial),
             access_key_id,
         })
+    }
+
+    /// How long credentials from `AssumeRole` are valid, in seconds.
+    pub fn credential_lifetime(&self) -> u64 {
+        self.credential_lifetime
     }
 
     /// A request arrived on the AWS port.

@@ -8,7 +8,7 @@ use fargate_health_monitor::simulator::{
     Command, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCOUNT, FaultKind, Health, IssueSpec, Scope, Simulator,
 };
 
-use crate::support::{sim_client, sim_settings, sim_target};
+use crate::support::{eventually, sim_client, sim_settings, sim_target};
 
 const REGION: &str = "us-east-1";
 
@@ -375,4 +375,245 @@ async fn answers_from_other_servers_are_read_and_classified_too() {
     assert_eq!(profile.created_at.as_millis(), 1_700_000_000_000);
     assert_eq!(profile.issues[0].code, IssueCode::Unknown("Unknown".into()));
     assert_eq!(profile.issues[0].message, "no code here");
+}
+
+/// `run` of the real binary on a config with these `[[targets]]`, serving on a free loopback
+/// port; stderr is collected by [`Running::stop`].
+struct Running {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    fn start(targets: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = crate::support::free_port();
+        let state = dir.path().join("state.json");
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nlisten = \"{addr}\"\n[state]\npath = \"{}\"\n[poll]\n\
+                 interval = \"2s\"\ndiscovery_interval = \"1s\"\ntimeout = \"1s\"\n\
+                 max_requests_per_second = 200\n\n{targets}",
+                state.display()
+            ),
+        )
+        .unwrap();
+        let child = crate::support::aws_env(
+            crate::support::binary()
+                .args(["run", "--config"])
+                .arg(&path),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// `GET path` once the server listens; `None` while it does not yet.
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        tokio::net::TcpStream::connect(self.addr).await.ok()?;
+        Some(crate::support::http(self.addr, "GET", path, "").await)
+    }
+
+    /// SIGTERM, then the exit code and everything logged.
+    async fn stop(mut self) -> (Option<i32>, String) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read as _;
+            let status = self.child.wait().unwrap();
+            let mut stderr = String::new();
+            let _ = self
+                .child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr);
+            (status.code(), stderr)
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// A `[[targets]]` table on the simulator (or another URL) with extra lines.
+fn run_target(url: &str, cluster: &str, extra: &str) -> String {
+    format!(
+        "[[targets]]\nregion = \"{REGION}\"\ncluster = \"{cluster}\"\nprofiles = [\"*\"]\n\
+         endpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\n{extra}\n"
+    )
+}
+
+/// The value of the sample of `name` whose line contains every one of `having`.
+fn sample(metrics: &str, name: &str, having: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| having.iter().all(|h| l.contains(h)))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_keeps_running_when_a_role_cannot_be_assumed_and_says_what_to_fix() {
+    let sim = Simulator::start().await.unwrap();
+    let other = "222233334444";
+    let role = format!("arn:aws:iam::{other}:role/reader");
+    sim.apply(Command::AddRole {
+        role_arn: role.clone(),
+        external_id: None,
+    })
+    .unwrap();
+    // Credentials that expire at once: every call assumes the role again.
+    sim.apply(Command::SetCredentialLifetime { seconds: 1 })
+        .unwrap();
+    sim.add_profile(&key("prod", "home"), "ACTIVE", Health::Absent);
+    sim.add_profile(
+        &ProfileKey::new(other, REGION, "prod", "away"),
+        "ACTIVE",
+        Health::Absent,
+    );
+    let url = sim.endpoint_url();
+    let closed = format!("http://{}", crate::support::free_port());
+    let targets = [
+        run_target(&url, "prod", ""),
+        run_target(&url, "prod", &format!("role_arn = \"{role}\"")),
+        // STS unreachable for this one from the start.
+        run_target(&closed, "prod", &format!("role_arn = \"{role}\"")),
+    ]
+    .concat();
+    let running = Running::start(&targets);
+    let up = |metrics: &str, profile: &str| {
+        sample(
+            metrics,
+            "eks_fargate_profile_up",
+            &[&format!("fargate_profile=\"{profile}\"")],
+        )
+    };
+    eventually(30, "both profiles up 1", || async {
+        let (_, metrics) = running.get("/metrics").await?;
+        (up(&metrics, "home") == Some(1.0) && up(&metrics, "away") == Some(1.0)).then_some(())
+    })
+    .await;
+
+    // STS now refuses the role: the profile already known goes `up 0`, the other stays up.
+    sim.add_fault(
+        Scope::all().operations(&[Operation::AssumeRole]),
+        FaultKind::AccessDenied,
+        None,
+    );
+    eventually(30, "away up 0", || async {
+        let (_, metrics) = running.get("/metrics").await?;
+        (up(&metrics, "away") == Some(0.0)).then_some(())
+    })
+    .await;
+    // Several discovery rounds later the daemon still serves, and the other target polls on.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (status, metrics) = running.get("/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(up(&metrics, "home"), Some(1.0), "{metrics}");
+    assert_eq!(up(&metrics, "away"), Some(0.0), "{metrics}");
+    assert_eq!(running.get("/healthz").await.unwrap().0, 200);
+
+    let (code, log) = running.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    // Not one line per failed AssumeRole attempt from the SDK either.
+    assert!(!log.contains("STS refused to grant assume role"), "{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    // What a person must fix, once per problem, not once per retry.
+    let denied: Vec<&&str> = errors
+        .iter()
+        .filter(|l| l.contains("target needs attention") && l.contains("target 2"))
+        .collect();
+    assert_eq!(denied.len(), 1, "{errors:#?}");
+    assert!(
+        denied[0].contains("STS denied AssumeRole") && denied[0].contains("trust policy"),
+        "{denied:?}"
+    );
+    let unreachable: Vec<&&str> = errors
+        .iter()
+        .filter(|l| l.contains("target needs attention") && l.contains("target 3"))
+        .collect();
+    assert_eq!(unreachable.len(), 1, "{errors:#?}");
+    assert!(
+        unreachable[0].contains("STS is unreachable")
+            && unreachable[0].contains("check sts_endpoint_url"),
+        "{unreachable:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_out_of_range_values_from_eks_clamped_and_escaped() {
+    let sim = Simulator::start().await.unwrap();
+    crate::once::add_hostile_profiles(&sim);
+    let running = Running::start(&run_target(&sim.endpoint_url(), "prod", ""));
+    let profiles: serde_json::Value = eventually(30, "four profiles described", || async {
+        let (status, body) = running.get("/api/v1/profiles").await?;
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let described = json["profiles"]
+            .as_array()?
+            .iter()
+            .filter(|p| p["up"] == true)
+            .count();
+        (described == 4).then_some(json)
+    })
+    .await;
+    let find = |name: &str| {
+        profiles["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["profile"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(find("future")["created_at"], "9999-12-31T23:59:59Z");
+    assert_eq!(find("past")["created_at"], "1970-01-01T00:00:00Z");
+    assert!(find("long")["status"].as_str().unwrap().len() <= 256);
+    assert_eq!(find("odd")["status"], "ACT\nIVE\u{1b}[2J<b>");
+
+    let (status, metrics) = running.get("/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    let created = "eks_fargate_profile_created_timestamp_seconds";
+    assert_eq!(
+        sample(&metrics, created, &["fargate_profile=\"future\""]),
+        Some(253_402_300_799.999)
+    );
+    assert_eq!(
+        sample(&metrics, created, &["fargate_profile=\"past\""]),
+        Some(0.0)
+    );
+    // Every sample is one line: the newline in the status label is escaped.
+    assert!(
+        metrics.contains("status=\"ACT\\nIVE\u{1b}[2J<b>\""),
+        "escaped status"
+    );
+    for line in metrics.lines() {
+        assert!(
+            line.len() < 2048,
+            "a sample too long: {}",
+            line.chars().take(200).collect::<String>()
+        );
+        assert!(
+            line.is_empty() || line.starts_with('#') || line.contains(' '),
+            "{line}"
+        );
+    }
+    let (code, log) = running.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
 }

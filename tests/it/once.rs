@@ -749,3 +749,197 @@ async fn the_default_chain_takes_eks_pod_identity_credentials() {
             .all(|r| r.access_key_id.as_deref() == Some("ASIAPODIDENTITY00001"))
     );
 }
+
+/// `once` on a role target in an environment with these changes: its exit code, its table
+/// and its JSON (a second run).
+async fn once_role_target(
+    sts_url: &str,
+    role_arn: &str,
+    env: impl Fn(&mut Command, &Path),
+) -> (Outcome, Outcome) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[poll]\n{POLL}\n\n[[targets]]\nregion = \"{REGION}\"\ncluster = \"prod\"\n\
+             profiles = [\"*\"]\nendpoint_url = \"{sts_url}\"\nsts_endpoint_url = \"{sts_url}\"\n\
+             role_arn = \"{role_arn}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut outcomes = Vec::new();
+    for output in ["table", "json"] {
+        let mut command = aws_command(dir.path());
+        env(&mut command, dir.path());
+        command
+            .args(["once", "--output", output, "--config"])
+            .arg(&path);
+        outcomes.push(run_blocking(command).await);
+    }
+    let json = outcomes.pop().unwrap();
+    (outcomes.pop().unwrap(), json)
+}
+
+/// Asserts that `once` exited 2 with one problem on target 1 of this kind, whose `problem:`
+/// line says `why`.
+fn assert_role_problem(table: &Outcome, json: &Outcome, kind: &str, why: &str) {
+    assert_eq!(table.code, 2, "{}{}", table.stdout, table.stderr);
+    assert_eq!(json.code, 2, "{}{}", json.stdout, json.stderr);
+    let line = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("problem: "))
+        .unwrap_or_else(|| panic!("no problem line: {}{}", table.stdout, table.stderr));
+    assert!(line.starts_with("problem: target 1 (us-east-1)"), "{line}");
+    assert!(line.contains(why), "{line}");
+    let json = json.json();
+    let problem = &json["problems"][0];
+    assert_eq!(problem["target"], 1);
+    assert_eq!(problem["error"]["kind"], kind, "{problem:#}");
+    assert!(
+        problem["error"]["message"].as_str().unwrap().contains(why),
+        "{problem:#}"
+    );
+}
+
+const ROLE: &str = "arn:aws:iam::222233334444:role/reader";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_cannot_be_assumed_without_source_credentials_exits_2_and_says_why() {
+    let sim = Simulator::start().await.unwrap();
+    sim.apply(simulator::Command::AddRole {
+        role_arn: ROLE.into(),
+        external_id: None,
+    })
+    .unwrap();
+    let (table, json) = once_role_target(&sim.endpoint_url(), ROLE, |command, dir| {
+        // Nothing to find: no keys, empty shared files, an empty home, no instance metadata.
+        let config = dir.join("aws-config");
+        let credentials = dir.join("aws-credentials");
+        std::fs::write(&config, "").unwrap();
+        std::fs::write(&credentials, "").unwrap();
+        command
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HOME", dir);
+    })
+    .await;
+    assert_role_problem(&table, &json, "access_denied", "no source credentials");
+    assert!(sim.requests().is_empty(), "nothing unsigned was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_behind_an_unreachable_sts_exits_2_and_says_why() {
+    // A loopback port nobody listens on.
+    let closed = format!("http://{}", crate::support::free_port());
+    let (table, json) = once_role_target(&closed, ROLE, |_, _| {}).await;
+    assert_role_problem(&table, &json, "network", "STS is unreachable");
+    assert!(
+        table.stdout.contains("check sts_endpoint_url"),
+        "{}",
+        table.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assume_role_denied_throttled_or_failing_exits_2_and_says_why() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add_profile(
+        &ProfileKey::new("222233334444", REGION, "prod", "away"),
+        "ACTIVE",
+        Health::Absent,
+    );
+    // No such role: STS answers 403 AccessDenied.
+    let (table, json) = once_role_target(&sim.endpoint_url(), ROLE, |_, _| {}).await;
+    assert_role_problem(&table, &json, "access_denied", "STS denied AssumeRole");
+    assert!(table.stdout.contains("trust policy"), "{}", table.stdout);
+
+    sim.apply(simulator::Command::AddRole {
+        role_arn: ROLE.into(),
+        external_id: None,
+    })
+    .unwrap();
+    let assume_role = Scope::all().operations(&[Operation::AssumeRole]);
+    for (fault, kind, why) in [
+        (FaultKind::Throttle, "throttled", "STS throttled AssumeRole"),
+        (FaultKind::ServerError, "server", "STS failed AssumeRole"),
+    ] {
+        sim.apply(simulator::Command::ClearFaults).unwrap();
+        sim.add_fault(assume_role.clone(), fault, None);
+        let (table, json) = once_role_target(&sim.endpoint_url(), ROLE, |_, _| {}).await;
+        assert_role_problem(&table, &json, kind, why);
+    }
+
+    // And once STS answers, the same target works.
+    sim.apply(simulator::Command::ClearFaults).unwrap();
+    let (table, json) = once_role_target(&sim.endpoint_url(), ROLE, |_, _| {}).await;
+    assert_eq!(table.code, 0, "{}{}", table.stdout, table.stderr);
+    assert_eq!(profile(&json.json(), "away")["up"], true);
+}
+
+/// A profile in `prod` with a scripted `createdAt`.
+fn add_profile_created_at(sim: &Simulator, name: &str, status: &str, health: Health, at: f64) {
+    let key = key("prod", name);
+    sim.add_profile(&key, status, health);
+    sim.apply(simulator::Command::SetCreatedAt {
+        key,
+        created_at: at,
+    })
+    .unwrap();
+}
+
+/// Profiles with values out of every range: `createdAt` in the year 31688 and before 1970, a
+/// 70,000-character status, control characters, markup and multi-byte text.
+pub fn add_hostile_profiles(sim: &Simulator) {
+    add_profile_created_at(sim, "future", "ACTIVE", Health::Absent, 1e12);
+    add_profile_created_at(sim, "past", "ACTIVE", Health::Absent, -1e9);
+    add_profile_created_at(sim, "long", &"S".repeat(70_000), Health::Absent, 1.7e9);
+    let odd = Health::Issues(vec![IssueSpec::new(
+        "Odd\u{7}Code",
+        "line one\nline two\r\u{1b}[31mred\u{1b}[0m <script>alert(1)</script> 日本語 🦀",
+        &["eni-1\n", "ünïcödé"],
+    )]);
+    add_profile_created_at(sim, "odd", "ACT\nIVE\u{1b}[2J<b>", odd, 1.7e9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_values_from_eks_print_clamped_truncated_and_escaped() {
+    let sim = Simulator::start().await.unwrap();
+    add_hostile_profiles(&sim);
+    let targets = target(&sim, "prod", "[\"*\"]", "");
+
+    let table = once(&targets, &[]).await;
+    // The issue on `odd` is open: 1, not 101.
+    assert_eq!(table.code, 1, "{}{}", table.stdout, table.stderr);
+    assert!(!table.stdout.contains('\u{1b}'), "{}", table.stdout);
+    assert!(!table.stdout.contains('\u{7}'), "{}", table.stdout);
+    for line in table.stdout.lines() {
+        assert!(line.chars().count() < 400, "a line too long: {line}");
+    }
+    let long = table.stdout.lines().find(|l| l.contains(" long ")).unwrap();
+    assert!(long.contains("SSSS…"), "{long}");
+    let odd = table.stdout.lines().find(|l| l.contains(" odd ")).unwrap();
+    assert!(odd.contains("ACT\\nIVE\\u{1b}[2J<b>"), "{odd}");
+    assert!(odd.contains("Odd\\u{7}Code"), "{odd}");
+
+    let out = once(&targets, &["-o", "json"]).await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let json = out.json();
+    assert_eq!(
+        profile(&json, "future")["created_at"],
+        "9999-12-31T23:59:59Z"
+    );
+    assert_eq!(profile(&json, "past")["created_at"], "1970-01-01T00:00:00Z");
+    let status = profile(&json, "long")["status"].as_str().unwrap();
+    assert!(status.len() <= 256 && status.starts_with("SSS"), "{status}");
+    // JSON keeps the text as EKS sent it; its encoding escapes it.
+    let odd = profile(&json, "odd");
+    assert_eq!(odd["status"], "ACT\nIVE\u{1b}[2J<b>");
+    let message = odd["issues"][0]["message"].as_str().unwrap();
+    assert!(message.contains("\u{1b}[31mred") && message.contains("日本語 🦀"));
+    assert_eq!(odd["issues"][0]["resource_ids"][1], "ünïcödé");
+}
