@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -23,6 +23,7 @@ use crate::secret::{Secret, SecretUrl};
 use crate::state::{Outcome, Snapshot, State};
 
 use super::webhook::{HttpsClient, https_client, without_userinfo};
+use super::{instant_in, later, response};
 
 /// How long a closed alert is still posted with its real `endsAt`.
 pub const CLOSED_FOR: Duration = Duration::from_secs(15 * 60);
@@ -154,8 +155,19 @@ fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
 }
 
-fn later(by: Duration) -> Timestamp {
-    Timestamp::from_millis(now().as_millis() + by.as_millis() as i64)
+/// The longest `resend_interval` the sink uses; a longer one is taken as this, so `endsAt`
+/// (4 × the interval ahead) and the next resend always stay within reach of every clock and
+/// formatter.
+pub const RESEND_CEILING: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The interval between resends, within [`RESEND_CEILING`].
+fn resend_interval(settings: &Settings) -> Duration {
+    settings.resend_interval.min(RESEND_CEILING)
+}
+
+/// The `endsAt` of a firing alert posted at `now`: 4 × the resend interval later.
+pub fn ends_at(now: Timestamp, settings: &Settings) -> Timestamp {
+    later(now, resend_interval(settings).saturating_mul(4))
 }
 
 /// Posts alerts until `shutdown`.
@@ -179,7 +191,7 @@ pub async fn run(settings: Settings, state: Arc<State>, shutdown: CancellationTo
             }
             closed
                 .retain(|key, (_, at)| !current.contains_key(key) && now().since(*at) < CLOSED_FOR);
-            let ends_at = later(settings.resend_interval * 4).to_rfc3339();
+            let ends_at = ends_at(now(), &settings).to_rfc3339();
             let mut batch: Vec<Alert> = current
                 .values()
                 .map(|alert| Alert {
@@ -193,7 +205,7 @@ pub async fn run(settings: Settings, state: Arc<State>, shutdown: CancellationTo
             }));
             post_everywhere(&client, &settings, &state, &batch).await;
             last = Some(current);
-            next_resend = tokio::time::Instant::now() + settings.resend_interval;
+            next_resend = instant_in(resend_interval(&settings));
         }
         changes.mark_unchanged();
         tokio::select! {
@@ -269,10 +281,94 @@ async fn post(
     let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
     let response = client.request(request).await.map_err(|e| e.to_string())?;
     let status = response.status();
-    let _ = response.into_body().collect().await;
+    response::drain(response.into_body()).await;
     if status.is_success() {
         Ok(())
     } else {
         Err(format!("answered {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::diff::Rules;
+
+    fn settings(url: &str, resend_interval: Duration) -> Settings {
+        Settings {
+            name: "am".into(),
+            urls: vec![SecretUrl::new(url.parse().unwrap())],
+            headers: Vec::new(),
+            resend_interval,
+            timeout: Duration::from_secs(5),
+            runbook_url: None,
+            external_url: None,
+        }
+    }
+
+    /// Accepts one request, answers 200 and returns its body.
+    async fn one_post(listener: tokio::net::TcpListener) -> Vec<u8> {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let read = stream.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "the request ended early");
+            buffer.extend_from_slice(&chunk[..read]);
+            let text = String::from_utf8_lossy(&buffer).to_lowercase();
+            let Some(end) = text.find("\r\n\r\n") else {
+                continue;
+            };
+            let length: usize = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buffer.len() >= end + 4 + length {
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+                return buffer[end + 4..end + 4 + length].to_vec();
+            }
+        }
+    }
+
+    #[test]
+    fn a_huge_resend_interval_gives_an_ends_at_within_reach() {
+        let huge = humantime::parse_duration("500000000y").unwrap();
+        let at = Timestamp::from_secs(1_700_000_000);
+        let settings = settings("http://127.0.0.1:9/", huge);
+        assert_eq!(ends_at(at, &settings).since(at), RESEND_CEILING * 4);
+        assert!(ends_at(at, &settings).to_rfc3339().starts_with("2027-"));
+        let max = settings_with(Duration::MAX);
+        assert_eq!(ends_at(at, &max).since(at), RESEND_CEILING * 4);
+        let usual = settings_with(Duration::from_secs(60));
+        assert_eq!(ends_at(at, &usual).since(at), Duration::from_secs(240));
+    }
+
+    fn settings_with(resend_interval: Duration) -> Settings {
+        settings("http://127.0.0.1:9/", resend_interval)
+    }
+
+    #[tokio::test]
+    async fn the_sink_runs_and_posts_with_a_huge_resend_interval() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let huge = humantime::parse_duration("500000000y").unwrap();
+        let state = Arc::new(State::new(Rules::default(), Vec::new()));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(settings(&url, huge), state, shutdown.clone()));
+        let body = tokio::time::timeout(Duration::from_secs(20), one_post(listener))
+            .await
+            .expect("the sink posted at start");
+        let alerts: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(alerts, serde_json::json!([]));
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .unwrap()
+            .expect("the sink's task did not panic");
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod alertmanager;
 pub mod log;
+pub mod response;
 pub mod slack;
 pub mod webhook;
 
@@ -56,6 +57,39 @@ pub struct Pacing {
     pub min_interval: Duration,
 }
 
+/// A `Retry-After` is honoured up to this, or up to the sink's `retry_max` when that is
+/// longer; it never shortens the backoff, so `Retry-After: 0` or a date in the past cannot make
+/// a busy loop.
+pub const RETRY_AFTER_CEILING: Duration = Duration::from_secs(3600);
+
+/// The farthest ahead any sink schedules anything (about 30 years): a longer duration is taken
+/// as this, so no time computation can overflow.
+pub const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// The wait before the next attempt: the backoff's `backoff`, or longer when the receiver
+/// asked for it, the ask capped at the larger of `retry_max` and [`RETRY_AFTER_CEILING`].
+pub fn retry_delay(
+    backoff: Duration,
+    retry_after: Option<Duration>,
+    retry_max: Duration,
+) -> Duration {
+    let ceiling = retry_max.max(RETRY_AFTER_CEILING);
+    let asked = retry_after.unwrap_or(Duration::ZERO).min(ceiling);
+    backoff.max(asked).max(Duration::from_millis(1))
+}
+
+/// `at` plus `by`, saturating, and never more than [`FAR_FUTURE`] ahead.
+pub fn later(at: Timestamp, by: Duration) -> Timestamp {
+    let millis = i64::try_from(by.min(FAR_FUTURE).as_millis()).unwrap_or(i64::MAX);
+    Timestamp::from_millis(at.as_millis().saturating_add(millis))
+}
+
+/// The monotonic instant `by` from now, never more than [`FAR_FUTURE`] ahead.
+pub fn instant_in(by: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(by.min(FAR_FUTURE)).unwrap_or(now)
+}
+
 fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
 }
@@ -74,7 +108,7 @@ pub async fn run<S: Sink>(
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         if shutdown.is_cancelled() {
-            let end = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + grace);
+            let end = *deadline.get_or_insert_with(|| instant_in(grace));
             if tokio::time::Instant::now() >= end {
                 return;
             }
@@ -85,12 +119,7 @@ pub async fn run<S: Sink>(
             if shutdown.is_cancelled() {
                 return;
             }
-            let sleep =
-                wake.map_or(Duration::from_secs(60), |at| {
-                    Duration::from_millis(
-                        at.as_millis().saturating_sub(now().as_millis()).max(0) as u64
-                    )
-                });
+            let sleep = wake.map_or(Duration::from_secs(60), |at| at.since(now()));
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 _ = saved.changed() => {}
@@ -100,14 +129,12 @@ pub async fn run<S: Sink>(
         };
         let batch = match sink.group_key(&pending) {
             Some(group) if !pacing.group_wait.is_zero() => {
-                let until = Timestamp::from_millis(
-                    pending.enqueued_at.as_millis() + pacing.group_wait.as_millis() as i64,
-                );
-                let wait = until.as_millis() - now().as_millis();
-                if wait > 0 && !shutdown.is_cancelled() {
+                let until = later(pending.enqueued_at, pacing.group_wait);
+                let wait = until.since(now());
+                if !wait.is_zero() && !shutdown.is_cancelled() {
                     tokio::select! {
                         () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                        () = tokio::time::sleep(wait.min(Duration::from_secs(60))) => {}
                     }
                     continue;
                 }
@@ -132,25 +159,27 @@ pub async fn run<S: Sink>(
         };
         let attempt = match result {
             Ok(()) => {
-                tracing::debug!(sink = %name, id = %first.id, events = batch.len(), attempts = first.attempts + 1, "delivered");
+                tracing::debug!(sink = %name, id = %first.id, events = batch.len(), attempts = first.attempts.saturating_add(1), "delivered");
                 Attempt::Delivered
             }
             Err(Failure::Retry { reason, after }) => {
-                let delay = after
-                    .unwrap_or_else(|| pacing.backoff.delay(first.attempts))
-                    .max(Duration::from_millis(1));
+                let delay = retry_delay(
+                    pacing.backoff.delay(first.attempts),
+                    after,
+                    pacing.backoff.max,
+                );
                 tracing::warn!(
                     sink = %name,
                     id = %first.id,
                     events = batch.len(),
-                    attempt = first.attempts + 1,
-                    retry_in_ms = delay.as_millis() as u64,
+                    attempt = first.attempts.saturating_add(1),
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     reason = %reason,
                     "delivery failed; will retry"
                 );
-                let not_before =
-                    Timestamp::from_millis(now().as_millis() + delay.as_millis() as i64);
-                Attempt::Retry { not_before }
+                Attempt::Retry {
+                    not_before: later(now(), delay),
+                }
             }
             Err(Failure::Reject { reason }) => {
                 tracing::error!(sink = %name, id = %first.id, events = batch.len(), reason = %reason, "delivery rejected; event dropped");
@@ -163,5 +192,44 @@ pub async fn run<S: Sink>(
         if !pacing.min_interval.is_zero() && !shutdown.is_cancelled() {
             tokio::time::sleep(pacing.min_interval).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_lengthens_the_backoff_up_to_the_ceiling_never_shortens_it() {
+        let ms = Duration::from_millis;
+        let max = ms(300);
+        assert_eq!(retry_delay(ms(200), None, max), ms(200));
+        assert_eq!(retry_delay(ms(200), Some(ms(2000)), max), ms(2000));
+        assert_eq!(retry_delay(ms(200), Some(Duration::ZERO), max), ms(200));
+        assert_eq!(retry_delay(Duration::ZERO, None, max), ms(1));
+        let huge = Some(Duration::from_secs(u64::MAX));
+        assert_eq!(retry_delay(ms(200), huge, max), RETRY_AFTER_CEILING);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(retry_delay(ms(200), huge, day), day);
+        assert_eq!(retry_delay(ms(200), Some(ms(5000)), day), ms(5000));
+    }
+
+    #[test]
+    fn time_arithmetic_saturates() {
+        let huge = Duration::from_secs(u64::MAX);
+        let start = Timestamp::from_secs(1_700_000_000);
+        assert_eq!(later(start, huge).since(start), FAR_FUTURE);
+        assert_eq!(
+            later(Timestamp::from_millis(i64::MAX - 5), huge),
+            Timestamp::from_millis(i64::MAX)
+        );
+        assert_eq!(
+            later(start, Duration::from_secs(2)),
+            Timestamp::from_secs(1_700_000_002)
+        );
+        // Within the range every formatter handles.
+        assert!(later(now(), huge).to_rfc3339().starts_with("20"));
+        assert!(instant_in(huge) > tokio::time::Instant::now());
+        assert!(instant_in(Duration::MAX) > tokio::time::Instant::now());
     }
 }

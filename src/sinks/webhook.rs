@@ -4,13 +4,13 @@
 //! retried (honouring `Retry-After`), any other answer is rejected.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderName, HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -21,7 +21,7 @@ use crate::diff::{Event, EventDetail};
 use crate::secret::{Secret, SecretUrl};
 use crate::state::Pending;
 
-use super::{Failure, Sink};
+use super::{Failure, Sink, response};
 
 /// At most this many resource ids are sent per issue; `resource_count` is the true count.
 pub const RESOURCE_IDS_CAP: usize = 1000;
@@ -94,8 +94,9 @@ impl Sink for WebhookSink {
 }
 
 /// POSTs a JSON body with our headers and the configured ones, and classifies the answer:
-/// 2xx delivered; 408, 429, 5xx and connection errors retried (`Retry-After` in seconds on 429
-/// and 503); a redirect (not followed) or any other answer rejected.
+/// 2xx delivered; 408, 429, 5xx and connection errors retried (`Retry-After` in seconds or as
+/// an HTTP-date on 429 and 503); a redirect (not followed) or any other answer rejected. The
+/// body is read as [`response::drain`] says, never more.
 pub async fn post_json(
     client: &HttpsClient,
     url: &SecretUrl,
@@ -149,10 +150,9 @@ pub async fn post_json(
         .headers()
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    // Read the body so the connection can be reused; its content does not matter.
-    let _ = response.into_body().collect().await;
+        .and_then(|v| response::retry_after(v, SystemTime::now()));
+    // Its content does not matter: read a little so a small body's connection can be reused.
+    response::drain(response.into_body()).await;
     let code = status.as_u16();
     match code {
         200..=299 => Ok(()),

@@ -1071,3 +1071,224 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
     assert!(tokio::net::TcpStream::connect(elsewhere).await.is_err());
     assert_eq!(stop(daemon, "-TERM").await, Some(0));
 }
+
+/// How the hostile receiver answers one path.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// 200 with a chunked body that never ends.
+    Endless,
+    /// This status with this `Retry-After` and no body.
+    RetryAfter(u16, &'static str),
+}
+
+/// A receiver on raw TCP that answers as no good receiver would, counting the requests per
+/// path.
+#[derive(Clone)]
+struct Hostile {
+    addr: SocketAddr,
+    posts: Arc<Mutex<BTreeMap<String, usize>>>,
+}
+
+impl Hostile {
+    async fn start(answer: fn(&str) -> Answer) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hostile = Hostile {
+            addr: listener.local_addr().unwrap(),
+            posts: Arc::default(),
+        };
+        let posts = hostile.posts.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(Self::serve(stream, posts.clone(), answer));
+            }
+        });
+        hostile
+    }
+
+    async fn serve(
+        mut stream: tokio::net::TcpStream,
+        posts: Arc<Mutex<BTreeMap<String, usize>>>,
+        answer: fn(&str) -> Answer,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buffer = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            // One request: its head, then as many body bytes as it says.
+            let (path, end) = loop {
+                if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap_or(0));
+                    if buffer.len() >= end + 4 + length {
+                        break (path, end + 4 + length);
+                    }
+                }
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+                }
+            };
+            buffer.drain(..end);
+            *posts.lock().unwrap().entry(path.clone()).or_default() += 1;
+            match answer(&path) {
+                Answer::RetryAfter(status, value) => {
+                    let head = format!(
+                        "HTTP/1.1 {status} Try Later\r\nretry-after: {value}\r\ncontent-length: 0\r\n\r\n"
+                    );
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                Answer::Endless => {
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let mut piece = b"10000\r\n".to_vec();
+                    piece.extend(std::iter::repeat_n(b'[', 0x10000));
+                    piece.extend_from_slice(b"\r\n");
+                    // Until the client hangs up.
+                    while stream.write_all(&piece).await.is_ok() {}
+                    return;
+                }
+            }
+        }
+    }
+
+    fn posts(&self, path: &str) -> usize {
+        self.posts.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+/// The resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test]
+async fn an_endless_response_body_costs_no_memory_and_delays_no_other_sink() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    let hostile = Hostile::start(|_| Answer::Endless).await;
+    let more = format!(
+        r#"
+[[sinks]]
+name = "endless"
+type = "webhook"
+url = "http://{addr}/endless"
+timeout = "5s"
+
+[[sinks]]
+name = "endless-am"
+type = "alertmanager"
+url = "http://{addr}/am"
+resend_interval = "1s"
+timeout = "5s"
+"#,
+        addr = hostile.addr
+    );
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    let setup = Setup::with_sinks(&simulator, &receiver, &more);
+    let mut daemon = setup.start("run.log");
+    receiver.until_delivered("issue_opened", "web").await;
+    eventually(30, "both endless answers started", || async {
+        (hostile.posts("/endless") >= 1 && hostile.posts("/am/api/v2/alerts") >= 1).then_some(())
+    })
+    .await;
+    // While the receiver keeps streaming (Alertmanager resends every second), memory stays flat.
+    const BOUND: u64 = 150 * 1024 * 1024;
+    let mut highest = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        highest = highest.max(rss(daemon.id()));
+        if highest > BOUND {
+            let _ = daemon.kill();
+            panic!("the daemon's RSS reached {highest} bytes");
+        }
+    }
+    assert!(highest > 0, "VmRSS was read");
+    let resends = hostile.posts("/am/api/v2/alerts");
+    assert!(
+        resends >= 4,
+        "the alertmanager sink went on posting: {resends}"
+    );
+    // The endless webhook answer was a 200: delivered once, not retried.
+    assert_eq!(hostile.posts("/endless"), 1);
+    // Polling and the other sink go on.
+    simulator
+        .apply(SimCommand::SetHealth {
+            key: key("web"),
+            health: Health::Issues(Vec::new()),
+        })
+        .unwrap();
+    receiver.until_delivered("issue_resolved", "web").await;
+    eventually(
+        30,
+        "the resolution reached the endless webhook too",
+        || async { (hostile.posts("/endless") == 2).then_some(()) },
+    )
+    .await;
+    assert!(rss(daemon.id()) < BOUND);
+    assert_eq!(stop(daemon, "-TERM").await, Some(0));
+}
+
+#[tokio::test]
+async fn a_huge_retry_after_never_makes_a_busy_loop() {
+    let simulator = Simulator::start().await.unwrap();
+    let receiver = Receiver::start().await;
+    let hostile = Hostile::start(|path| match path {
+        "/seconds" => Answer::RetryAfter(429, "18446744073709551615"),
+        "/date" => Answer::RetryAfter(503, "Fri, 31 Dec 9999 23:59:59 GMT"),
+        "/past" => Answer::RetryAfter(503, "Thu, 01 Jan 1970 00:00:00 GMT"),
+        _ => Answer::RetryAfter(429, "0"),
+    })
+    .await;
+    let sink = |name: &str, path: &str, retry: &str| {
+        format!(
+            "[[sinks]]\nname = \"{name}\"\ntype = \"webhook\"\nurl = \"http://{}{path}\"\nretry_initial = \"{retry}\"\nretry_max = \"{retry}\"\n",
+            hostile.addr
+        )
+    };
+    let more = [
+        sink("seconds", "/seconds", "100ms"),
+        sink("date", "/date", "100ms"),
+        // A date in the past or `0` cannot shorten the backoff.
+        sink("past", "/past", "1s"),
+        sink("zero", "/zero", "1s"),
+    ]
+    .join("\n");
+    simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
+    let setup = Setup::with_sinks(&simulator, &receiver, &more);
+    let daemon = setup.start("run.log");
+    receiver.until_delivered("issue_opened", "web").await;
+    eventually(30, "every hostile sink tried once", || async {
+        ["/seconds", "/date", "/past", "/zero"]
+            .iter()
+            .all(|p| hostile.posts(p) >= 1)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let posts: Vec<usize> = ["/seconds", "/date", "/past", "/zero"]
+        .iter()
+        .map(|p| hostile.posts(p))
+        .collect();
+    // Stopped first, so a busy loop does not outlive a failed test.
+    let code = stop(daemon, "-TERM").await;
+    assert!(posts[0] <= 2 && posts[1] <= 2, "{posts:?}");
+    // A 1 s backoff with jitter over some 5 s: a few, not thousands.
+    assert!(posts[2] <= 20 && posts[3] <= 20, "{posts:?}");
+    let log = setup.log("run.log");
+    let warnings = log.matches("will retry").count();
+    assert!(warnings <= 30, "{warnings} retry warnings");
+    assert_eq!(code, Some(0));
+}
