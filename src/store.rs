@@ -901,4 +901,16 @@ mod tests {
         running.await.unwrap();
         assert!(matches!(load(&path), Loaded::Found(_)));
     }
+
+    proptest::proptest! {
+        /// The fuzzing entry point: arbitrary bytes, or arbitrary bytes under a valid
+        /// checksum, never panic and never decode to a state unless they are one.
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = decode(&bytes);
+            let hex = hex_of(&Sha256::digest(&bytes));
+            let checked = [&bytes[..], CHECKSUM_KEY, hex.as_bytes(), b"\"}"].concat();
+            proptest::prop_assert!(decode(&checked).is_err());
+        }
+    }
 }
