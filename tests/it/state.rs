@@ -134,13 +134,14 @@ retry_max = "300ms"
         }
     }
 
-    fn start(&self, log_name: &str) -> Child {
+    fn start(&self, log_name: &str) -> Daemon {
         let log = std::fs::File::create(self.dir.join(log_name)).unwrap();
-        aws_env(binary().args(["run", "--config"]).arg(&self.config))
+        let child = aws_env(binary().args(["run", "--config"]).arg(&self.config))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap()
+            .unwrap();
+        Daemon(Some(child))
     }
 
     fn log(&self, log_name: &str) -> String {
@@ -178,8 +179,21 @@ retry_max = "300ms"
     }
 }
 
-/// Stops `child` with `signal` and returns its exit code.
-async fn stop(mut child: Child, signal: &str) -> Option<i32> {
+/// A running daemon, killed if a failed assertion drops it (so no daemon outlives its test).
+struct Daemon(Option<Child>);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Stops the daemon with `signal` and returns its exit code.
+async fn stop(mut daemon: Daemon, signal: &str) -> Option<i32> {
+    let mut child = daemon.0.take().unwrap();
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
