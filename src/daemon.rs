@@ -1,5 +1,5 @@
-//! The daemon, wired: the admin server bound first, the state file loaded (and written once,
-//! so an unwritable path fails at start), then the state, the metrics, the sinks with their
+//! The daemon, wired: the admin server bound first, the state file loaded (and written once;
+//! a path that cannot be written is retried while alerts go on from memory), then the state, the metrics, the sinks with their
 //! outbox workers, one set of AWS clients per target and the scheduler. Used by `run`, `demo`
 //! and the tests. Every long-lived task (server, state writer, scheduler, sinks) runs under
 //! one [`Supervisor`]: one that panics or ends before it is stopped shows in
@@ -233,30 +233,22 @@ impl Daemon {
             }
             store::Loaded::Corrupt { .. } => {}
         }
-        let (generation, saved) = state.to_write();
-        let written = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || store::write(&path, &saved)).await
-        };
-        match written {
-            Ok(Ok(_)) => state.mark_saved(generation),
-            Ok(Err(source)) => return Err(StartError::State { path, source }),
-            Err(error) => {
-                return Err(StartError::State {
-                    path,
-                    source: std::io::Error::other(error),
-                });
-            }
-        }
+        // Above what the file held and above the clock's floor: a lost file (or one replaced
+        // by `.prev`) never makes the sequence go backwards.
+        state.raise_sequence(crate::state::sequence_floor(std::time::SystemTime::now()));
 
         let metrics = Arc::new(Metrics::new(state.clone()));
         metrics.reloaded(true);
         let (supervisor, failures) = supervisor::new();
+        // Written once now; a path that cannot be written is an ERROR and a metric, not a
+        // reason to stop alerting: the writer retries it.
+        let mut writer = store::Writer::new(path, metrics.state_write_errors());
+        writer.write(&state).await;
         let stop_persist = CancellationToken::new();
         let persister = supervisor.spawn(
             "state writer",
             stop_persist.clone(),
-            store::persist(state.clone(), path, stop_persist.clone()),
+            writer.run(state.clone(), stop_persist.clone()),
         );
         let running = Running::start(config, &state, &metrics, &aws, &supervisor).await;
         let app = Arc::new(App {

@@ -40,6 +40,7 @@ pub struct Metrics {
     state: Arc<State>,
     reload_successful: prometheus::IntGauge,
     reload_success_time: prometheus::Gauge,
+    state_write_errors: prometheus::IntCounter,
 }
 
 /// Counts and times every AWS call; the [`CallObserver`] of the SDK clients.
@@ -111,8 +112,14 @@ impl Metrics {
             "Unix time of the last successful config load.",
         )
         .expect("a valid gauge");
+        let state_write_errors = prometheus::IntCounter::new(
+            format!("{PREFIX}state_write_errors_total"),
+            "Failed writes of the state file; while they fail, alerts are delivered from memory.",
+        )
+        .expect("a valid counter");
         for collector in [
             Box::new(reload_successful.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(state_write_errors.clone()),
             Box::new(reload_success_time.clone()),
             Box::new(requests.clone()),
             Box::new(duration.clone()),
@@ -127,7 +134,13 @@ impl Metrics {
             state,
             reload_successful,
             reload_success_time,
+            state_write_errors,
         }
+    }
+
+    /// The counter of failed state file writes, for the writer.
+    pub fn state_write_errors(&self) -> prometheus::IntCounter {
+        self.state_write_errors.clone()
     }
 
     /// Records a config load: at start, or a reload that succeeded or failed.

@@ -10,4 +10,5 @@ mod once;
 mod ops;
 mod secured;
 mod simulator;
+mod state;
 mod support;

@@ -62,7 +62,7 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
     let rules = repo_file("dashboards/alerts.yml");
     let (code, stdout, stderr) = run(Command::new(&promtool).args(["check", "rules"]).arg(&rules));
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("SUCCESS: 8 rules found"), "{stdout}");
+    assert!(stdout.contains("SUCCESS: 9 rules found"), "{stdout}");
     let tests = repo_file("dashboards/alerts_test.yml");
     let (code, stdout, stderr) = run(Command::new(&promtool).args(["test", "rules"]).arg(&tests));
     assert_eq!(code, 0, "{stdout}{stderr}");
