@@ -21,7 +21,7 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 69;
     /// Bad usage or an invalid configuration (`EX_USAGE`).
     pub const USAGE: u8 = 64;
-    /// The state file cannot be written (`EX_CANTCREAT`).
+    /// A file or directory cannot be created: `demo`'s temporary directory (`EX_CANTCREAT`).
     pub const CANT_CREATE: u8 = 73;
 }
 
@@ -323,7 +323,7 @@ async fn reload(
     }
 }
 
-/// Reports why the daemon could not start; 69 for a listen address, 73 for the state file.
+/// Reports why the daemon could not start; 69 for a listen address, 64 for unusable TLS files.
 pub fn start_failed(error: &crate::daemon::StartError, err: &mut dyn Write) -> u8 {
     use crate::daemon::StartError;
     match error {
@@ -333,10 +333,6 @@ pub fn start_failed(error: &crate::daemon::StartError, err: &mut dyn Write) -> u
                 "error: {error}; is another instance running? Set another [server] listen"
             );
             exit::UNAVAILABLE
-        }
-        StartError::State { .. } => {
-            let _ = writeln!(err, "error: {error}; set [state] path to a writable file");
-            exit::CANT_CREATE
         }
         StartError::Server(_) => {
             let _ = writeln!(err, "error: [server.tls]: {error}");

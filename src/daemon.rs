@@ -7,7 +7,6 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,12 +44,6 @@ pub enum StartError {
     /// `[server.tls]` files that cannot be used.
     #[error("{0}")]
     Server(String),
-    #[error("cannot write the state file {path}: {source}")]
-    State {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// A running daemon.
