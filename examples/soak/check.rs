@@ -176,6 +176,9 @@ impl Event {
     }
 }
 
+/// An episode's opening and, once delivered, its resolution.
+type Episode<'a> = (&'a Event, Option<&'a Event>);
+
 /// Milliseconds since the epoch of an RFC 3339 time.
 fn parse_time(text: &str) -> Option<i64> {
     let time = humantime::parse_rfc3339(text).ok()?;
@@ -387,9 +390,9 @@ pub fn check(history: &History, deliveries: &[Delivery]) -> Report {
                 match event.reason.as_deref() {
                     Some("cleared") => {}
                     Some("profile_deleted" | "resource_deleted") => {
-                        if !removed
+                        if removed
                             .get(&opening.arn)
-                            .is_some_and(|at| *at <= event.arrival_ms)
+                            .is_none_or(|at| *at > event.arrival_ms)
                         {
                             invented.failures.push(format!(
                                 "{}: the incarnation was not deleted before it arrived",
@@ -418,9 +421,9 @@ pub fn check(history: &History, deliveries: &[Delivery]) -> Report {
             }
             "profile_deleted" | "resource_deleted" => {
                 invented.checked += 1;
-                if !removed
+                if removed
                     .get(&event.arn)
-                    .is_some_and(|at| *at <= event.arrival_ms)
+                    .is_none_or(|at| *at > event.arrival_ms)
                 {
                     invented.failures.push(format!(
                         "{}: the incarnation was not deleted before it arrived",
@@ -480,7 +483,7 @@ pub fn check(history: &History, deliveries: &[Delivery]) -> Report {
         name: "(c) every opening and resolution delivered",
         ..Outcome::default()
     };
-    let mut episodes_of: BTreeMap<(&str, &str), Vec<(&Event, Option<&Event>)>> = BTreeMap::new();
+    let mut episodes_of: BTreeMap<(&str, &str), Vec<Episode<'_>>> = BTreeMap::new();
     for (episode, opened) in &openings {
         let opening = opened[0];
         let code = opening.code.as_deref().unwrap_or_default();

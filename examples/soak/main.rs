@@ -22,7 +22,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, ExitCode, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -77,6 +77,10 @@ struct Args {
     /// Keep the soak's directory even when every check passes.
     #[arg(long)]
     keep: bool,
+    /// Self-test of the checker: the receiver answers 200 to the Nth `issue_*` event but leaves
+    /// every delivery of it out of what the checker gets, so the run must fail.
+    #[arg(long, value_name = "N")]
+    forget_issue_event: Option<usize>,
 }
 
 /// splitmix64: small, seeded, good enough for a schedule.
@@ -122,15 +126,22 @@ struct Receiver {
     addr: SocketAddr,
     got: Arc<Mutex<Vec<Got>>>,
     answer: Arc<AtomicU16>,
+    /// `--forget-issue-event`: which one, how many came so far, the id forgotten.
+    forget: Option<usize>,
+    issue_events: Arc<AtomicUsize>,
+    forgotten: Arc<Mutex<Option<String>>>,
 }
 
 impl Receiver {
-    async fn start() -> std::io::Result<Self> {
+    async fn start(forget: Option<usize>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let receiver = Receiver {
             addr: listener.local_addr()?,
             got: Arc::default(),
             answer: Arc::new(AtomicU16::new(200)),
+            forget,
+            issue_events: Arc::default(),
+            forgotten: Arc::default(),
         };
         let shared = receiver.clone();
         tokio::spawn(async move {
@@ -152,11 +163,13 @@ impl Receiver {
                                     answered,
                                     body: serde_json::from_slice(&body).unwrap_or(Value::Null),
                                 };
-                                shared
-                                    .got
-                                    .lock()
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                    .push(got);
+                                if !shared.forgets(&got) {
+                                    shared
+                                        .got
+                                        .lock()
+                                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                        .push(got);
+                                }
                                 let mut response = http::Response::new(Full::new(Bytes::new()));
                                 *response.status_mut() = http::StatusCode::from_u16(answered)
                                     .unwrap_or(http::StatusCode::OK);
@@ -176,6 +189,31 @@ impl Receiver {
             }
         });
         Ok(receiver)
+    }
+
+    /// Whether this delivery is left out (`--forget-issue-event`).
+    fn forgets(&self, got: &Got) -> bool {
+        let Some(nth) = self.forget else {
+            return false;
+        };
+        let id = got.body["id"].as_str().unwrap_or_default().to_owned();
+        let mut forgotten = self
+            .forgotten
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(forgotten) = forgotten.as_ref() {
+            return *forgotten == id;
+        }
+        let kind = got.body["kind"].as_str().unwrap_or_default();
+        if got.answered != 200 || !kind.starts_with("issue_") || kind == "issue_updated" {
+            return false;
+        }
+        if self.issue_events.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+            println!("self-test: forgetting {kind} {id}");
+            *forgotten = Some(id);
+            return true;
+        }
+        false
     }
 
     fn got(&self) -> Vec<Got> {
@@ -364,13 +402,14 @@ impl Soak {
 
     /// The faults recorded as in force (what was added since the last clearing).
     fn faults_recorded(&self) -> Vec<(Scope, FaultKind)> {
-        match self.applied.iter().rev().find_map(|a| match &a.change {
-            Change::Faults(f) => Some(f.clone()),
-            Change::Profile { .. } => None,
-        }) {
-            Some(faults) => faults,
-            None => Vec::new(),
-        }
+        self.applied
+            .iter()
+            .rev()
+            .find_map(|a| match &a.change {
+                Change::Faults(f) => Some(f.clone()),
+                Change::Profile { .. } => None,
+            })
+            .unwrap_or_default()
     }
 
     fn add_fault(&mut self, scope: Scope, kind: FaultKind) -> Result<(), CommandError> {
@@ -662,7 +701,7 @@ async fn soak(args: &Args) -> anyhow::Result<bool> {
     );
     let dir = tempfile::Builder::new().prefix("fhm-soak-").tempdir()?;
     let simulator = Simulator::start().await?;
-    let receiver = Receiver::start().await?;
+    let receiver = Receiver::start(args.forget_issue_event).await?;
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let config = dir.path().join("config.toml");
     std::fs::write(
