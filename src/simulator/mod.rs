@@ -114,6 +114,16 @@ impl Simulator {
         server::lock(&self.world).apply(command, now)
     }
 
+    /// Applies one command and returns the length of the request log at that moment, under one
+    /// lock: the requests logged before that position saw the world without the command, the
+    /// rest with it (exact while the log stays below its limit of 200,000 requests).
+    pub fn apply_logged(&self, command: Command) -> Result<usize, CommandError> {
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let mut world = server::lock(&self.world);
+        world.apply(command, now)?;
+        Ok(world.logged())
+    }
+
     /// Adds a generated population of accounts, clusters and profiles.
     pub fn populate(&self, population: &Population) -> Result<(), CommandError> {
         let now = Timestamp::from_system_time(SystemTime::now());

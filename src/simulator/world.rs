@@ -714,6 +714,11 @@ impl World {
     pub fn requests(&self) -> impl Iterator<Item = &LoggedRequest> {
         self.log.iter()
     }
+
+    /// How many requests the log holds.
+    pub fn logged(&self) -> usize {
+        self.log.len()
+    }
 }
 
 fn cluster_key(key: &ProfileKey) -> ClusterKey {
