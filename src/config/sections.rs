@@ -443,12 +443,15 @@ fn state(r: &mut Reader<'_>, t: Table<'_, '_>) -> State {
         value: PathBuf::from(defaults::STATE_PATH),
         span: t.span.clone(),
     });
-    // The store replaces a damaged state file: what is there must be one.
+    // The store reads, replaces and sets aside only a regular file. Anything else there is
+    // left alone: the daemon then alerts from memory (and says so), so this warns instead of
+    // refusing to start, which would make a restart loop of a full or broken disk.
     if let Some(kind) = r.non_regular_file(&path.value) {
-        r.error(
+        r.warn(
             &path.span,
             format!(
-                "`path`: {} is {kind}; the state file must be a regular file or not exist yet",
+                "`path`: {} is {kind}; the state file must be a regular file or not exist yet \
+                 (until then the daemon alerts from memory and keeps nothing across a restart)",
                 path.value.display()
             ),
         );

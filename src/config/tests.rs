@@ -1314,21 +1314,25 @@ impl Environment for StatePathEnv {
 }
 
 #[test]
-fn a_state_path_that_is_not_a_regular_file_is_a_problem() {
+fn a_state_path_that_is_not_a_regular_file_is_a_warning() {
     let text = format!("[state]\npath = \"/var/lib/fhm\"\n{TARGET}");
-    let err = parse(&text, Path::new("/c.toml"), &StatePathEnv("/var/lib/fhm")).unwrap_err();
+    let loaded = parse(&text, Path::new("/c.toml"), &StatePathEnv("/var/lib/fhm")).unwrap();
     assert_eq!(
-        err.problems[0].to_string(),
-        "/c.toml:2:8: `path`: /var/lib/fhm is a directory; the state file must be a regular file or not exist yet"
+        loaded.warnings[0].to_string(),
+        "/c.toml:2:8: `path`: /var/lib/fhm is a directory; the state file must be a regular file or not exist yet (until then the daemon alerts from memory and keeps nothing across a restart)"
     );
     // The default path is checked too.
-    let err = parse(
+    let loaded = parse(
         TARGET,
         Path::new("/c.toml"),
         &StatePathEnv(defaults::STATE_PATH),
     )
-    .unwrap_err();
-    assert!(err.problems[0].message.contains("is a directory"), "{err}");
+    .unwrap();
+    assert!(
+        loaded.warnings[0].message.contains("is a directory"),
+        "{:?}",
+        loaded.warnings
+    );
 }
 
 #[test]

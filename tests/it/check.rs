@@ -551,7 +551,7 @@ fn bcrypt_costs_and_user_names_are_checked() {
 }
 
 #[test]
-fn a_state_path_that_is_a_directory_or_a_device_is_rejected() {
+fn a_state_path_that_is_a_directory_or_a_device_is_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     for path in [dir.path().display().to_string(), "/dev/null".to_owned()] {
         let (code, stderr) = check_within(
@@ -559,22 +559,14 @@ fn a_state_path_that_is_a_directory_or_a_device_is_rejected() {
             &format!("[state]\npath = \"{path}\"\n{TARGET}"),
             60,
         );
-        assert_eq!(code, 64, "{stderr}");
+        // A warning, not a refusal: `run` alerts from memory meanwhile (tests/it/state.rs).
+        assert_eq!(code, 0, "{stderr}");
         assert!(
             stderr.contains(&format!(":2:8: `path`: {path} is a"))
                 && stderr.contains("the state file must be a regular file or not exist yet"),
             "{stderr}"
         );
     }
-    // `run` refuses it before it touches anything.
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, format!("[state]\npath = \"/dev/null\"\n{TARGET}")).unwrap();
-    let (code, _, stderr) = run(aws_env(binary().args(["run", "--config"]).arg(&path)));
-    assert_eq!(code, 64, "{stderr}");
-    assert!(
-        stderr.contains("/dev/null is a character device"),
-        "{stderr}"
-    );
 }
 
 #[test]
