@@ -15,8 +15,8 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use prometheus::{Registry, TextEncoder};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{Registry, TextEncoder};
 
 use crate::eks::CallObserver;
 use crate::model::{ErrorKind, EventKind, IssueCode, Operation, Status, Timestamp};
@@ -197,7 +197,10 @@ pub struct Page {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Stage {
     /// Family `family` of [`FAMILIES`], next at profile `profile`.
-    Domain { family: usize, profile: usize },
+    Domain {
+        family: usize,
+        profile: usize,
+    },
     /// The series counting what the state knows.
     State,
     /// The registry's series.

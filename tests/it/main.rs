@@ -9,5 +9,6 @@ mod eks;
 mod once;
 mod ops;
 mod secured;
+mod server;
 mod simulator;
 mod support;
