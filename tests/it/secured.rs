@@ -313,15 +313,15 @@ async fn a_flood_of_wrong_passwords_does_not_slow_a_verified_scraper() {
 
     // 200 clients at once, each trying wrong passwords for the known user, a bounded number
     // of times.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut flood = tokio::task::JoinSet::new();
     for i in 0..200 {
-        let stop = stop.clone();
+        let done = done.clone();
         flood.spawn(async move {
             let wrong = basic(USER, &format!("guess-{i}"));
             let mut statuses = Vec::new();
             for _ in 0..20 {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
                 let headers = [("Authorization", wrong.as_str())];
@@ -349,7 +349,7 @@ async fn a_flood_of_wrong_passwords_does_not_slow_a_verified_scraper() {
             "a verified scrape took {took:?} under the flood"
         );
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut statuses = Vec::new();
     while let Some(joined) = flood.join_next().await {
         statuses.extend(joined.unwrap());
