@@ -6,17 +6,17 @@
 //! gone with it, and nothing is held twice. The `prometheus` crate's registry holds the rest:
 //! the AWS calls, `build_info` and `process_*`.
 //!
-//! The text goes out in chunks of [`CHUNK`] bytes as it is encoded ([`Metrics::render_to`]), so
-//! a scrape of 10,000 profiles (23 MB of text) never holds the whole page in memory.
+//! The text is encoded on demand a chunk of about [`CHUNK`] bytes at a time ([`Page`]), so a
+//! scrape of 10,000 profiles (23 MB of text) never holds the whole page in memory, and a
+//! scraper that stops reading holds no thread: only its place in the snapshot.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use prometheus::{Encoder as _, Registry, TextEncoder};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{Registry, TextEncoder};
 
 use crate::eks::CallObserver;
 use crate::model::{ErrorKind, EventKind, IssueCode, Operation, Status, Timestamp};
@@ -164,83 +164,271 @@ impl Metrics {
         String::from_utf8(text).unwrap_or_default()
     }
 
-    /// Writes every series in the text exposition format to `sink` as it encodes them, a
-    /// chunk at a time; stops at the first error of `sink` (the scraper went away).
-    pub fn render_to<W: Write>(&self, sink: &mut W) -> io::Result<()> {
+    /// The page as of now, to be encoded a chunk at a time ([`Page::next_chunk`]).
+    pub fn page(&self) -> Page {
         let now = Timestamp::from_system_time(SystemTime::now());
-        let snapshot = self.state.snapshot();
-        let mut out = Out::new(sink);
-        encode_domain(&mut out, &snapshot);
-        encode_state(&mut out, &snapshot, now);
-        out.finish()?;
-        TextEncoder::new()
-            .encode(&self.registry.gather(), sink)
-            .map_err(io::Error::other)
+        Page::new(self.state.snapshot(), now, Some(self.registry.clone()))
+    }
+
+    /// Writes every series in the text exposition format to `sink` a chunk at a time; stops at
+    /// the first error of `sink` (the scraper went away).
+    pub fn render_to<W: Write>(&self, sink: &mut W) -> io::Result<()> {
+        let mut page = self.page();
+        while let Some(chunk) = page.next_chunk()? {
+            sink.write_all(&chunk)?;
+        }
+        Ok(())
     }
 
     /// [`Metrics::render_to`] through gzip into `sink`; returns `sink`.
-    pub fn render_gzip_to<W: Write>(&self, sink: W) -> io::Result<W> {
-        let mut encoder = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
-        self.render_to(&mut encoder)?;
-        encoder.finish()
+    pub fn render_gzip_to<W: Write>(&self, mut sink: W) -> io::Result<W> {
+        let mut page = GzipPage::new(self.page());
+        while let Some(chunk) = page.next_chunk()? {
+            sink.write_all(&chunk)?;
+        }
+        Ok(sink)
     }
 }
 
-/// How much encoded text [`Out`] holds before it hands it on.
-pub const CHUNK: usize = 64 * 1024;
+/// How much encoded text a chunk of a [`Page`] holds (a little more: a chunk ends after the
+/// profile that fills it).
+pub const CHUNK: usize = 32 * 1024;
 
-/// A text buffer that hands what it holds to a writer once it reaches [`CHUNK`]; it reads as
-/// the `String` it wraps. After the writer fails, text is dropped and the error kept.
-struct Out<'a> {
-    text: String,
-    sink: &'a mut dyn Write,
-    failed: Option<io::Error>,
+/// The page of one scrape, encoded on demand a chunk at a time: it holds the snapshot (shared
+/// pointers to the profiles) and where it stands, never more than one chunk of text, so a
+/// scraper that stops reading costs no thread and a bounded amount of memory.
+#[derive(Debug)]
+pub struct Page {
+    snapshot: Snapshot,
+    now: Timestamp,
+    /// The self series of the registry, encoded last; none for [`render_snapshot`].
+    registry: Option<Registry>,
+    stage: Stage,
 }
 
-impl<'a> Out<'a> {
-    fn new(sink: &'a mut dyn Write) -> Self {
+/// Where a [`Page`] stands.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stage {
+    /// Family `family` of [`FAMILIES`], next at profile `profile`.
+    Domain {
+        family: usize,
+        profile: usize,
+    },
+    /// The series counting what the state knows.
+    State,
+    /// The registry's series.
+    Registry,
+    Done,
+}
+
+impl Page {
+    fn new(snapshot: Snapshot, now: Timestamp, registry: Option<Registry>) -> Self {
         Self {
-            text: String::with_capacity(CHUNK + 4096),
-            sink,
-            failed: None,
+            snapshot,
+            now,
+            registry,
+            stage: Stage::Domain {
+                family: 0,
+                profile: 0,
+            },
         }
     }
 
-    /// Hands the text on if it fills a chunk.
-    fn spill(&mut self) {
-        if self.text.len() >= CHUNK {
-            self.hand_on();
+    /// The next chunk of text, about [`CHUNK`] bytes (the last ones shorter); `None` once the
+    /// page is complete.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut text = String::with_capacity(CHUNK + 4096);
+        while text.len() < CHUNK {
+            match self.stage {
+                Stage::Domain { family, profile } => {
+                    let Some(spec) = FAMILIES.get(family) else {
+                        self.stage = Stage::State;
+                        continue;
+                    };
+                    if profile == 0 {
+                        header(&mut text, spec.name, "gauge", spec.help);
+                    }
+                    let profiles = &self.snapshot.profiles;
+                    let mut next = profile;
+                    while let Some(entry) = profiles.get(next) {
+                        (spec.encode)(&mut text, spec.name, entry, &profile_labels(entry));
+                        next += 1;
+                        if text.len() >= CHUNK {
+                            break;
+                        }
+                    }
+                    self.stage = if next >= profiles.len() {
+                        Stage::Domain {
+                            family: family + 1,
+                            profile: 0,
+                        }
+                    } else {
+                        Stage::Domain {
+                            family,
+                            profile: next,
+                        }
+                    };
+                }
+                Stage::State => {
+                    encode_state(&mut text, &self.snapshot, self.now);
+                    self.stage = Stage::Registry;
+                }
+                Stage::Registry => {
+                    self.stage = Stage::Done;
+                    if let Some(registry) = &self.registry {
+                        TextEncoder::new()
+                            .encode_utf8(&registry.gather(), &mut text)
+                            .map_err(io::Error::other)?;
+                    }
+                }
+                Stage::Done => break,
+            }
+        }
+        Ok((!text.is_empty()).then(|| text.into_bytes()))
+    }
+}
+
+/// A [`Page`] through gzip: each chunk is what the compressor gave out for the next chunks of
+/// text; the compressor's state (about 300 KiB) lives as long as the page.
+#[derive(Debug)]
+pub struct GzipPage {
+    page: Page,
+    /// `None` once the gzip trailer went out.
+    encoder: Option<flate2::write::GzEncoder<Vec<u8>>>,
+}
+
+impl GzipPage {
+    pub fn new(page: Page) -> Self {
+        let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        Self {
+            page,
+            encoder: Some(encoder),
         }
     }
 
-    fn hand_on(&mut self) {
-        if self.failed.is_none()
-            && let Err(error) = self.sink.write_all(self.text.as_bytes())
-        {
-            self.failed = Some(error);
+    /// The next compressed chunk; `None` once the page and the gzip trailer went out.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            match self.page.next_chunk()? {
+                Some(text) => {
+                    encoder.write_all(&text)?;
+                    if encoder.get_ref().len() >= CHUNK / 4 {
+                        return Ok(Some(std::mem::take(encoder.get_mut())));
+                    }
+                }
+                None => {
+                    encoder.try_finish()?;
+                    let rest = std::mem::take(encoder.get_mut());
+                    self.encoder = None;
+                    return Ok(Some(rest));
+                }
+            }
         }
-        self.text.clear();
-    }
-
-    fn finish(mut self) -> io::Result<()> {
-        self.hand_on();
-        self.failed.map_or(Ok(()), Err)
     }
 }
 
-impl Deref for Out<'_> {
-    type Target = String;
-
-    fn deref(&self) -> &String {
-        &self.text
-    }
+/// One family of the domain series: its name, help and how it encodes one profile's samples.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    encode: fn(&mut String, &str, &Entry, &str),
 }
 
-impl DerefMut for Out<'_> {
-    fn deref_mut(&mut self) -> &mut String {
-        &mut self.text
-    }
-}
+/// The `eks_fargate_profile_*` families, in the order of the page; each is a gauge.
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "eks_fargate_profile_info",
+        help: "Always 1 for a profile described at least once; labels arn and pod_execution_role_arn.",
+        encode: |out, name, entry, labels| {
+            if let Some(known) = &entry.state.known {
+                let mut extra = vec![("arn", known.incarnation.arn.as_str())];
+                extra.extend(known.info.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                sample(out, name, labels, &extra, 1.0);
+            }
+        },
+    },
+    Family {
+        name: "eks_fargate_profile_status",
+        help: "1 for the profile's current status, 0 for the other known statuses.",
+        encode: |out, name, entry, labels| {
+            if let Some(known) = &entry.state.known {
+                for status in Status::KNOWN {
+                    let value = f64::from(u8::from(*status == known.status));
+                    sample(out, name, labels, &[("status", status.as_str())], value);
+                }
+                if !known.status.is_known() {
+                    sample(out, name, labels, &[("status", known.status.as_str())], 1.0);
+                }
+            }
+        },
+    },
+    Family {
+        name: "eks_fargate_profile_health_issues",
+        help: "1 while an episode of the issue code is open, 0 for the other known codes.",
+        encode: |out, name, entry, labels| {
+            if let Some(known) = &entry.state.known {
+                for code in IssueCode::KNOWN {
+                    let value = f64::from(u8::from(known.episodes.contains_key(code)));
+                    sample(out, name, labels, &[("code", code.as_str())], value);
+                }
+                for code in known.episodes.keys().filter(|code| !code.is_known()) {
+                    sample(out, name, labels, &[("code", code.as_str())], 1.0);
+                }
+            }
+        },
+    },
+    Family {
+        name: "eks_fargate_profile_health_issue_resources",
+        help: "Distinct resource ids of an open issue episode.",
+        encode: |out, name, entry, labels| {
+            for episode in entry.state.known.iter().flat_map(|k| k.episodes.values()) {
+                let count = episode.issue.resource_ids.len() as f64;
+                let code = episode.issue.code.as_str();
+                sample(out, name, labels, &[("code", code)], count);
+            }
+        },
+    },
+    Family {
+        name: "eks_fargate_profile_health_issue_start_timestamp_seconds",
+        help: "Unix time the open episode of the issue code began.",
+        encode: |out, name, entry, labels| {
+            for episode in entry.state.known.iter().flat_map(|k| k.episodes.values()) {
+                let code = episode.issue.code.as_str();
+                let since = episode.since.as_secs_f64();
+                sample(out, name, labels, &[("code", code)], since);
+            }
+        },
+    },
+    Family {
+        name: "eks_fargate_profile_created_timestamp_seconds",
+        help: "Unix time the profile was created.",
+        encode: |out, name, entry, labels| {
+            if let Some(known) = &entry.state.known {
+                let created = known.incarnation.created_at.as_secs_f64();
+                sample(out, name, labels, &[], created);
+            }
+        },
+    },
+    Family {
+        name: "eks_fargate_profile_up",
+        help: "1 when the last describe of the profile succeeded, 0 otherwise.",
+        encode: |out, name, entry, labels| {
+            sample(out, name, labels, &[], f64::from(u8::from(entry.state.up)));
+        },
+    },
+    Family {
+        name: "eks_fargate_profile_last_success_timestamp_seconds",
+        help: "Unix time of the last successful describe of the profile.",
+        encode: |out, name, entry, labels| {
+            if let Some(at) = entry.state.last_success {
+                sample(out, name, labels, &[], at.as_secs_f64());
+            }
+        },
+    },
+];
 
 /// Writes one family's `HELP` and `TYPE` lines.
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -284,7 +472,7 @@ fn profile_labels(entry: &Entry) -> String {
 }
 
 /// One sample: `name{labels,extra="value"} value`.
-fn sample(out: &mut Out, name: &str, labels: &str, extra: &[(&str, &str)], value: f64) {
+fn sample(out: &mut String, name: &str, labels: &str, extra: &[(&str, &str)], value: f64) {
     out.push_str(name);
     out.push('{');
     out.push_str(labels);
@@ -296,141 +484,10 @@ fn sample(out: &mut Out, name: &str, labels: &str, extra: &[(&str, &str)], value
         out.push('"');
     }
     let _ = writeln!(out, "}} {value}");
-    out.spill();
-}
-
-/// The `eks_fargate_profile_*` families, each with every profile's samples.
-fn encode_domain(out: &mut Out, snapshot: &Snapshot) {
-    let profiles: Vec<(&Entry, String)> = snapshot
-        .profiles
-        .iter()
-        .map(|entry| (entry.as_ref(), profile_labels(entry)))
-        .collect();
-
-    let name = "eks_fargate_profile_info";
-    header(
-        out,
-        name,
-        "gauge",
-        "Always 1 for a profile described at least once; labels arn and pod_execution_role_arn.",
-    );
-    for (entry, labels) in &profiles {
-        if let Some(known) = &entry.state.known {
-            let mut extra = vec![("arn", known.incarnation.arn.as_str())];
-            extra.extend(known.info.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            sample(out, name, labels, &extra, 1.0);
-        }
-    }
-
-    let name = "eks_fargate_profile_status";
-    header(
-        out,
-        name,
-        "gauge",
-        "1 for the profile's current status, 0 for the other known statuses.",
-    );
-    for (entry, labels) in &profiles {
-        if let Some(known) = &entry.state.known {
-            for status in Status::KNOWN {
-                let value = f64::from(u8::from(*status == known.status));
-                sample(out, name, labels, &[("status", status.as_str())], value);
-            }
-            if !known.status.is_known() {
-                sample(out, name, labels, &[("status", known.status.as_str())], 1.0);
-            }
-        }
-    }
-
-    let name = "eks_fargate_profile_health_issues";
-    header(
-        out,
-        name,
-        "gauge",
-        "1 while an episode of the issue code is open, 0 for the other known codes.",
-    );
-    for (entry, labels) in &profiles {
-        if let Some(known) = &entry.state.known {
-            for code in IssueCode::KNOWN {
-                let value = f64::from(u8::from(known.episodes.contains_key(code)));
-                sample(out, name, labels, &[("code", code.as_str())], value);
-            }
-            for code in known.episodes.keys().filter(|code| !code.is_known()) {
-                sample(out, name, labels, &[("code", code.as_str())], 1.0);
-            }
-        }
-    }
-
-    let name = "eks_fargate_profile_health_issue_resources";
-    header(
-        out,
-        name,
-        "gauge",
-        "Distinct resource ids of an open issue episode.",
-    );
-    for (entry, labels) in &profiles {
-        for episode in entry.state.known.iter().flat_map(|k| k.episodes.values()) {
-            let count = episode.issue.resource_ids.len() as f64;
-            let code = episode.issue.code.as_str();
-            sample(out, name, labels, &[("code", code)], count);
-        }
-    }
-
-    let name = "eks_fargate_profile_health_issue_start_timestamp_seconds";
-    header(
-        out,
-        name,
-        "gauge",
-        "Unix time the open episode of the issue code began.",
-    );
-    for (entry, labels) in &profiles {
-        for episode in entry.state.known.iter().flat_map(|k| k.episodes.values()) {
-            let code = episode.issue.code.as_str();
-            sample(
-                out,
-                name,
-                labels,
-                &[("code", code)],
-                episode.since.as_secs_f64(),
-            );
-        }
-    }
-
-    let name = "eks_fargate_profile_created_timestamp_seconds";
-    header(out, name, "gauge", "Unix time the profile was created.");
-    for (entry, labels) in &profiles {
-        if let Some(known) = &entry.state.known {
-            let created = known.incarnation.created_at.as_secs_f64();
-            sample(out, name, labels, &[], created);
-        }
-    }
-
-    let name = "eks_fargate_profile_up";
-    header(
-        out,
-        name,
-        "gauge",
-        "1 when the last describe of the profile succeeded, 0 otherwise.",
-    );
-    for (entry, labels) in &profiles {
-        sample(out, name, labels, &[], f64::from(u8::from(entry.state.up)));
-    }
-
-    let name = "eks_fargate_profile_last_success_timestamp_seconds";
-    header(
-        out,
-        name,
-        "gauge",
-        "Unix time of the last successful describe of the profile.",
-    );
-    for (entry, labels) in &profiles {
-        if let Some(at) = entry.state.last_success {
-            sample(out, name, labels, &[], at.as_secs_f64());
-        }
-    }
 }
 
 /// The self series that count what the state knows.
-fn encode_state(out: &mut Out, snapshot: &Snapshot, now: Timestamp) {
+fn encode_state(out: &mut String, snapshot: &Snapshot, now: Timestamp) {
     let name = format!("{PREFIX}profiles");
     header(out, &name, "gauge", "Profiles monitored now.");
     let _ = writeln!(out, "{name} {}", snapshot.profiles.len());
@@ -494,11 +551,11 @@ fn encode_state(out: &mut Out, snapshot: &Snapshot, now: Timestamp) {
 
 /// The series encoded from a snapshot (all but the registry's), in the text format.
 pub fn render_snapshot(snapshot: &Snapshot, now: Timestamp) -> String {
+    let mut page = Page::new(snapshot.clone(), now, None);
     let mut text = Vec::new();
-    let mut out = Out::new(&mut text);
-    encode_domain(&mut out, snapshot);
-    encode_state(&mut out, snapshot, now);
-    let _ = out.finish();
+    while let Ok(Some(chunk)) = page.next_chunk() {
+        text.extend_from_slice(&chunk);
+    }
     String::from_utf8(text).unwrap_or_default()
 }
 

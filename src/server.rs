@@ -4,16 +4,29 @@
 //! [`bind`] is separate from [`Bound::serve`], so a taken address fails before any polling
 //! starts, with a message that names it. GET and HEAD only (405 with `Allow` otherwise), a
 //! header-read timeout and a small buffer per connection. Optional TLS and basic auth (on
-//! every endpoint but `/healthz`) come from a [`Guard`], which a reload can replace. `/metrics` is rendered on a blocking
-//! thread from a snapshot, so a scrape never waits on the pollers, and streamed a chunk at a
-//! time (gzip-compressed when the scraper accepts it), so it never holds the whole page;
-//! `/api/v1/profiles` is encoded on a blocking thread too.
+//! every endpoint but `/healthz`) come from a [`Guard`], which a reload can replace.
+//!
+//! Every client is hostile until it proves otherwise, so everything a client can hold is
+//! bounded: open connections ([`MAX_CONNECTIONS`]; more wait in the kernel's accept backlog),
+//! the time to send headers ([`HEADER_READ_TIMEOUT`]) and to take what the server writes
+//! ([`WRITE_TIMEOUT`]), the pages being encoded at once ([`RENDERS`], a chunk at a time, so a
+//! reader that stops holds no thread and a page waiting longer than [`RENDER_WAIT`] for its
+//! turn answers 503), gzip compressors ([`GZIP_RESPONSES`]; beyond, pages go uncompressed) and
+//! password checks ([`BCRYPT_THREADS`] running, [`BCRYPT_QUEUE`] waiting; beyond, 429 at once).
+//! `/metrics` and `/api/v1/profiles` are encoded from a snapshot on blocking threads, so a
+//! scrape never waits on the pollers, and streamed ([`metrics::Page`]), so none holds a page.
+//!
+//! [`Service::serve_io`] serves one connection of any byte stream: the accept loop hands it
+//! TCP or TLS streams, tests and fuzzers an in-memory `tokio::io::duplex`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,17 +39,39 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Server as ServerConfig, Tls as TlsConfig};
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, GzipPage, Metrics, Page};
 use crate::model::ErrorKind;
 use crate::secret::Secret;
-use crate::state::{Entry, State};
+use crate::state::{Entry, Snapshot, State};
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request headers (from the connection's start, or
+/// from the end of the previous response on a kept-alive connection); also the TLS handshake's.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may leave what the server writes untaken before its connection is closed
+/// (and the page it was sent dropped).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the kernel's accept backlog until one ends.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Chunks of `/metrics` or `/api/v1/profiles` encoded at once, each on a blocking thread.
+pub const RENDERS: usize = 2;
+/// How long a page waits for its turn to encode a chunk: for its first, the answer is then 503
+/// with `Retry-After`; for a later one, the connection is closed (the page would be incomplete).
+pub const RENDER_WAIT: Duration = Duration::from_secs(5);
+/// gzip-compressed pages at once (a compressor holds about 300 KiB); more go uncompressed.
+pub const GZIP_RESPONSES: usize = 16;
+/// Password checks (bcrypt) running at once.
+pub const BCRYPT_THREADS: usize = 1;
+/// Password checks that may wait for one of [`BCRYPT_THREADS`]; beyond, 429 at once.
+pub const BCRYPT_QUEUE: usize = 8;
+/// Credentials remembered once verified (so a scraper's are checked by bcrypt once); the
+/// oldest is forgotten first.
+pub const VERIFIED_CACHE: usize = 64;
 /// The read buffer of a connection (hyper's minimum): requests here are small.
 const MAX_BUF_SIZE: usize = 8 * 1024;
 
@@ -49,12 +84,75 @@ pub struct App {
 }
 
 /// TLS and basic auth of the admin server, replaceable at run time.
-#[derive(Default)]
 pub struct Guard {
     tls: std::sync::RwLock<Option<tokio_rustls::TlsAcceptor>>,
     users: std::sync::RwLock<BTreeMap<String, Secret>>,
-    /// Digests of credentials that verified, so bcrypt runs once per user and password.
-    verified: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
+    /// Digests of credentials that verified, oldest first, at most [`VERIFIED_CACHE`]: bcrypt
+    /// runs once per user and password.
+    verified: std::sync::Mutex<Vec<Digest>>,
+    /// [`BCRYPT_THREADS`] permits to run bcrypt.
+    bcrypt: Arc<Semaphore>,
+    /// Password checks running or waiting, at most [`BCRYPT_THREADS`] + [`BCRYPT_QUEUE`].
+    checks: Arc<AtomicUsize>,
+}
+
+/// A SHA-256 digest of a user, a password and the user's bcrypt hash.
+type Digest = [u8; 32];
+
+impl Default for Guard {
+    fn default() -> Self {
+        Self {
+            tls: Default::default(),
+            users: Default::default(),
+            verified: Default::default(),
+            bcrypt: Arc::new(Semaphore::new(BCRYPT_THREADS)),
+            checks: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// What [`Guard::allows`] decided.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Verdict {
+    Allowed,
+    Denied,
+    /// Too many password checks at once: refused without checking.
+    Busy,
+}
+
+/// One place among the password checks running or waiting; given back on drop.
+struct CheckSlot(Arc<AtomicUsize>);
+
+impl CheckSlot {
+    /// A place, unless `limit` are taken.
+    fn take(checks: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
+        checks
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then(|| n.saturating_add(1))
+            })
+            .ok()
+            .map(|_| Self(checks.clone()))
+    }
+}
+
+impl Drop for CheckSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether `digest` is one of `remembered`, in a time that depends only on how many there are
+/// (every byte of every entry is compared).
+fn remembered(remembered: &[Digest], digest: &Digest) -> bool {
+    let mut found = 0u8;
+    for entry in remembered {
+        let difference = entry
+            .iter()
+            .zip(digest)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        found |= u8::from(std::hint::black_box(difference) == 0);
+    }
+    found != 0
 }
 
 impl std::fmt::Debug for Guard {
@@ -99,23 +197,25 @@ impl Guard {
             .clone()
     }
 
-    /// Whether a request may pass: no users configured, or valid basic credentials.
-    async fn allows(&self, request: &Request<Incoming>) -> bool {
+    /// Whether a request may pass: no users configured, or valid basic credentials. Credentials
+    /// that verified before pass without bcrypt; new ones wait for one of [`BCRYPT_THREADS`],
+    /// and are refused unchecked ([`Verdict::Busy`]) when [`BCRYPT_QUEUE`] already wait.
+    async fn allows(&self, request: &Request<Incoming>) -> Verdict {
         let users = self
             .users
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if users.is_empty() {
-            return true;
+            return Verdict::Allowed;
         }
         let Some((user, password)) = basic_credentials(request) else {
-            return false;
+            return Verdict::Denied;
         };
         let Some(hash) = users.get(&user) else {
-            return false;
+            return Verdict::Denied;
         };
-        let digest = {
+        let digest: Digest = {
             use sha2::Digest as _;
             let mut hasher = sha2::Sha256::new();
             for part in [
@@ -127,28 +227,42 @@ impl Guard {
             ] {
                 hasher.update(part);
             }
-            hasher.finalize().to_vec()
+            hasher.finalize().into()
         };
-        if self
-            .verified
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&digest)
-        {
-            return true;
+        let known = {
+            let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            remembered(&verified, &digest)
+        };
+        if known {
+            return Verdict::Allowed;
         }
+        let Some(slot) = CheckSlot::take(&self.checks, BCRYPT_THREADS + BCRYPT_QUEUE) else {
+            return Verdict::Busy;
+        };
+        let Ok(permit) = self.bcrypt.clone().acquire_owned().await else {
+            return Verdict::Busy;
+        };
         let hash = hash.expose().to_owned();
-        let ok =
-            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false);
-        if ok {
-            self.verified
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(digest);
+        // The permit and the slot go with the check: a client that hangs up does not free
+        // them while bcrypt still runs.
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = bcrypt::verify(password, &hash).unwrap_or(false);
+            drop((permit, slot));
+            ok
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            return Verdict::Denied;
         }
-        ok
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if !remembered(&verified, &digest) {
+            if verified.len() >= VERIFIED_CACHE {
+                verified.remove(0);
+            }
+            verified.push(digest);
+        }
+        Verdict::Allowed
     }
 }
 
@@ -242,9 +356,19 @@ impl Bound {
         self.addr
     }
 
-    /// Serves until `shutdown` is cancelled.
+    /// Serves until `shutdown` is cancelled, at most [`MAX_CONNECTIONS`] connections at once.
     pub async fn serve(self, app: Arc<App>, shutdown: CancellationToken) {
+        let service = Service::new(app);
+        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
+            // At the limit, accept nothing: new connections wait in the kernel's backlog.
+            let place = tokio::select! {
+                () = shutdown.cancelled() => return,
+                place = connections.clone().acquire_owned() => match place {
+                    Ok(place) => place,
+                    Err(_) => return,
+                },
+            };
             let (stream, _) = tokio::select! {
                 () = shutdown.cancelled() => return,
                 accepted = self.listener.accept() => match accepted {
@@ -257,17 +381,18 @@ impl Bound {
                     }
                 },
             };
-            let app = app.clone();
+            let service = service.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                match app.guard.acceptor() {
-                    None => serve_connection(stream, app, shutdown).await,
+                let _place = place;
+                match service.app.guard.acceptor() {
+                    None => service.serve_io(stream, shutdown).await,
                     Some(acceptor) => {
                         let handshake =
                             tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
                                 .await;
                         match handshake {
-                            Ok(Ok(stream)) => serve_connection(stream, app, shutdown).await,
+                            Ok(Ok(stream)) => service.serve_io(stream, shutdown).await,
                             Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                             Err(_) => tracing::debug!("TLS handshake timed out"),
                         }
@@ -278,37 +403,161 @@ impl Bound {
     }
 }
 
-/// Serves HTTP/1 on one connection, plain or TLS.
-async fn serve_connection<S>(stream: S, app: Arc<App>, shutdown: CancellationToken)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |request| {
-        let app = app.clone();
-        async move { Ok::<_, Infallible>(respond(&app, &request).await) }
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_BUF_SIZE)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        result = connection => {
-            if let Err(error) = result {
-                tracing::debug!(%error, "admin connection ended");
+/// The endpoints and the limits every connection of one admin server shares.
+#[derive(Clone, Debug)]
+pub struct Service {
+    app: Arc<App>,
+    /// [`RENDERS`] permits to encode a chunk of a page.
+    renders: Arc<Semaphore>,
+    /// [`GZIP_RESPONSES`] permits to compress a page.
+    gzip: Arc<Semaphore>,
+}
+
+impl Service {
+    /// The service of `app`, with fresh limits.
+    pub fn new(app: Arc<App>) -> Self {
+        Self {
+            app,
+            renders: Arc::new(Semaphore::new(RENDERS)),
+            gzip: Arc::new(Semaphore::new(GZIP_RESPONSES)),
+        }
+    }
+
+    /// Serves HTTP/1 on one connection (TCP, TLS or in memory) until the client is done, a
+    /// timeout closes it, or `shutdown` is cancelled. Never panics on what the client sends.
+    pub async fn serve_io<S>(&self, stream: S, shutdown: CancellationToken)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let this = self.clone();
+        let service = service_fn(move |request| {
+            let this = this.clone();
+            async move { Ok::<_, Infallible>(respond(&this, &request).await) }
+        });
+        let stream = WriteTimeout::new(stream, WRITE_TIMEOUT);
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_BUF_SIZE)
+            // A client that closed its side after the request still gets the answer.
+            .half_close(true)
+            .serve_connection(TokioIo::new(stream), service);
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            result = connection => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "admin connection ended");
+                }
             }
         }
     }
 }
 
-type Reply = Response<UnsyncBoxBody<Bytes, Infallible>>;
-
-fn whole(body: Bytes) -> UnsyncBoxBody<Bytes, Infallible> {
-    Full::new(body).boxed_unsync()
+/// A stream whose writes fail once the peer has taken nothing for `limit`: hyper then drops
+/// the connection and the page it was sending.
+struct WriteTimeout<S> {
+    stream: S,
+    limit: Duration,
+    /// Since the first write that could not go out, while none could.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-async fn respond(app: &App, request: &Request<Incoming>) -> Reply {
+impl<S> WriteTimeout<S> {
+    fn new(stream: S, limit: Duration) -> Self {
+        Self {
+            stream,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After a write that went out (or failed): the clock stops.
+    fn went<T>(&mut self, result: io::Result<T>) -> Poll<io::Result<T>> {
+        self.stalled = None;
+        Poll::Ready(result)
+    }
+
+    /// After a write that could not go out: fails once the clock ran out.
+    fn waits<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took nothing of the response in time",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Ready(result) => self.went(result),
+            Poll::Pending => self.waits(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(result) => self.went(result),
+            Poll::Pending => self.waits(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.stream).poll_flush(cx) {
+            Poll::Ready(result) => self.went(result),
+            Poll::Pending => self.waits(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.stream).poll_shutdown(cx) {
+            Poll::Ready(result) => self.went(result),
+            Poll::Pending => self.waits(cx),
+        }
+    }
+}
+
+/// What a body fails with: the connection is then closed, so the client sees the page cut.
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+type Body = UnsyncBoxBody<Bytes, BodyError>;
+type Reply = Response<Body>;
+
+fn whole(body: Bytes) -> Body {
+    Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+async fn respond(service: &Service, request: &Request<Incoming>) -> Reply {
+    let app = &service.app;
     let method = request.method();
     if method != Method::GET && method != Method::HEAD {
         let mut reply = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
@@ -318,27 +567,39 @@ async fn respond(app: &App, request: &Request<Incoming>) -> Reply {
         return reply;
     }
     let path = request.uri().path();
-    if path != "/healthz" && !app.guard.allows(request).await {
-        let mut reply = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
-        reply.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Basic realm=\"fargate-health-monitor\""),
-        );
-        return reply;
+    if path != "/healthz" {
+        match app.guard.allows(request).await {
+            Verdict::Allowed => {}
+            Verdict::Denied => {
+                let mut reply = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+                reply.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Basic realm=\"fargate-health-monitor\""),
+                );
+                return reply;
+            }
+            Verdict::Busy => {
+                return retry_later(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many password checks at once; retry later\n",
+                );
+            }
+        }
     }
+    let head = method == Method::HEAD;
     let mut reply = match path {
-        "/metrics" => metrics_reply(app, accepts_gzip(request), method == Method::HEAD),
+        "/metrics" => metrics_reply(service, accepts_gzip(request), head).await,
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if app.state.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: discovery or the first describe of every profile is not done\n",
         ),
-        "/api/v1/profiles" => profiles_reply(app).await,
+        "/api/v1/profiles" => profiles_reply(service, head).await,
         "/" => index(),
         _ => text(StatusCode::NOT_FOUND, "not found; see /\n"),
     };
-    if method == Method::HEAD {
+    if head {
         // The same headers, with the length of the body that GET would send.
         let length = reply.headers().get(CONTENT_LENGTH).cloned();
         *reply.body_mut() = whole(Bytes::new());
@@ -346,6 +607,16 @@ async fn respond(app: &App, request: &Request<Incoming>) -> Reply {
             reply.headers_mut().insert(CONTENT_LENGTH, length);
         }
     }
+    reply
+}
+
+/// A short refusal that tells the client when to come back.
+fn retry_later(status: StatusCode, body: &'static str) -> Reply {
+    let mut reply = text(status, body);
+    reply.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(RENDER_WAIT.as_secs()),
+    );
     reply
 }
 
@@ -369,34 +640,117 @@ fn accepts_gzip(request: &Request<Incoming>) -> bool {
         })
 }
 
-/// `/metrics`, streamed: a blocking thread encodes the page and sends it a chunk at a time
-/// (gzip-compressed when the scraper accepts it), so neither the pollers nor memory wait on a
-/// whole page. Without a length, it goes out chunked. HEAD renders nothing.
-fn metrics_reply(app: &App, gzip: bool, head: bool) -> Reply {
-    let body = if head {
-        whole(Bytes::new())
-    } else {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
-        let metrics = app.metrics.clone();
-        tokio::task::spawn_blocking(move || {
-            let sink = io::BufWriter::with_capacity(metrics::CHUNK, ChunkSender(tx));
-            let sent = if gzip {
-                metrics
-                    .render_gzip_to(sink)
-                    .and_then(|mut sink| sink.flush())
-            } else {
-                let mut sink = sink;
-                metrics.render_to(&mut sink).and_then(|()| sink.flush())
-            };
-            if let Err(error) = sent {
-                tracing::debug!(%error, "a /metrics scrape ended early");
+/// A page encoded a chunk at a time ([`metrics::Page`], the JSON of `/api/v1/profiles`).
+trait Chunks: Send + 'static {
+    /// The next chunk, `None` once the page is complete.
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>>;
+}
+
+/// The `/metrics` page, plain or through one of the [`GZIP_RESPONSES`] compressors.
+enum MetricsPage {
+    Plain(Page),
+    /// The permit is given back with the page.
+    Gzip {
+        page: Box<GzipPage>,
+        _compressor: OwnedSemaphorePermit,
+    },
+}
+
+impl Chunks for MetricsPage {
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        match self {
+            Self::Plain(page) => page.next_chunk(),
+            Self::Gzip { page, .. } => page.next_chunk(),
+        }
+    }
+}
+
+/// Why a page stopped.
+#[derive(Debug, thiserror::Error)]
+enum RenderError {
+    #[error("no turn to encode within {RENDER_WAIT:?}")]
+    Busy,
+    #[error("encoding failed: {0}")]
+    Failed(#[source] io::Error),
+}
+
+/// Encodes the next chunk of the page `make` gives, on a blocking thread once one of the
+/// [`RENDERS`] permits is free (waiting at most [`RENDER_WAIT`]); gives the page back with it.
+async fn encode<C: Chunks>(
+    renders: &Arc<Semaphore>,
+    make: impl FnOnce() -> C + Send + 'static,
+) -> Result<(C, Option<Bytes>), RenderError> {
+    let permit = match tokio::time::timeout(RENDER_WAIT, renders.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) | Err(_) => return Err(RenderError::Busy),
+    };
+    let encoded = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut chunks = make();
+        let chunk = chunks.next_chunk();
+        (chunks, chunk)
+    })
+    .await;
+    match encoded {
+        Ok((chunks, Ok(chunk))) => Ok((chunks, chunk.map(Bytes::from))),
+        Ok((_, Err(error))) => Err(RenderError::Failed(error)),
+        Err(error) => Err(RenderError::Failed(io::Error::other(error))),
+    }
+}
+
+/// The body of a page: its first chunk encoded before the answer (so a busy server can still
+/// say 503), the rest as the client takes them. Without a length, it goes out chunked; a page
+/// that stops midway closes the connection.
+async fn streamed<C: Chunks>(
+    service: &Service,
+    make: impl FnOnce() -> C + Send + 'static,
+) -> Result<Body, RenderError> {
+    use futures_util::StreamExt as _;
+
+    let (chunks, first) = encode(&service.renders, make).await?;
+    let renders = service.renders.clone();
+    let first = first.map(|chunk| Ok::<_, BodyError>(Frame::data(chunk)));
+    let rest = futures_util::stream::unfold(Some(chunks), move |chunks| {
+        let renders = renders.clone();
+        async move {
+            let chunks = chunks?;
+            match encode(&renders, move || chunks).await {
+                Ok((chunks, Some(chunk))) => Some((Ok(Frame::data(chunk)), Some(chunks))),
+                Ok((_, None)) => None,
+                Err(error) => {
+                    tracing::debug!(%error, "a page ended early");
+                    Some((Err(BodyError::from(error)), None))
+                }
             }
-        });
-        let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
-            let chunk = rx.recv().await?;
-            Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
-        });
-        StreamBody::new(chunks).boxed_unsync()
+        }
+    });
+    let frames = futures_util::stream::iter(first).chain(rest);
+    Ok(StreamBody::new(frames).boxed_unsync())
+}
+
+/// `/metrics`, streamed (gzip-compressed when the scraper accepts it and a compressor is
+/// free). HEAD renders nothing.
+async fn metrics_reply(service: &Service, gzip: bool, head: bool) -> Reply {
+    let (body, gzip) = if head {
+        (whole(Bytes::new()), gzip)
+    } else {
+        let compressor = gzip
+            .then(|| service.gzip.clone().try_acquire_owned().ok())
+            .flatten();
+        let gzip = compressor.is_some();
+        let metrics = service.app.metrics.clone();
+        let body = streamed(service, move || match compressor {
+            Some(permit) => MetricsPage::Gzip {
+                page: Box::new(GzipPage::new(metrics.page())),
+                _compressor: permit,
+            },
+            None => MetricsPage::Plain(metrics.page()),
+        })
+        .await;
+        match body {
+            Ok(body) => (body, gzip),
+            Err(_) => return busy(),
+        }
     };
     let mut reply = Response::new(body);
     let headers = reply.headers_mut();
@@ -411,20 +765,12 @@ fn metrics_reply(app: &App, gzip: bool, head: bool) -> Reply {
     reply
 }
 
-/// Hands each write to the response body; fails once the scraper has gone.
-struct ChunkSender(tokio::sync::mpsc::Sender<Bytes>);
-
-impl io::Write for ChunkSender {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .blocking_send(Bytes::copy_from_slice(buf))
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+/// 503: every render permit stayed taken for [`RENDER_WAIT`].
+fn busy() -> Reply {
+    retry_later(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy: too many pages being encoded at once; retry later\n",
+    )
 }
 
 fn with_length(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
@@ -443,16 +789,6 @@ fn text(status: StatusCode, body: &'static str) -> Reply {
         "text/plain; charset=utf-8",
         Bytes::from_static(body.as_bytes()),
     )
-}
-
-fn json(value: &impl Serialize) -> Reply {
-    match serde_json::to_vec_pretty(value) {
-        Ok(mut body) => {
-            body.push(b'\n');
-            with_length(StatusCode::OK, "application/json", Bytes::from(body))
-        }
-        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode\n"),
-    }
 }
 
 fn index() -> Reply {
@@ -509,19 +845,102 @@ struct IssueView<'a> {
     since: String,
 }
 
-/// Every profile as JSON, encoded on a blocking thread like `/metrics` (at 10,000 profiles
-/// the document is megabytes).
-async fn profiles_reply(app: &App) -> Reply {
-    let state = app.state.clone();
-    let encoded = tokio::task::spawn_blocking(move || {
-        let snapshot = state.snapshot();
-        json(&ProfilesDocument {
-            ready: state.is_ready(),
-            profiles: snapshot.profiles.iter().map(|e| profile_view(e)).collect(),
+/// Every profile as JSON, encoded from a snapshot a chunk at a time like `/metrics` (at
+/// 10,000 profiles the document is megabytes). HEAD encodes nothing.
+async fn profiles_reply(service: &Service, head: bool) -> Reply {
+    let body = if head {
+        whole(Bytes::new())
+    } else {
+        let state = service.app.state.clone();
+        match streamed(service, move || {
+            ProfilesPage::new(state.snapshot(), state.is_ready())
         })
-    })
-    .await;
-    encoded.unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode\n"))
+        .await
+        {
+            Ok(body) => body,
+            Err(_) => return busy(),
+        }
+    };
+    let mut reply = Response::new(body);
+    reply.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    reply
+}
+
+/// The JSON of `/api/v1/profiles`, a chunk at a time: byte for byte what `serde_json`'s
+/// pretty printer makes of the whole [`ProfilesDocument`], one profile after the other.
+struct ProfilesPage {
+    snapshot: Snapshot,
+    ready: bool,
+    /// The next profile to encode.
+    next: usize,
+    opened: bool,
+    done: bool,
+}
+
+impl ProfilesPage {
+    fn new(snapshot: Snapshot, ready: bool) -> Self {
+        Self {
+            snapshot,
+            ready,
+            next: 0,
+            opened: false,
+            done: false,
+        }
+    }
+}
+
+/// Indentation of a profile inside the document: two levels of the pretty printer.
+const PROFILE_INDENT: &[u8] = b"    ";
+
+impl Chunks for ProfilesPage {
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let profiles = &self.snapshot.profiles;
+        let mut out = Vec::with_capacity(metrics::CHUNK + 4096);
+        if !self.opened {
+            self.opened = true;
+            if profiles.is_empty() {
+                let document = ProfilesDocument {
+                    ready: self.ready,
+                    profiles: Vec::new(),
+                };
+                out = serde_json::to_vec_pretty(&document).map_err(io::Error::other)?;
+                out.push(b'\n');
+                self.done = true;
+                return Ok(Some(out));
+            }
+            out.extend_from_slice(b"{\n  \"ready\": ");
+            out.extend_from_slice(if self.ready { b"true" } else { b"false" });
+            out.extend_from_slice(b",\n  \"profiles\": [\n");
+        }
+        while let Some(entry) = profiles.get(self.next) {
+            if self.next > 0 {
+                out.extend_from_slice(b",\n");
+            }
+            let profile =
+                serde_json::to_vec_pretty(&profile_view(entry)).map_err(io::Error::other)?;
+            // JSON strings escape line breaks, so every one here is the printer's.
+            out.extend_from_slice(PROFILE_INDENT);
+            for byte in profile {
+                out.push(byte);
+                if byte == b'\n' {
+                    out.extend_from_slice(PROFILE_INDENT);
+                }
+            }
+            self.next += 1;
+            if out.len() >= metrics::CHUNK {
+                return Ok(Some(out));
+            }
+        }
+        out.extend_from_slice(b"\n  ]\n}\n");
+        self.done = true;
+        Ok(Some(out))
+    }
 }
 
 fn profile_view(entry: &Entry) -> ProfileView<'_> {
@@ -552,5 +971,214 @@ fn profile_view(entry: &Entry) -> ProfileView<'_> {
                 since: episode.since.to_rfc3339(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::diff::Rules;
+    use crate::model::Timestamp;
+    use crate::model::{Incarnation, Input, IssueCode, Observation, ProfileKey, RawIssue, Status};
+    use crate::state::Labels;
+
+    /// A state with `n` profiles, every other one with an issue whose message needs escaping.
+    fn state_with(n: usize) -> Arc<State> {
+        let state = Arc::new(State::new(Rules::default(), Vec::new()));
+        let labels = Arc::new(Labels::from([("env".to_owned(), "te\"st\n".to_owned())]));
+        for i in 0..n {
+            let key = ProfileKey::new("111122223333", "us-east-1", "prod", format!("p-{i:05}"));
+            state.discovered(&key, labels.clone(), Timestamp::from_secs(100));
+            let issues = if i % 2 == 0 {
+                vec![RawIssue {
+                    code: IssueCode::from_wire("AccessDenied"),
+                    message: "a \"quoted\"\nmessage".into(),
+                    resource_ids: vec![format!("eni-{i}")],
+                }]
+            } else {
+                Vec::new()
+            };
+            state.apply(&Input::Observed(Observation {
+                key: key.clone(),
+                incarnation: Incarnation {
+                    arn: format!("arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/{i}/1"),
+                    created_at: Timestamp::from_secs(1_700_000_000),
+                },
+                status: Status::from_wire("ACTIVE"),
+                info: BTreeMap::new(),
+                issues,
+                observed_at: Timestamp::from_secs(200),
+            }));
+        }
+        state
+    }
+
+    fn service(state: Arc<State>, guard: Guard) -> Service {
+        let metrics = Arc::new(Metrics::new(state.clone()));
+        Service::new(Arc::new(App {
+            state,
+            metrics,
+            guard: Arc::new(guard),
+        }))
+    }
+
+    /// Sends `request` through [`Service::serve_io`] on an in-memory stream; what came back.
+    async fn exchange(service: &Service, request: &[u8]) -> Vec<u8> {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let serving = tokio::spawn({
+            let service = service.clone();
+            async move { service.serve_io(server, CancellationToken::new()).await }
+        });
+        client.write_all(request).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut response = Vec::new();
+        client.read_to_end(&mut response).await.unwrap();
+        serving.await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn serve_io_answers_requests_on_an_in_memory_stream() {
+        let service = service(state_with(3), Guard::default());
+        let response = exchange(&service, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.contains("eks_fargate_profile_up{"), "{text}");
+        assert!(text.contains("fargate_health_monitor_build_info"), "{text}");
+        let request = b"GET /api/v1/profiles HTTP/1.1\r\nHost: x\r\n\r\n";
+        let response = exchange(&service, request).await;
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.contains("\"profile\": \"p-00002\""), "{text}");
+        let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+        let response = exchange(&service, request).await;
+        assert!(response.starts_with(b"HTTP/1.1 405"));
+
+        // Garbage gets a 400 or a closed connection, never a panic.
+        let response = exchange(&service, b"\x00\xff GET /\r\n\r\n\r\n").await;
+        let text = String::from_utf8_lossy(&response);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 400"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_profiles_document_in_chunks_is_byte_for_byte_the_pretty_printed_whole() {
+        for n in [0, 1, 3, 400] {
+            let state = state_with(n);
+            let snapshot = state.snapshot();
+            let whole = ProfilesDocument {
+                ready: state.is_ready(),
+                profiles: snapshot.profiles.iter().map(|e| profile_view(e)).collect(),
+            };
+            let mut expected = serde_json::to_vec_pretty(&whole).unwrap();
+            expected.push(b'\n');
+            let mut page = ProfilesPage::new(state.snapshot(), state.is_ready());
+            let mut chunks = Vec::new();
+            while let Some(chunk) = page.next_chunk().unwrap() {
+                assert!(chunk.len() < metrics::CHUNK + 4096);
+                chunks.push(chunk);
+            }
+            assert_eq!(chunks.concat(), expected, "{n} profiles");
+            if n == 400 {
+                assert!(chunks.len() > 3, "{} chunks", chunks.len());
+            }
+        }
+    }
+
+    /// A stream whose reads never end and whose writes never go out: a client that stopped.
+    struct Stalled;
+
+    impl AsyncRead for Stalled {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for Stalled {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_client_never_takes_fails_after_the_write_timeout() {
+        let mut stream = WriteTimeout::new(Stalled, WRITE_TIMEOUT);
+        let started = tokio::time::Instant::now();
+        let error = stream.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), WRITE_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_page_waits_for_a_render_permit_at_most_the_render_wait_then_503() {
+        let service = service(state_with(3), Guard::default());
+        let taken = service
+            .renders
+            .clone()
+            .acquire_many_owned(RENDERS as u32)
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let serving = tokio::spawn({
+            let service = service.clone();
+            async move { service.serve_io(server, CancellationToken::new()).await }
+        });
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        client.read_to_end(&mut response).await.unwrap();
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("retry-after: 5"),
+            "{text}"
+        );
+        assert_eq!(started.elapsed(), RENDER_WAIT);
+        drop(taken);
+        serving.await.unwrap();
+    }
+
+    #[test]
+    fn remembered_credentials_are_found_among_others_and_nothing_else_is() {
+        let cache: Vec<Digest> = (0..VERIFIED_CACHE as u8).map(|i| [i; 32]).collect();
+        assert!(remembered(&cache, &[7; 32]));
+        assert!(!remembered(&cache, &[200; 32]));
+        let mut almost = [7; 32];
+        almost[31] = 8;
+        assert!(!remembered(&cache, &almost));
+        assert!(!remembered(&[], &[0; 32]));
+    }
+
+    #[test]
+    fn check_slots_stop_at_the_limit_and_come_back_on_drop() {
+        let checks = Arc::new(AtomicUsize::new(0));
+        let first = CheckSlot::take(&checks, 2).unwrap();
+        let _second = CheckSlot::take(&checks, 2).unwrap();
+        assert!(CheckSlot::take(&checks, 2).is_none());
+        drop(first);
+        assert!(CheckSlot::take(&checks, 2).is_some());
     }
 }

@@ -9,6 +9,7 @@ mod eks;
 mod once;
 mod ops;
 mod secured;
+mod server;
 mod simulator;
 mod state;
 mod support;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use fargate_health_monitor::model::ProfileKey;
 use fargate_health_monitor::simulator::{self, Health, IssueSpec, Simulator};
@@ -285,5 +286,81 @@ async fn a_real_prometheus_scrapes_over_tls_with_basic_auth_and_the_rules_fire()
     .await;
     let _ = prom.kill();
     let _ = prom.wait();
+    stop(daemon);
+}
+
+/// `Authorization: Basic` for `user:password`.
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_passwords_does_not_slow_a_verified_scraper() {
+    let simulator = crate::server::populated(4, 25).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash(PASSWORD, 8).unwrap();
+    let (daemon, addr) = crate::server::start_run(
+        dir.path(),
+        &simulator,
+        &format!("[server.basic_auth]\nusers = {{ {USER} = \"{hash}\" }}\n"),
+    );
+    let good = basic(USER, PASSWORD);
+    let verified = [("Authorization", good.as_str())];
+    // The first scrape verifies the password; later ones are recognised.
+    crate::server::until_ready(addr, &verified).await;
+
+    // 200 clients at once, each trying wrong passwords for the known user, a bounded number
+    // of times.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let done = done.clone();
+        flood.spawn(async move {
+            let wrong = basic(USER, &format!("guess-{i}"));
+            let mut statuses = Vec::new();
+            for _ in 0..20 {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let headers = [("Authorization", wrong.as_str())];
+                let (status, _, _) =
+                    crate::support::http_with_headers(addr, "GET", "/metrics", &headers, "").await;
+                statuses.push(status);
+            }
+            statuses
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Meanwhile the verified scraper's scrapes stay fast.
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let scrape = crate::support::http_with_headers(addr, "GET", "/metrics", &verified, "");
+        let (status, _, body) = tokio::time::timeout(Duration::from_secs(5), scrape)
+            .await
+            .expect("a verified scrape within 5 s under the flood");
+        assert_eq!(status, 200);
+        assert!(body.contains("eks_fargate_profile_up{"));
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "a verified scrape took {took:?} under the flood"
+        );
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut statuses = Vec::new();
+    while let Some(joined) = flood.join_next().await {
+        statuses.extend(joined.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&429),
+        "attempts beyond the queue are refused unchecked"
+    );
     stop(daemon);
 }
