@@ -895,7 +895,7 @@ fn log_describe_change(key: &ProfileKey, before: Option<ErrorKind>, now: Option<
     match now {
         Some(ErrorKind::AccessDenied) => tracing::error!(
             profile = %key,
-            "describe fargate profile is denied; grant eks:DescribeFargateProfile"
+            "describe fargate profile is denied; grant eks:DescribeFargateProfile, or fix the target's credentials when its own ERROR says they fail"
         ),
         Some(kind) => {
             tracing::warn!(profile = %key, error = %kind, "describe fargate profile failed")
