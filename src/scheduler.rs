@@ -376,15 +376,11 @@ impl<E: Eks + 'static> Core<E> {
                     self.handle(message);
                     // Reap finished describes as they come, not only when the loop is idle.
                     while let Some(joined) = self.describes.try_join_next() {
-                        if let Err(error) = joined && error.is_panic() {
-                            tracing::error!(%error, "a describe task panicked");
-                        }
+                        describe_ended(joined);
                     }
                 }
                 Some(joined) = self.describes.join_next(), if !self.describes.is_empty() => {
-                    if let Err(error) = joined && error.is_panic() {
-                        tracing::error!(%error, "a describe task panicked");
-                    }
+                    describe_ended(joined);
                 }
                 Some(joined) = discoveries.join_next(), if !discoveries.is_empty() => {
                     if shutdown.is_cancelled() {
@@ -888,6 +884,16 @@ fn rounded(value: f64) -> String {
     }
     let decimals = (1 - value.log10().floor() as i32).clamp(1, 9) as usize;
     format!("{value:.decimals$}")
+}
+
+/// A describe task that panicked panics the scheduler, which the supervisor reports and stops
+/// the daemon on: its profile would otherwise stay in flight, never described again.
+fn describe_ended(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined
+        && error.is_panic()
+    {
+        std::panic::resume_unwind(error.into_panic());
+    }
 }
 
 /// Logs a profile's describe starting or stopping to fail: ERROR when a person must act.
