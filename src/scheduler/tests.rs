@@ -34,6 +34,8 @@ struct World {
     accepted: std::collections::VecDeque<Instant>,
     /// Profiles that describe as not found yet are still listed.
     listed_but_not_found: Vec<String>,
+    /// A describe of this profile panics (a bug anywhere on the describe path).
+    panics_on_describe: Option<String>,
     latency: Duration,
     calls: Vec<Call>,
 }
@@ -145,6 +147,8 @@ impl Eks for Fake {
     ) -> Result<FargateProfile, CallError> {
         let operation = Operation::DescribeFargateProfile;
         self.call(operation, profile).await?;
+        let panics = self.world.lock().unwrap().panics_on_describe.as_deref() == Some(profile);
+        assert!(!panics, "describe of {profile} panicked");
         let exists = self
             .clusters()
             .get(cluster)
@@ -203,6 +207,7 @@ impl Harness {
             throttle_above: None,
             accepted: std::collections::VecDeque::new(),
             listed_but_not_found: Vec::new(),
+            panics_on_describe: None,
             latency,
             calls: Vec::new(),
         }));
@@ -784,4 +789,23 @@ fn the_overrun_warning_says_why_with_the_rate_rounded() {
     ] {
         assert_eq!(rounded(rate), text, "{rate}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_describe_that_panics_ends_the_scheduler_with_that_panic_for_the_supervisor() {
+    let harness = Harness::start(
+        &[("111122223333", "prod", profiles("p", 4))],
+        settings(10, 600, 100.0, 4),
+        Duration::from_millis(50),
+    );
+    sleep(15).await;
+    assert!(!harness.task.is_finished(), "runs while describes succeed");
+    harness.world().panics_on_describe = Some("p002".to_owned());
+    sleep(15).await;
+    assert!(
+        harness.task.is_finished(),
+        "a panicked describe stops the scheduler"
+    );
+    let error = harness.task.await.unwrap_err();
+    assert!(error.is_panic(), "{error}");
 }
