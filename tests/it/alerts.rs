@@ -1,169 +1,25 @@
 //! Alert delivery, end to end: the built binary (`run`) against the simulator, posting to a
 //! webhook receiver on loopback; restarts, SIGKILL and damaged state files included.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::convert::Infallible;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use bytes::Bytes;
-use fargate_health_monitor::model::ProfileKey;
 use fargate_health_monitor::simulator::{
     self, Command as SimCommand, FaultKind, Health, IssueSpec, Scope, Simulator,
 };
 use hmac::{Hmac, KeyInit, Mac};
-use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use sha2::Sha256;
 
+use crate::receiver::{Received, Receiver, issue, key};
 use crate::support::{aws_env, binary, eventually, free_port, http, real_tool};
 
 const NEW_SECRET: &str = "whsec-new-key";
 const OLD_SECRET: &str = "whsec-old-key";
-
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    headers: BTreeMap<String, String>,
-    raw: Vec<u8>,
-    body: Value,
-    answered: u16,
-    at: std::time::Instant,
-}
-
-impl Received {
-    fn kind(&self) -> &str {
-        self.body["kind"].as_str().unwrap_or_default()
-    }
-    fn id(&self) -> &str {
-        self.body["id"].as_str().unwrap_or_default()
-    }
-    fn profile(&self) -> &str {
-        self.body["profile"]["profile"].as_str().unwrap_or_default()
-    }
-}
-
-/// A webhook receiver on loopback that answers from a script (200 once it is empty).
-#[derive(Clone)]
-struct Receiver {
-    addr: SocketAddr,
-    got: Arc<Mutex<Vec<Received>>>,
-    script: Arc<Mutex<VecDeque<u16>>>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let receiver = Receiver {
-            addr: listener.local_addr().unwrap(),
-            got: Arc::default(),
-            script: Arc::default(),
-        };
-        let shared = receiver.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |request: http::Request<hyper::body::Incoming>| {
-                            let shared = shared.clone();
-                            async move {
-                                let headers = request
-                                    .headers()
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        (
-                                            k.as_str().to_owned(),
-                                            v.to_str().unwrap_or_default().to_owned(),
-                                        )
-                                    })
-                                    .collect();
-                                let raw = request
-                                    .into_body()
-                                    .collect()
-                                    .await
-                                    .unwrap()
-                                    .to_bytes()
-                                    .to_vec();
-                                let answered =
-                                    shared.script.lock().unwrap().pop_front().unwrap_or(200);
-                                let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-                                let at = std::time::Instant::now();
-                                shared.got.lock().unwrap().push(Received {
-                                    headers,
-                                    raw,
-                                    body,
-                                    answered,
-                                    at,
-                                });
-                                let mut response = http::Response::new(Full::new(Bytes::new()));
-                                *response.status_mut() =
-                                    http::StatusCode::from_u16(answered).unwrap();
-                                if answered == 429 {
-                                    let wait = http::HeaderValue::from_static("2");
-                                    response.headers_mut().insert("retry-after", wait);
-                                }
-                                if (300..400).contains(&answered) {
-                                    // Back to this receiver: a client that followed would
-                                    // send the same event again.
-                                    let to = format!("http://{}/moved", shared.addr);
-                                    let to = http::HeaderValue::from_str(&to).unwrap();
-                                    response.headers_mut().insert("location", to);
-                                }
-                                Ok::<_, Infallible>(response)
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        receiver
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    fn answer(&self, statuses: &[u16]) {
-        self.script.lock().unwrap().extend(statuses);
-    }
-
-    /// The delivered (2xx) requests of `kind` for `profile`.
-    fn delivered(&self, kind: &str, profile: &str) -> Vec<Received> {
-        self.got()
-            .into_iter()
-            .filter(|r| r.answered < 300 && r.kind() == kind && r.profile() == profile)
-            .collect()
-    }
-
-    async fn until_delivered(&self, kind: &str, profile: &str) -> Received {
-        eventually(30, &format!("{kind} of {profile} delivered"), || async {
-            self.delivered(kind, profile).into_iter().next()
-        })
-        .await
-    }
-}
-
-fn key(profile: &str) -> ProfileKey {
-    ProfileKey::new(simulator::DEFAULT_ACCOUNT, "us-east-1", "prod", profile)
-}
-
-fn issue(code: &str) -> Health {
-    Health::Issues(vec![IssueSpec::new(
-        code,
-        &format!("{code} happened"),
-        &["r-1", "r-2"],
-    )])
-}
 
 /// A directory with a config for the simulator and the receiver; the daemon it runs.
 struct Setup {
@@ -520,7 +376,7 @@ async fn after_sigkill_a_pending_opening_is_delivered_then_its_resolution() {
             health: Health::Issues(Vec::new()),
         })
         .unwrap();
-    receiver.script.lock().unwrap().clear();
+    receiver.answer_200();
     let daemon = setup.start("second.log");
     let resolved = receiver.until_delivered("issue_resolved", "web").await;
     let opened = receiver.delivered("issue_opened", "web");

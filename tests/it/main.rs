@@ -8,6 +8,7 @@ mod daemon;
 mod eks;
 mod once;
 mod ops;
+mod receiver;
 mod secured;
 mod server;
 mod simulator;

@@ -2,90 +2,14 @@
 //! backwards, a file that cannot be written never silences alerts, and a path that is not a
 //! regular file is left alone.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use fargate_health_monitor::model::ProfileKey;
-use fargate_health_monitor::simulator::{
-    self, Command as SimCommand, Health, IssueSpec, Simulator,
-};
-use http_body_util::{BodyExt, Full};
-use serde_json::Value;
+use fargate_health_monitor::simulator::{Command as SimCommand, Health, Simulator};
 
+use crate::receiver::{Receiver, issue, key};
 use crate::support::{aws_env, binary, eventually, free_port, http};
-
-/// A webhook receiver on loopback that keeps every body and answers 200.
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Receiver {
-    async fn start() -> (Self, SocketAddr) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let receiver = Receiver::default();
-        let shared = receiver.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |request: http::Request<hyper::body::Incoming>| {
-                            let shared = shared.clone();
-                            async move {
-                                let raw = request.into_body().collect().await.unwrap().to_bytes();
-                                let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-                                shared.got.lock().unwrap().push(body);
-                                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        (receiver, addr)
-    }
-
-    fn got(&self) -> Vec<Value> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// The sequence numbers of the events of `kind` for `profile` received so far.
-    fn sequences(&self, kind: &str, profile: &str) -> Vec<u64> {
-        self.got()
-            .iter()
-            .filter(|b| b["kind"] == kind && b["profile"]["profile"] == profile)
-            .filter_map(|b| b["sequence"].as_u64())
-            .collect()
-    }
-
-    async fn until(&self, kind: &str, profile: &str, count: usize) {
-        eventually(30, &format!("{count} {kind} of {profile}"), || async {
-            (self.sequences(kind, profile).len() >= count).then_some(())
-        })
-        .await;
-    }
-}
-
-fn key(profile: &str) -> ProfileKey {
-    ProfileKey::new(simulator::DEFAULT_ACCOUNT, "us-east-1", "prod", profile)
-}
-
-fn issue(code: &str) -> Health {
-    Health::Issues(vec![IssueSpec::new(
-        code,
-        &format!("{code} happened"),
-        &["r-1"],
-    )])
-}
 
 /// A config for the simulator and the receiver with `[state] path` = `state`; the daemon it
 /// runs.
@@ -216,7 +140,8 @@ fn set_health(simulator: &Simulator, profile: &str, health: Health) {
 #[tokio::test]
 async fn a_lost_state_file_never_makes_the_sequence_go_backwards() {
     let simulator = Simulator::start().await.unwrap();
-    let (receiver, addr) = Receiver::start().await;
+    let receiver = Receiver::start().await;
+    let addr = receiver.addr;
     simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
@@ -232,7 +157,7 @@ async fn a_lost_state_file_never_makes_the_sequence_go_backwards() {
     let before: Vec<u64> = receiver
         .got()
         .iter()
-        .filter_map(|b| b["sequence"].as_u64())
+        .filter_map(|r| r.body["sequence"].as_u64())
         .collect();
     let highest = *before.iter().max().unwrap();
     assert!(before.windows(2).all(|w| w[0] < w[1]), "{before:?}");
@@ -248,7 +173,7 @@ async fn a_lost_state_file_never_makes_the_sequence_go_backwards() {
     assert_eq!(stop(daemon, "-TERM").await, Some(0));
     let after: Vec<u64> = receiver.got()[before.len()..]
         .iter()
-        .filter_map(|b| b["sequence"].as_u64())
+        .filter_map(|r| r.body["sequence"].as_u64())
         .collect();
     assert!(after.len() >= 2, "{after:?}");
     assert!(
@@ -262,7 +187,8 @@ async fn a_lost_state_file_never_makes_the_sequence_go_backwards() {
 #[tokio::test]
 async fn a_state_file_that_cannot_be_written_never_silences_alerts_and_is_written_once_it_can() {
     let simulator = Simulator::start().await.unwrap();
-    let (receiver, addr) = Receiver::start().await;
+    let receiver = Receiver::start().await;
+    let addr = receiver.addr;
     simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
@@ -312,7 +238,8 @@ async fn a_state_file_that_cannot_be_written_never_silences_alerts_and_is_writte
 #[tokio::test]
 async fn a_state_path_that_is_a_directory_is_left_alone_and_alerts_go_on() {
     let simulator = Simulator::start().await.unwrap();
-    let (receiver, addr) = Receiver::start().await;
+    let receiver = Receiver::start().await;
+    let addr = receiver.addr;
     simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
