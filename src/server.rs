@@ -7,22 +7,24 @@
 //! every endpoint but `/healthz`) come from a [`Guard`], which a reload can replace.
 //!
 //! Every client is hostile until it proves otherwise, so everything a client can hold is
-//! bounded: open connections ([`MAX_CONNECTIONS`]; more wait in the kernel's accept backlog),
+//! bounded: open connections ([`MAX_CONNECTIONS`]; more wait in the kernel's accept backlog;
+//! [`CONNECTIONS_PER_CLIENT`] from one IP address, more are closed at once),
 //! the time to send headers ([`HEADER_READ_TIMEOUT`]) and to take what the server writes
 //! ([`WRITE_TIMEOUT`]), the pages being encoded at once ([`RENDERS`], a chunk at a time, so a
 //! reader that stops holds no thread and a page waiting longer than [`RENDER_WAIT`] for its
 //! turn answers 503), gzip compressors ([`GZIP_RESPONSES`]; beyond, pages go uncompressed) and
-//! password checks ([`BCRYPT_THREADS`] running, [`BCRYPT_QUEUE`] waiting; beyond, 429 at once).
+//! password checks ([`BCRYPT_THREADS`] running, [`BCRYPT_QUEUE`] waiting, one per client IP
+//! address; beyond, 429 at once).
 //! `/metrics` and `/api/v1/profiles` are encoded from a snapshot on blocking threads, so a
 //! scrape never waits on the pollers, and streamed ([`metrics::Page`]), so none holds a page.
 //!
 //! [`Service::serve_io`] serves one connection of any byte stream: the accept loop hands it
 //! TCP or TLS streams, tests and fuzzers an in-memory `tokio::io::duplex`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
@@ -58,6 +60,13 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the kernel's accept backlog until one ends.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Connections open at once from one IP address; more are closed as soon as accepted, so one
+/// client cannot take every place (a probe or scraper from another address still gets in).
+pub const CONNECTIONS_PER_CLIENT: usize = 64;
+/// Password checks running or waiting at once for one IP address; more get 429 at once, so a
+/// client flooding wrong passwords holds one place and a new client elsewhere still gets its
+/// turn within a few checks.
+pub const CHECKS_PER_CLIENT: usize = 1;
 /// Chunks of `/metrics` or `/api/v1/profiles` encoded at once, each on a blocking thread.
 pub const RENDERS: usize = 2;
 /// How long a page waits for its turn to encode a chunk: for its first, the answer is then 503
@@ -94,6 +103,8 @@ pub struct Guard {
     bcrypt: Arc<Semaphore>,
     /// Password checks running or waiting, at most [`BCRYPT_THREADS`] + [`BCRYPT_QUEUE`].
     checks: Arc<AtomicUsize>,
+    /// The password checks of each client, at most [`CHECKS_PER_CLIENT`].
+    checks_per_client: PerClient,
 }
 
 /// A SHA-256 digest of a user, a password and the user's bcrypt hash.
@@ -107,6 +118,7 @@ impl Default for Guard {
             verified: Default::default(),
             bcrypt: Arc::new(Semaphore::new(BCRYPT_THREADS)),
             checks: Arc::new(AtomicUsize::new(0)),
+            checks_per_client: PerClient::default(),
         }
     }
 }
@@ -132,6 +144,45 @@ impl CheckSlot {
             })
             .ok()
             .map(|_| Self(checks.clone()))
+    }
+}
+
+/// How many places of a shared limit each client (by IP address) holds. A client's entry
+/// goes when it holds none, so the map holds at most one entry per open connection.
+#[derive(Clone, Debug, Default)]
+struct PerClient(Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>);
+
+/// One place of a client in a [`PerClient`]; given back on drop.
+struct ClientPlace {
+    counts: PerClient,
+    client: IpAddr,
+}
+
+impl PerClient {
+    /// A place for `client`, unless it holds `limit` already.
+    fn take(&self, client: IpAddr, limit: usize) -> Option<ClientPlace> {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = counts.entry(client).or_insert(0);
+        if *held >= limit {
+            return None;
+        }
+        *held = held.saturating_add(1);
+        Some(ClientPlace {
+            counts: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for ClientPlace {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = counts.get_mut(&self.client) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                counts.remove(&self.client);
+            }
+        }
     }
 }
 
@@ -200,7 +251,7 @@ impl Guard {
     /// Whether a request may pass: no users configured, or valid basic credentials. Credentials
     /// that verified before pass without bcrypt; new ones wait for one of [`BCRYPT_THREADS`],
     /// and are refused unchecked ([`Verdict::Busy`]) when [`BCRYPT_QUEUE`] already wait.
-    async fn allows(&self, request: &Request<Incoming>) -> Verdict {
+    async fn allows(&self, request: &Request<Incoming>, client: Option<IpAddr>) -> Verdict {
         let users = self
             .users
             .read()
@@ -236,6 +287,13 @@ impl Guard {
         if known {
             return Verdict::Allowed;
         }
+        let client_place = match client {
+            Some(client) => match self.checks_per_client.take(client, CHECKS_PER_CLIENT) {
+                Some(place) => Some(place),
+                None => return Verdict::Busy,
+            },
+            None => None,
+        };
         let Some(slot) = CheckSlot::take(&self.checks, BCRYPT_THREADS + BCRYPT_QUEUE) else {
             return Verdict::Busy;
         };
@@ -247,7 +305,7 @@ impl Guard {
         // them while bcrypt still runs.
         let ok = tokio::task::spawn_blocking(move || {
             let ok = bcrypt::verify(password, &hash).unwrap_or(false);
-            drop((permit, slot));
+            drop((permit, slot, client_place));
             ok
         })
         .await
@@ -360,6 +418,7 @@ impl Bound {
     pub async fn serve(self, app: Arc<App>, shutdown: CancellationToken) {
         let service = Service::new(app);
         let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let per_client = PerClient::default();
         loop {
             // At the limit, accept nothing: new connections wait in the kernel's backlog.
             let place = tokio::select! {
@@ -369,7 +428,7 @@ impl Bound {
                     Err(_) => return,
                 },
             };
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 () = shutdown.cancelled() => return,
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -381,18 +440,25 @@ impl Bound {
                     }
                 },
             };
+            let client = peer.ip();
+            let Some(client_place) = per_client.take(client, CONNECTIONS_PER_CLIENT) else {
+                // This client holds its share: closed at once, its place given back.
+                tracing::debug!(%client, "too many connections from one client");
+                continue;
+            };
             let service = service.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let _place = place;
+                let _places = (place, client_place);
+                let client = Some(client);
                 match service.app.guard.acceptor() {
-                    None => service.serve_io(stream, shutdown).await,
+                    None => service.serve_io(stream, client, shutdown).await,
                     Some(acceptor) => {
                         let handshake =
                             tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
                                 .await;
                         match handshake {
-                            Ok(Ok(stream)) => service.serve_io(stream, shutdown).await,
+                            Ok(Ok(stream)) => service.serve_io(stream, client, shutdown).await,
                             Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                             Err(_) => tracing::debug!("TLS handshake timed out"),
                         }
@@ -425,14 +491,15 @@ impl Service {
 
     /// Serves HTTP/1 on one connection (TCP, TLS or in memory) until the client is done, a
     /// timeout closes it, or `shutdown` is cancelled. Never panics on what the client sends.
-    pub async fn serve_io<S>(&self, stream: S, shutdown: CancellationToken)
+    /// `client` is the peer's address, for the limits per client (`None`: in memory).
+    pub async fn serve_io<S>(&self, stream: S, client: Option<IpAddr>, shutdown: CancellationToken)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let this = self.clone();
         let service = service_fn(move |request| {
             let this = this.clone();
-            async move { Ok::<_, Infallible>(respond(&this, &request).await) }
+            async move { Ok::<_, Infallible>(respond(&this, &request, client).await) }
         });
         let stream = WriteTimeout::new(stream, WRITE_TIMEOUT);
         let connection = http1::Builder::new()
@@ -556,7 +623,7 @@ fn whole(body: Bytes) -> Body {
         .boxed_unsync()
 }
 
-async fn respond(service: &Service, request: &Request<Incoming>) -> Reply {
+async fn respond(service: &Service, request: &Request<Incoming>, client: Option<IpAddr>) -> Reply {
     let app = &service.app;
     let method = request.method();
     if method != Method::GET && method != Method::HEAD {
@@ -568,7 +635,7 @@ async fn respond(service: &Service, request: &Request<Incoming>) -> Reply {
     }
     let path = request.uri().path();
     if path != "/healthz" {
-        match app.guard.allows(request).await {
+        match app.guard.allows(request, client).await {
             Verdict::Allowed => {}
             Verdict::Denied => {
                 let mut reply = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
@@ -1031,7 +1098,11 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let serving = tokio::spawn({
             let service = service.clone();
-            async move { service.serve_io(server, CancellationToken::new()).await }
+            async move {
+                service
+                    .serve_io(server, None, CancellationToken::new())
+                    .await
+            }
         });
         client.write_all(request).await.unwrap();
         client.shutdown().await.unwrap();
@@ -1142,7 +1213,11 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let serving = tokio::spawn({
             let service = service.clone();
-            async move { service.serve_io(server, CancellationToken::new()).await }
+            async move {
+                service
+                    .serve_io(server, None, CancellationToken::new())
+                    .await
+            }
         });
         client
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -324,9 +324,10 @@ async fn a_flood_of_wrong_passwords_does_not_slow_a_verified_scraper() {
                 if done.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
+                // From 50 addresses, each within its share of connections.
+                let source = [127, 0, 2, u8::try_from(i % 50).unwrap() + 1];
                 let headers = [("Authorization", wrong.as_str())];
-                let (status, _, _) =
-                    crate::support::http_with_headers(addr, "GET", "/metrics", &headers, "").await;
+                let (status, _) = crate::server::get_from(source, addr, "/metrics", &headers).await;
                 statuses.push(status);
             }
             statuses
@@ -362,5 +363,60 @@ async fn a_flood_of_wrong_passwords_does_not_slow_a_verified_scraper() {
         statuses.contains(&429),
         "attempts beyond the queue are refused unchecked"
     );
+    stop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_passwords_from_one_client_does_not_lock_out_a_new_one() {
+    let simulator = crate::server::populated(1, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash(PASSWORD, 8).unwrap();
+    let (daemon, addr) = crate::server::start_run(
+        dir.path(),
+        &simulator,
+        &format!("[server.basic_auth]\nusers = {{ {USER} = \"{hash}\" }}\n"),
+    );
+    crate::server::until_ready(addr, &[("Authorization", &basic(USER, PASSWORD))]).await;
+    // A restart forgets verified passwords: this one is new to the daemon.
+    stop(daemon);
+    let (daemon, addr) = crate::server::start_run(
+        dir.path(),
+        &simulator,
+        &format!("[server.basic_auth]\nusers = {{ {USER} = \"{hash}\" }}\n"),
+    );
+    eventually(60, "/healthz", || async {
+        let (status, _) = crate::server::get_from([127, 0, 0, 1], addr, "/healthz", &[]).await;
+        (status == 200).then_some(())
+    })
+    .await;
+
+    // One client floods wrong passwords for the known user from 100 connections at once.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let done = done.clone();
+        flood.spawn(async move {
+            let wrong = basic(USER, &format!("guess-{i}"));
+            for _ in 0..50 {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let headers = [("Authorization", wrong.as_str())];
+                crate::server::get_from([127, 0, 0, 20], addr, "/metrics", &headers).await;
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A scraper elsewhere with the right password gets its turn, first time, within seconds.
+    let good = basic(USER, PASSWORD);
+    let headers = [("Authorization", good.as_str())];
+    let scrape = crate::server::get_from([127, 0, 0, 21], addr, "/metrics", &headers);
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), scrape)
+        .await
+        .expect("a new client's scrape within 10 s under the flood");
+    assert_eq!(status, 200, "{}", &body[..body.len().min(300)]);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    while flood.join_next().await.is_some() {}
     stop(daemon);
 }

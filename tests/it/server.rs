@@ -10,6 +10,8 @@ use fargate_health_monitor::simulator::{Population, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use fargate_health_monitor::server::CONNECTIONS_PER_CLIENT;
+
 use crate::support::{aws_env, binary, eventually, free_port, http};
 
 /// The memory limit the shipped Kubernetes manifest sets.
@@ -85,12 +87,53 @@ fn stop(mut child: Child) {
     assert_eq!(status.code(), Some(0));
 }
 
-/// A connection that asks for `path` and then reads nothing: a small receive window, so the
-/// server's writes stall soon, as they do for a stuck scraper across a network.
-async fn never_reads(addr: SocketAddr, path: &str) -> TcpStream {
+/// A connection from `source` (an address of the loopback range) to `addr`.
+async fn connect_from(source: [u8; 4], addr: SocketAddr) -> TcpStream {
+    try_connect_from(source, addr).await.expect("connected")
+}
+
+async fn try_connect_from(source: [u8; 4], addr: SocketAddr) -> Option<TcpStream> {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(addr).await.unwrap();
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("an address of the loopback range");
+    socket.connect(addr).await.ok()
+}
+
+/// A GET from `source` with `headers`: its status and body (0 when the server hung up).
+pub async fn get_from(
+    source: [u8; 4],
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let Some(mut stream) = try_connect_from(source, addr).await else {
+        return (0, String::new());
+    };
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got).await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// A connection from `source` that asks for `path` and then reads nothing: a small receive
+/// window, so the server's writes stall soon, as they do for a stuck scraper across a network.
+async fn never_reads(source: [u8; 4], addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = connect_from(source, addr).await;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     stream
@@ -106,15 +149,17 @@ async fn scrapers_that_never_read_cost_little_and_a_normal_scrape_still_answers(
     assert_eq!(status, 200);
     assert!(page.len() > 500_000, "a page of {} bytes", page.len());
 
-    // 500 scrapes of /metrics and 100 of /api/v1/profiles, none of them read.
+    // 500 scrapes of /metrics and 100 of /api/v1/profiles, none of them read, from 20
+    // addresses (each within its share of connections).
     let mut stuck = Vec::new();
-    for i in 0..600 {
+    for i in 0..600usize {
+        let source = [127, 0, 1, u8::try_from(i % 20).unwrap() + 1];
         let path = if i % 6 == 5 {
             "/api/v1/profiles"
         } else {
             "/metrics"
         };
-        stuck.push(never_reads(addr, path).await);
+        stuck.push(never_reads(source, addr, path).await);
     }
 
     // A normal scrape meanwhile answers, whole, within a generous deadline.
@@ -163,5 +208,41 @@ async fn a_client_that_never_finishes_its_headers_is_dropped() {
         read.await.expect("the server hung up within 30 s").ok();
         assert!(!got.starts_with(b"HTTP/1.1 200"));
     }
+    stop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_holding_idle_connections_cannot_keep_others_out() {
+    let simulator = populated(1, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, addr) = start_run(dir.path(), &simulator, "");
+    until_ready(addr, &[]).await;
+    // One client opens far more connections than its share and sends nothing on them.
+    let mut idle = Vec::new();
+    for _ in 0..(CONNECTIONS_PER_CLIENT + 100) {
+        idle.push(connect_from([127, 0, 0, 9], addr).await);
+    }
+    // Those beyond its share are closed at once, not held until the header timeout.
+    let mut closed = 0;
+    for stream in &mut idle {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte)).await
+        {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 100,
+        "{closed} connections beyond the share closed"
+    );
+    // Another client (a liveness probe, a scraper) gets in at once.
+    let probe = tokio::time::timeout(
+        Duration::from_secs(5),
+        get_from([127, 0, 0, 10], addr, "/healthz", &[]),
+    );
+    let (status, _) = probe.await.expect("/healthz within 5 s");
+    assert_eq!(status, 200);
+    drop(idle);
     stop(daemon);
 }
