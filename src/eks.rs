@@ -726,7 +726,7 @@ fn credentials_failure(
                 ErrorKind::AccessDenied,
                 CredentialsProblem::NotFound,
                 "no credentials found; give the process credentials (environment, shared \
-                 config files, instance or pod identity) or set aws_profile",
+                 config files, instance or pod identity) or set the target's `profile`",
             )),
             CredentialsError::ProviderTimedOut(_) => Some(failure(
                 ErrorKind::Timeout,
