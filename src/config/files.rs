@@ -40,6 +40,17 @@ pub fn non_regular(path: &Path) -> Option<&'static str> {
     (!metadata.is_file()).then(|| kind(&metadata.file_type()))
 }
 
+/// What is at `path` when it is something other than a regular file, *not* following a
+/// symbolic link (`Some("a symbolic link")`), as the state store sees it; `None` for a
+/// regular file or nothing.
+pub fn non_regular_no_follow(path: &Path) -> Option<&'static str> {
+    let metadata = fs::symlink_metadata(path).ok()?;
+    if metadata.file_type().is_symlink() {
+        return Some("a symbolic link");
+    }
+    (!metadata.is_file()).then(|| kind(&metadata.file_type()))
+}
+
 /// The error for a file over its cap.
 pub fn too_large(limit: u64) -> io::Error {
     io::Error::new(
@@ -115,6 +126,12 @@ mod tests {
         assert_eq!(non_regular(dir.path()), Some("a directory"));
         assert_eq!(non_regular(&small), None);
         assert_eq!(non_regular(&dir.path().join("missing")), None);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&small, &link).unwrap();
+        assert_eq!(non_regular(&link), None, "secrets follow links");
+        assert_eq!(non_regular_no_follow(&link), Some("a symbolic link"));
+        assert_eq!(non_regular_no_follow(&small), None);
+        assert_eq!(non_regular_no_follow(dir.path()), Some("a directory"));
 
         let err = read_regular(Path::new("/dev/zero"), SECRET_MAX_BYTES).unwrap_err();
         assert_eq!(

@@ -338,7 +338,7 @@ pub trait Environment {
     }
 
     /// What is at `path` when it exists and is not a regular file (`"a directory"`,
-    /// `"a FIFO"`, …), for paths the daemon will write. The default sees nothing there.
+    /// `"a FIFO"`, `"a symbolic link"`, …), for paths the daemon will write. The default sees nothing there.
     fn non_regular_file(&self, path: &Path) -> Option<&'static str> {
         let _ = path;
         None
@@ -364,7 +364,8 @@ impl Environment for ProcessEnvironment {
     }
 
     fn non_regular_file(&self, path: &Path) -> Option<&'static str> {
-        files::non_regular(path)
+        // The store does not follow a link at the state path, so neither does this.
+        files::non_regular_no_follow(path)
     }
 }
 

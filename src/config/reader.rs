@@ -59,8 +59,37 @@ pub(super) struct Reader<'s> {
     pub warnings: Vec<Problem>,
 }
 
+thread_local! {
+    /// Values of this thread's config read that came wholly or partly from `${VAR}` or a
+    /// `_file`: [`is_safe_to_show`] never shows them, whichever caller formats the message.
+    static FROM_OUTSIDE: std::cell::RefCell<BTreeSet<String>> =
+        const { std::cell::RefCell::new(BTreeSet::new()) };
+}
+
+/// Marks a value as coming from the environment or a file, so that no message quotes it.
+pub(super) fn mark_from_outside(value: &str) {
+    FROM_OUTSIDE.with(|set| set.borrow_mut().insert(value.to_owned()));
+}
+
+fn is_from_outside(value: &str) -> bool {
+    FROM_OUTSIDE.with(|set| {
+        let set = set.borrow();
+        set.contains(value)
+            || set
+                .iter()
+                .any(|v| !v.is_empty() && value.contains(v.as_str()))
+    })
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        FROM_OUTSIDE.with(|set| set.borrow_mut().clear());
+    }
+}
+
 impl<'s> Reader<'s> {
     pub fn new(source: &'s str, file: &'s Path, env: &'s dyn Environment) -> Self {
+        FROM_OUTSIDE.with(|set| set.borrow_mut().clear());
         Self {
             source,
             file,
@@ -81,8 +110,11 @@ impl<'s> Reader<'s> {
     }
 
     /// The problems and warnings found, each in file order.
-    pub fn finish(self) -> (Vec<Problem>, Vec<Problem>) {
-        let (mut problems, mut warnings) = (self.problems, self.warnings);
+    pub fn finish(mut self) -> (Vec<Problem>, Vec<Problem>) {
+        let (mut problems, mut warnings) = (
+            std::mem::take(&mut self.problems),
+            std::mem::take(&mut self.warnings),
+        );
         problems.sort();
         problems.dedup();
         warnings.sort();
@@ -158,11 +190,16 @@ impl<'s> Reader<'s> {
     pub fn string_value(&mut self, value: &Spanned<DeValue<'_>>, what: &str) -> Option<At<String>> {
         let span = value.span();
         match value.get_ref() {
-            DeValue::String(text) => match expand(text, self.env) {
-                Ok(expanded) => Some(At {
-                    value: expanded,
-                    span,
-                }),
+            DeValue::String(text) => match expand_marked(text, self.env) {
+                Ok((expanded, substituted)) => {
+                    if substituted {
+                        mark_from_outside(&expanded);
+                    }
+                    Some(At {
+                        value: expanded,
+                        span,
+                    })
+                }
                 Err(message) => {
                     self.error(&span, format!("`{what}`: {message}"));
                     None
@@ -380,6 +417,7 @@ impl<'s> Reader<'s> {
             self.read_named_file(path, key, base_dir, files::SECRET_MAX_BYTES)?;
         let content = content.strip_suffix('\n').unwrap_or(&content);
         let content = content.strip_suffix('\r').unwrap_or(content);
+        mark_from_outside(content);
         if content.is_empty() {
             self.error(
                 &path.span,
@@ -425,11 +463,42 @@ impl<'s> Reader<'s> {
 const SHOWN_MAX_CHARS: usize = 64;
 /// A run of this many letters and digits looks like a token.
 const TOKEN_RUN: usize = 20;
+/// A value this long that mixes letters, digits and `-`, `_`, `/` or `+` looks like a token.
+const TOKEN_MIXED: usize = 16;
+/// How well-known tokens and keys begin (Slack, GitHub, AWS access keys, API keys).
+const TOKEN_PREFIXES: &[&str] = &[
+    "xox",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "ghu_",
+    "github_pat_",
+    "AKIA",
+    "ASIA",
+    "sk-",
+    "glpat-",
+];
+
+/// Whether a value looks like a token or key: a known prefix, or 16 characters or more
+/// mixing letters and digits with `-`, `_`, `/` or `+`.
+fn looks_like_token(value: &str) -> bool {
+    if TOKEN_PREFIXES.iter().any(|p| value.starts_with(p)) {
+        return true;
+    }
+    value.chars().count() >= TOKEN_MIXED
+        && value.chars().any(|c| c.is_ascii_alphabetic())
+        && value.chars().any(|c| c.is_ascii_digit())
+        && value.contains(['-', '_', '/', '+'])
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_/+=.".contains(c))
+}
 
 /// Whether a value from the config may be quoted in a message: the one rule every message
 /// follows. Only a short value with no control characters, no URL (`://`: a path or query
 /// may be a credential, as a Slack webhook URL is), no user info (`@`) and no run of
-/// [`TOKEN_RUN`] letters and digits (a token) is shown. Values of keys that hold secrets are
+/// [`TOKEN_RUN`] letters and digits, nothing token-like ([`looks_like_token`]) and nothing
+/// that came from `${VAR}` or a `_file` is shown. Values of keys that hold secrets are
 /// never passed here: their messages name the key only.
 pub(super) fn is_safe_to_show(value: &str) -> bool {
     let mut run = 0usize;
@@ -447,12 +516,19 @@ pub(super) fn is_safe_to_show(value: &str) -> bool {
         && !value.contains("://")
         && !value.contains('@')
         && longest < TOKEN_RUN
+        && !looks_like_token(value)
+        && !is_from_outside(value)
 }
 
 /// A value for a message: quoted when [`is_safe_to_show`], else only its length.
 pub(super) fn shown(value: &str) -> String {
     if is_safe_to_show(value) {
         format!("{value:?}")
+    } else if is_from_outside(value) {
+        format!(
+            "(a value from the environment or a file, {} characters, not shown)",
+            value.chars().count()
+        )
     } else {
         format!(
             "(a value of {} characters, not shown as it may hold a secret)",
@@ -486,7 +562,14 @@ pub(super) fn resolve(base_dir: &Path, path: &str) -> PathBuf {
 /// Expands `${VAR}` from the environment; `$$` is a literal `$`, and a `$` followed by
 /// anything else stays as it is (bcrypt hashes start with `$2b$`). The message of an error
 /// names the variable, never the text around it, which may be a secret.
+#[cfg(test)]
 pub(super) fn expand(text: &str, env: &dyn Environment) -> Result<String, String> {
+    expand_marked(text, env).map(|(out, _)| out)
+}
+
+/// [`expand`], also telling whether any `${VAR}` was substituted.
+fn expand_marked(text: &str, env: &dyn Environment) -> Result<(String, bool), String> {
+    let mut substituted = false;
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -508,7 +591,10 @@ pub(super) fn expand(text: &str, env: &dyn Environment) -> Result<String, String
                 );
             }
             match env.var(name) {
-                Some(value) => out.push_str(&value),
+                Some(value) => {
+                    out.push_str(&value);
+                    substituted = true;
+                }
                 None => return Err(format!("environment variable `{name}` is not set")),
             }
             rest = &tail[end + 1..];
@@ -518,7 +604,7 @@ pub(super) fn expand(text: &str, env: &dyn Environment) -> Result<String, String
         }
     }
     out.push_str(rest);
-    Ok(out)
+    Ok((out, substituted))
 }
 
 fn is_env_name(name: &str) -> bool {

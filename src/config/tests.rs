@@ -1467,3 +1467,51 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn values_from_the_environment_are_described_not_quoted() {
+    let env = FakeEnv::default()
+        .var("REGION", "nowhere-1")
+        .var("PART", "x");
+    let text = "[[targets]]\nregion = \"${REGION}\"\ncluster = \"prod\"\n[[sinks]]\ntype = \"sl${PART}ck\"\n";
+    let found = problems_with(text, &env);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("`region`: (a value from the environment or a file, 9 characters")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|p| !p.contains("nowhere") && !p.contains("slxck")),
+        "{found:#?}"
+    );
+    // Without `${…}` the same values are quoted.
+    let found = problems("[[targets]]\nregion = \"nowhere-1\"\ncluster = \"prod\"\n");
+    assert!(found[0].contains("\"nowhere-1\""), "{found:#?}");
+}
+
+#[test]
+fn token_like_values_are_not_shown() {
+    use super::reader::is_safe_to_show;
+    for token in [
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "xoxb-1234-5678-abcdEFGHijkl",
+        "ghp_abc",
+        "AKIAIOSFODNN7",
+        "sk-abc",
+        "abcd1234-efgh5678",
+    ] {
+        assert!(!is_safe_to_show(token), "{token}");
+    }
+    for plain in [
+        "us-east-1",
+        "prod",
+        "0.0.0.0:9090",
+        "/var/lib/fhm/state.json",
+        "30s",
+    ] {
+        assert!(is_safe_to_show(plain), "{plain}");
+    }
+}

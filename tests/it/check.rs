@@ -598,3 +598,85 @@ fn values_that_may_hold_secrets_are_not_quoted_back() {
         );
     }
 }
+
+#[test]
+fn values_from_the_environment_or_a_file_are_never_quoted() {
+    const KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    const TOKEN: &str = "xoxb-1234-5678-abcdEFGHijkl";
+    const FILED: &str = "filed-\u{1}-secret";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("h"), FILED).unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[[targets]]\nregion = \"${AWS_SECRET_ACCESS_KEY}\"\ncluster = \"prod-${SHORT}\"\n\
+         [[sinks]]\ntype = \"${SLACKTOK}\"\n\
+         [[sinks]]\ntype = \"webhook\"\nurl = \"https://x\"\nheaders_file = { X-A = \"h\" }\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(binary()
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("AWS_SECRET_ACCESS_KEY", KEY)
+        .env("SLACKTOK", TOKEN)
+        .env("SHORT", "a/b"));
+    assert_eq!(code, 64, "{stderr}");
+    assert!(
+        stderr.contains(":2:10: `region`: (a value from the environment or a file, 40 characters"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unknown sink type (a value from the environment"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(":9:18: the value of header `X-A` is not a valid HTTP header value"),
+        "{stderr}"
+    );
+    for secret in [KEY, TOKEN, "prod-a/b", "filed-", "EXAMPLEKEY", "abcdEFGH"] {
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "{secret}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn header_values_the_sinks_would_refuse_are_problems() {
+    for value in ["\\u0000", "é\\u007f", "a\\tb\\u001b"] {
+        let checked = check_config(
+            &format!(
+                "{TARGET}[[sinks]]\ntype = \"webhook\"\nurl = \"https://x\"\nheaders = {{ \"X-A\" = \"{value}\" }}\n"
+            ),
+            &[],
+        );
+        assert_eq!(checked.code, 64, "{}", checked.stderr);
+        assert!(
+            checked
+                .stderr
+                .contains(":7:13: the value of header `X-A` is not a valid HTTP header value"),
+            "{}",
+            checked.stderr
+        );
+    }
+}
+
+#[test]
+fn a_state_path_that_is_a_symbolic_link_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("real.json");
+    std::fs::write(&target, "{}").unwrap();
+    let link = dir.path().join("state.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let path = link.display().to_string();
+    let (code, stderr) = check_within(
+        dir.path(),
+        &format!("[state]\npath = \"{path}\"\n{TARGET}"),
+        60,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(":2:8: `path`: {path} is a symbolic link; the state file must be a regular file or not exist yet")),
+        "{stderr}"
+    );
+}
