@@ -39,6 +39,7 @@ use crate::config::{Poll, Target};
 use crate::discovery::{self, Discovery, Problem};
 use crate::eks::{CallError, Eks};
 use crate::limits::{Backoff, Limiters, RetryPolicy, later, paced};
+use crate::logging::Repeats;
 use crate::model::{
     ErrorKind, Gone, Input, Operation, Overdue, PollFailure, ProfileKey, Shard, Timestamp,
     Unmonitored,
@@ -192,7 +193,7 @@ pub async fn run<E: Eks + 'static>(
         cycle: Cycle::empty(Instant::now()),
         describes: JoinSet::new(),
         started: false,
-        overrun_log: None,
+        overrun_log: Repeats::default(),
     };
     core.run(rx, &mut discoveries, &shutdown).await;
     discoveries.shutdown().await;
@@ -348,8 +349,8 @@ struct Core<E> {
     describes: JoinSet<()>,
     /// Whether every target was discovered and every profile attempted once.
     started: bool,
-    /// While profiles are overdue: when the WARN was last logged, and the repeats not logged.
-    overrun_log: Option<(Instant, u64)>,
+    /// The WARN about overdue profiles, once a minute while they are.
+    overrun_log: Repeats,
 }
 
 impl<E: Eks + 'static> Core<E> {
@@ -511,21 +512,16 @@ impl<E: Eks + 'static> Core<E> {
     fn log_overdue(&mut self, overdue: &[ProfileKey], late: usize) {
         let now = Instant::now();
         if overdue.is_empty() {
-            if let Some((_, suppressed)) = self.overrun_log.take() {
+            if let Some(suppressed) = self.overrun_log.ended() {
                 tracing::info!(suppressed, "every profile is polled in time again");
             } else if late > 0 {
                 tracing::debug!(late, "poll cycle ended with describes late, none overdue");
             }
             return;
         }
-        if let Some((logged, suppressed)) = &mut self.overrun_log
-            && now.saturating_duration_since(*logged) < OVERRUN_LOG_EVERY
-        {
-            *suppressed += 1;
+        let Some(suppressed) = self.overrun_log.occurred(now, OVERRUN_LOG_EVERY) else {
             return;
-        }
-        let suppressed = self.overrun_log.map_or(0, |(_, n)| n);
-        self.overrun_log = Some((now, 0));
+        };
         let settings = &self.shared.settings;
         let mut lanes: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
         for key in self.profiles.keys() {

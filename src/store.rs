@@ -26,6 +26,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
+
+use crate::logging::Repeats;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::Backoff;
@@ -438,9 +440,8 @@ pub struct Failures {
     in_a_row: u32,
     /// When the first of them happened.
     since: Option<Instant>,
-    /// When the last ERROR line was logged, and the failures not reported since.
-    reported: Option<Instant>,
-    unreported: u64,
+    /// The ERROR lines about them.
+    lines: Repeats,
 }
 
 impl Failures {
@@ -449,18 +450,14 @@ impl Failures {
         self.in_a_row > 0
     }
 
-    /// Records a failure; returns the failures to report in an ERROR line now, if one is due.
+    /// Records a failure; returns the failures to report in an ERROR line now, if one is due
+    /// (this one and those not reported since the last line).
     pub fn failed(&mut self, now: Instant) -> Option<u64> {
         self.in_a_row = self.in_a_row.saturating_add(1);
         self.since.get_or_insert(now);
-        self.unreported = self.unreported.saturating_add(1);
-        let due = self
-            .reported
-            .is_none_or(|at| now.saturating_duration_since(at) >= ERROR_INTERVAL);
-        due.then(|| {
-            self.reported = Some(now);
-            std::mem::take(&mut self.unreported)
-        })
+        self.lines
+            .occurred(now, ERROR_INTERVAL)
+            .map(|unreported| unreported.saturating_add(1))
     }
 
     /// Records a success; after failures, returns how many there were and for how long.
