@@ -290,6 +290,11 @@ async fn a_real_prometheus_scrapes_over_tls_with_basic_auth_and_the_rules_fire()
 }
 
 /// `Authorization: Basic` for `user:password`.
+/// `[server.basic_auth]` with [`USER`] and his bcrypt `hash`, for `server::start_run`.
+fn basic_auth_users(hash: &str) -> String {
+    format!("[server.basic_auth]\nusers = {{ {USER} = \"{hash}\" }}\n")
+}
+
 fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -301,11 +306,7 @@ async fn a_flood_of_wrong_passwords_does_not_slow_a_verified_scraper() {
     let simulator = crate::server::populated(4, 25).await;
     let dir = tempfile::tempdir().unwrap();
     let hash = bcrypt::hash(PASSWORD, 8).unwrap();
-    let (daemon, addr) = crate::server::start_run(
-        dir.path(),
-        &simulator,
-        &format!("[server.basic_auth]\nusers = {{ {USER} = \"{hash}\" }}\n"),
-    );
+    let (daemon, addr) = crate::server::start_run(dir.path(), &simulator, &basic_auth_users(&hash));
     let good = basic(USER, PASSWORD);
     let verified = [("Authorization", good.as_str())];
     // The first scrape verifies the password; later ones are recognised.
@@ -371,19 +372,11 @@ async fn a_flood_of_wrong_passwords_from_one_client_does_not_lock_out_a_new_one(
     let simulator = crate::server::populated(1, 4).await;
     let dir = tempfile::tempdir().unwrap();
     let hash = bcrypt::hash(PASSWORD, 8).unwrap();
-    let (daemon, addr) = crate::server::start_run(
-        dir.path(),
-        &simulator,
-        &format!("[server.basic_auth]\nusers = {{ {USER} = \"{hash}\" }}\n"),
-    );
+    let (daemon, addr) = crate::server::start_run(dir.path(), &simulator, &basic_auth_users(&hash));
     crate::server::until_ready(addr, &[("Authorization", &basic(USER, PASSWORD))]).await;
     // A restart forgets verified passwords: this one is new to the daemon.
     stop(daemon);
-    let (daemon, addr) = crate::server::start_run(
-        dir.path(),
-        &simulator,
-        &format!("[server.basic_auth]\nusers = {{ {USER} = \"{hash}\" }}\n"),
-    );
+    let (daemon, addr) = crate::server::start_run(dir.path(), &simulator, &basic_auth_users(&hash));
     eventually(60, "/healthz", || async {
         let (status, _) = crate::server::get_from([127, 0, 0, 1], addr, "/healthz", &[]).await;
         (status == 200).then_some(())
