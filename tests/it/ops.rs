@@ -1,7 +1,6 @@
 //! What operators install besides the binary, checked by the real tools: the systemd unit, the
 //! Prometheus alert rules.
 
-use std::path::Path;
 use std::process::Command;
 
 use crate::support::{real_tool, repo_file, run};
@@ -28,30 +27,70 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_1_5() {
     assert!(score <= 1.5, "exposure {score}");
     assert_eq!(code, 0, "{stdout}{stderr}");
 
-    // `verify` wants the ExecStart binary where the unit expects it.
-    let installed = Path::new("/usr/local/bin/fargate-health-monitor");
-    let placed = !installed.exists()
-        && std::fs::copy(env!("CARGO_BIN_EXE_fargate-health-monitor"), installed).is_ok();
-    if !installed.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "cannot install the binary for verify"
+    // `verify` wants the binaries the unit names: a copy of the unit that names the built one.
+    let dir = tempfile::tempdir().unwrap();
+    let built = env!("CARGO_BIN_EXE_fargate-health-monitor");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("\nExecStart=fargate-health-monitor run "));
+    let rewritten = text
+        .replace(
+            "ExecStartPre=fargate-health-monitor ",
+            &format!("ExecStartPre={built} "),
+        )
+        .replace(
+            "ExecStart=fargate-health-monitor ",
+            &format!("ExecStart={built} "),
         );
-        eprintln!(
-            "skipped: systemd-analyze verify needs {}",
-            installed.display()
-        );
-        return;
-    }
-    let (code, stdout, stderr) = run(Command::new(&analyze).arg("verify").arg(&unit));
-    if placed {
-        let _ = std::fs::remove_file(installed);
-    }
+    let copy = dir.path().join("fargate-health-monitor.service");
+    std::fs::write(&copy, rewritten).unwrap();
+    let (code, stdout, stderr) = run(Command::new(&analyze).arg("verify").arg(&copy));
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stderr.trim().is_empty(),
         "systemd-analyze verify said: {stderr}"
     );
+}
+
+/// systemd.exec(5): `LoadCredential=ID:/directory` loads each file of the directory as the
+/// credential `ID_FILENAME`, at `$CREDENTIALS_DIRECTORY/ID_FILENAME`. Every credential path the
+/// README and the shipped configs name must be one the unit creates.
+#[test]
+fn the_credential_paths_in_the_docs_and_configs_are_where_the_unit_puts_them() {
+    let unit =
+        std::fs::read_to_string(repo_file("systemd/fargate-health-monitor.service")).unwrap();
+    let loads: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("LoadCredential="))
+        .collect();
+    assert_eq!(loads.len(), 1, "{loads:?}");
+    let (id, source) = loads[0].split_once(':').unwrap();
+    assert_eq!(source, "/etc/fargate-health-monitor/credentials");
+    let prefix = format!("/run/credentials/fargate-health-monitor.service/{id}_");
+
+    let mut seen = 0;
+    for file in [
+        "README.md",
+        "systemd/fargate-health-monitor.service",
+        "config/example.toml",
+        "deploy/debian/config.toml",
+    ] {
+        let text = std::fs::read_to_string(repo_file(file)).unwrap();
+        for (at, _) in text.match_indices("/run/credentials/") {
+            let path: String = text[at..]
+                .chars()
+                .take_while(|c| !matches!(c, '"' | '`' | ' ' | '\n' | ')'))
+                .collect();
+            if path.ends_with("/<file") || path == "/run/credentials/" {
+                continue;
+            }
+            assert!(
+                path.starts_with(&prefix) && path.len() > prefix.len(),
+                "{file} names {path}, but the unit's LoadCredential= makes {prefix}<file name>"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "only {seen} credential paths found");
 }
 
 #[test]
@@ -62,7 +101,7 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
     let rules = repo_file("dashboards/alerts.yml");
     let (code, stdout, stderr) = run(Command::new(&promtool).args(["check", "rules"]).arg(&rules));
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("SUCCESS: 9 rules found"), "{stdout}");
+    assert!(stdout.contains("SUCCESS: 10 rules found"), "{stdout}");
     let tests = repo_file("dashboards/alerts_test.yml");
     let (code, stdout, stderr) = run(Command::new(&promtool).args(["test", "rules"]).arg(&tests));
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -78,18 +117,74 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
             "no test for {line}"
         );
     }
+
+    // Every rule links to its runbook: a heading of the README, by GitHub's anchor for it.
+    let readme = std::fs::read_to_string(repo_file("README.md")).unwrap();
+    let anchors: Vec<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|heading| github_anchor(heading.trim_start_matches('#')))
+        .collect();
+    let base =
+        "https://github.com/fargate-health-monitor/fargate-health-monitor/blob/main/README.md#";
+    let mut alerts = 0;
+    for block in rules_text.split("- alert: ").skip(1) {
+        let name = block.lines().next().unwrap().trim();
+        let url = block
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("runbook_url: "))
+            .unwrap_or_else(|| panic!("{name} has no runbook_url"))
+            .trim_matches('"');
+        let anchor = url
+            .strip_prefix(base)
+            .unwrap_or_else(|| panic!("{name}: {url} is not a README link"));
+        assert_eq!(anchor, name.to_lowercase(), "{name}");
+        assert!(
+            anchors.iter().any(|a| a == anchor),
+            "no README heading for {url}"
+        );
+        alerts += 1;
+    }
+    assert_eq!(alerts, 10);
+}
+
+/// GitHub's anchor for a Markdown heading: lower case, spaces to hyphens, punctuation dropped.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
 fn the_kubernetes_manifests_pass_strict_validation_and_carry_a_valid_config() {
     let dir = repo_file("deploy/kubernetes");
-    let mut manifests: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+    // What `kubectl apply -k` applies: the kustomization's resources, the Namespace first.
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    let manifests: Vec<std::path::PathBuf> = kustomization
+        .split("\nresources:\n")
+        .nth(1)
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .lines()
+        .map_while(|l| l.trim().strip_prefix("- "))
+        .map(|name| dir.join(name))
         .collect();
-    manifests.sort();
-    assert!(manifests.len() >= 7);
+    assert_eq!(manifests.len(), 7, "{manifests:?}");
+    assert!(manifests[0].ends_with("namespace.yaml"));
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert!(
+            manifests.contains(&path) || path.ends_with("kustomization.yaml"),
+            "{} is in deploy/kubernetes/ but not applied",
+            path.display()
+        );
+    }
 
     // The config in the ConfigMap is valid, with the secret files where the Secret puts them.
     let configmap = std::fs::read_to_string(dir.join("configmap.yaml")).unwrap();
@@ -115,9 +210,10 @@ fn the_kubernetes_manifests_pass_strict_validation_and_carry_a_valid_config() {
     let checked = crate::support::check_config(&toml, &[]);
     assert_eq!(checked.code, 0, "{}{}", checked.stdout, checked.stderr);
 
-    let policy: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("iam-policy.json")).unwrap())
-            .unwrap();
+    let policy: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("deploy/iam-policy.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         policy["Statement"][0]["Action"].as_array().unwrap().len(),
         3

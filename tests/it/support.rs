@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -225,11 +226,25 @@ pub fn real_tool(name: &str) -> Option<std::path::PathBuf> {
             .find(|path| path.is_file())
     });
     if found.is_none() {
+        let package = match name {
+            "promtool" | "prometheus" => "the Debian package prometheus",
+            "prometheus-alertmanager" => "the Debian package prometheus-alertmanager",
+            "systemd-analyze" => "the Debian package systemd",
+            "kubernetes-validate" => "the PyPI package kubernetes-validate",
+            "openssl" => "the Debian package openssl",
+            "curl" => "the Debian package curl",
+            _ => "it",
+        };
         assert!(
             std::env::var_os("CI").is_none(),
             "{name} is missing; CI installs it (.ci/run)"
         );
-        eprintln!("skipped: {name} is not installed (Debian package prometheus)");
+        // Straight to stderr, past the test harness's capture, so the skip shows in `cargo test`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: {} needs {name}; install {package}",
+            std::thread::current().name().unwrap_or("a test")
+        );
     }
     found
 }
