@@ -210,6 +210,7 @@ impl Daemon {
             },
             subscriptions_of(config),
         ));
+        state.set_stale_after(stale_after(&config.poll));
         let path = config.state.path.clone();
         match store::load(&path) {
             store::Loaded::Found(saved) => {
@@ -313,6 +314,7 @@ impl Daemon {
             },
             subscriptions_of(&config),
         );
+        self.state.set_stale_after(stale_after(&config.poll));
         self.running = Running::start(
             &config,
             &self.state,
@@ -486,4 +488,10 @@ fn outbox_fed(
         min_interval,
     };
     (subscription, pacing)
+}
+
+/// When a profile counts as stale on the status page and in the API: not attempted for two
+/// intervals and a timeout (one describe missed, with room for the next).
+pub fn stale_after(poll: &crate::config::Poll) -> Duration {
+    poll.interval.saturating_mul(2).saturating_add(poll.timeout)
 }

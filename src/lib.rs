@@ -20,6 +20,10 @@
 //! - [`state`]: the snapshot of every profile and the outbox, shared by every reader.
 //! - [`store`]: the state file: atomic writes, `.prev`, damaged files set aside.
 //! - [`metrics`]: every Prometheus series; the domain ones encoded from the snapshot.
+//! - [`status`]: each profile's health (open issues, failed, not described, stale) and the
+//!   summary counts, for the page and the API.
+//! - [`page`]: the status page at `/`, server-rendered HTML with every value escaped.
+//! - [`api`]: the JSON API `/api/v1/profiles`: filters, summary, compact or pretty.
 //! - [`server`]: the admin HTTP server, with optional TLS and basic auth.
 //! - [`sinks`]: the receivers of events (log, webhook, Slack, Alertmanager) and the worker that
 //!   feeds them from the outbox.
@@ -35,6 +39,7 @@
 //! - [`cli`]: the command line, its subcommands and their exit codes.
 //! - [`logging`]: `tracing` to stderr as text or JSON, filtered by `RUST_LOG`.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -47,6 +52,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod once;
+pub mod page;
 pub mod scheduler;
 pub mod secret;
 pub mod server;
@@ -54,5 +60,6 @@ pub mod shutdown;
 pub mod simulator;
 pub mod sinks;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod supervisor;

@@ -70,6 +70,8 @@ struct Lane {
     paused_until: Option<Instant>,
     /// Throttled answers since the last answer that was not throttled.
     throttled_streak: u32,
+    /// Answers of the last minute or two, for the throttled share.
+    answers: Answers,
     /// The waiters in order; the head is the next to go.
     queue: VecDeque<(u64, Arc<Notify>)>,
     next_id: u64,
@@ -101,6 +103,71 @@ impl Lane {
             _ => Some(now),
         };
     }
+}
+
+/// How long a bucket of [`Answers`] counts.
+const ANSWERS_WINDOW: Duration = Duration::from_secs(60);
+
+/// A lane's answers in two buckets of [`ANSWERS_WINDOW`]: the current one and the one before,
+/// so the share covers the last one to two minutes and forgets what is older.
+#[derive(Clone, Copy, Debug, Default)]
+struct Answers {
+    /// When the current bucket began.
+    began: Option<Instant>,
+    /// Throttled and all answers of the current bucket, then of the one before.
+    current: (u64, u64),
+    previous: (u64, u64),
+}
+
+impl Answers {
+    fn roll(&mut self, now: Instant) {
+        let Some(began) = self.began else {
+            self.began = Some(now);
+            return;
+        };
+        let age = now.saturating_duration_since(began);
+        if age >= ANSWERS_WINDOW * 2 {
+            *self = Self {
+                began: Some(now),
+                ..Self::default()
+            };
+        } else if age >= ANSWERS_WINDOW {
+            self.previous = std::mem::take(&mut self.current);
+            self.began = Some(later(began, ANSWERS_WINDOW));
+        }
+    }
+
+    fn record(&mut self, now: Instant, throttled: bool) {
+        self.roll(now);
+        self.current.0 = self.current.0.saturating_add(u64::from(throttled));
+        self.current.1 = self.current.1.saturating_add(1);
+    }
+
+    /// Throttled and all answers of the last one to two minutes.
+    fn counts(mut self, now: Instant) -> (u64, u64) {
+        self.roll(now);
+        (
+            self.current.0.saturating_add(self.previous.0),
+            self.current.1.saturating_add(self.previous.1),
+        )
+    }
+}
+
+/// What a lane is doing now, for the status page (through the state's snapshot).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaneStatus {
+    pub account_id: String,
+    pub region: String,
+    /// The rate in force and the configured one, requests per second (0: no limit).
+    pub rate: f64,
+    pub max_rate: f64,
+    /// Paused after a throttled answer: no request before the pause ends.
+    pub backing_off: bool,
+    /// Throttled answers in a row.
+    pub throttled_streak: u32,
+    /// Throttled and all answers of the last one to two minutes.
+    pub throttled: u64,
+    pub answers: u64,
 }
 
 /// Permission to send one request; it holds a place among the calls in flight until dropped.
@@ -244,6 +311,7 @@ impl RateLimiter {
             );
         }
         lane.throttled_streak = lane.throttled_streak.saturating_add(1);
+        lane.answers.record(now, true);
         let until = later(now, delay);
         lane.paused_until = Some(lane.paused_until.map_or(until, |t| t.max(until)));
         delay
@@ -253,6 +321,7 @@ impl RateLimiter {
     /// towards the configured one.
     pub fn answered(&self) {
         let mut lane = self.lock();
+        lane.answers.record(Instant::now(), false);
         if lane.throttled_streak > 0 {
             tracing::info!(lane = %self.name, rate = lane.rate, "no longer throttled; the rate climbs back");
             lane.throttled_streak = 0;
@@ -271,6 +340,23 @@ impl RateLimiter {
     /// The configured rate after clamping, requests per second (0 for no limit).
     pub fn max_rate(&self) -> f64 {
         self.max_rate
+    }
+
+    /// What the lane is doing now.
+    fn status(&self, account_id: &str, region: &str) -> LaneStatus {
+        let lane = self.lock();
+        let now = Instant::now();
+        let (throttled, answers) = lane.answers.counts(now);
+        LaneStatus {
+            account_id: account_id.to_owned(),
+            region: region.to_owned(),
+            rate: lane.rate,
+            max_rate: self.max_rate,
+            backing_off: lane.paused_until.is_some_and(|until| until > now),
+            throttled_streak: lane.throttled_streak,
+            throttled,
+            answers,
+        }
     }
 
     /// Throttled answers in a row; 0 when the lane runs at its normal pace.
@@ -321,6 +407,23 @@ impl Limiters {
                 })
             })
             .clone()
+    }
+
+    /// Every lane's status, by account and region.
+    pub fn statuses(&self) -> Vec<LaneStatus> {
+        let limiters: Vec<_> = self
+            .limiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(key, limiter)| (key.clone(), limiter.clone()))
+            .collect();
+        let mut statuses: Vec<LaneStatus> = limiters
+            .iter()
+            .map(|((account_id, region), limiter)| limiter.status(account_id, region))
+            .collect();
+        statuses.sort_by(|a, b| (&a.account_id, &a.region).cmp(&(&b.account_id, &b.region)));
+        statuses
     }
 
     /// A limiter of its own for calls outside any (account, region) lane, such as STS before
@@ -434,6 +537,47 @@ fn random_fraction() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_throttled_share_covers_the_last_one_to_two_minutes() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut answers = Answers::default();
+        for second in 0..30 {
+            answers.record(at(second), second % 3 == 0);
+        }
+        assert_eq!(answers.counts(at(30)), (10, 30));
+        // A minute on, the first bucket is the previous one: still counted.
+        answers.record(at(70), false);
+        assert_eq!(answers.counts(at(70)), (10, 31));
+        // Two minutes after the first bucket began, it is forgotten.
+        assert_eq!(answers.counts(at(125)), (0, 1));
+        assert_eq!(answers.counts(at(300)), (0, 0));
+        assert_eq!(Answers::default().counts(at(5)), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_reports_its_rate_backoff_and_throttled_share() {
+        let limiters = Limiters::new(10.0);
+        let lane = limiters.get("111122223333", "us-east-1");
+        let _ = limiters.get("111122223333", "eu-west-1");
+        lane.answered();
+        let delay = lane.throttled(&Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        });
+        let statuses = limiters.statuses();
+        assert_eq!(statuses.len(), 2);
+        assert_eq!(statuses[0].region, "eu-west-1");
+        let status = &statuses[1];
+        assert_eq!((status.throttled, status.answers), (1, 2));
+        assert!(status.backing_off);
+        assert_eq!(status.throttled_streak, 1);
+        assert!(status.rate < status.max_rate);
+        assert_eq!(status.max_rate, 10.0);
+        tokio::time::advance(delay + Duration::from_millis(1)).await;
+        assert!(!limiters.statuses()[1].backing_off);
+    }
     use crate::model::Operation;
 
     #[tokio::test(start_paused = true)]

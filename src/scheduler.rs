@@ -181,6 +181,11 @@ pub async fn run<E: Eks + 'static>(
         let tx = tx.clone();
         discoveries.spawn(async move { start_discovery(shared, tx).await });
     }
+    {
+        let shared = shared.clone();
+        let state = state.clone();
+        discoveries.spawn(async move { report_lanes(shared, state).await });
+    }
     let targets = shared.watched.len();
     let mut core = Core {
         shared,
@@ -197,6 +202,21 @@ pub async fn run<E: Eks + 'static>(
     };
     core.run(rx, &mut discoveries, &shutdown).await;
     discoveries.shutdown().await;
+}
+
+/// How often the lanes' status reaches the state (for the status page).
+const LANES_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// Hands what every rate limiter lane does to the state every [`LANES_REPORT_EVERY`], until
+/// shutdown.
+async fn report_lanes<E: Eks>(shared: Arc<Shared<E>>, state: Arc<State>) {
+    loop {
+        state.set_lanes(shared.limiters.statuses());
+        tokio::select! {
+            () = shared.stopping.cancelled() => return,
+            () = tokio::time::sleep(LANES_REPORT_EVERY) => {}
+        }
+    }
 }
 
 /// Tells every target's account (once per credential source), then runs a discovery loop

@@ -40,7 +40,6 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -48,9 +47,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Server as ServerConfig, Tls as TlsConfig};
 use crate::metrics::{self, GzipPage, Metrics, Page};
-use crate::model::ErrorKind;
+use crate::model::Timestamp;
 use crate::secret::Secret;
-use crate::state::{Entry, Snapshot, State};
+use crate::state::State;
+use crate::{api, page};
 
 /// How long a client may take to send its request headers (from the connection's start, or
 /// from the end of the previous response on a kept-alive connection); also the TLS handshake's.
@@ -662,8 +662,11 @@ async fn respond(service: &Service, request: &Request<Incoming>, client: Option<
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: discovery or the first describe of every profile is not done\n",
         ),
-        "/api/v1/profiles" => profiles_reply(service, head).await,
-        "/" => index(),
+        "/api/v1/profiles" => match api::Query::parse(request.uri().query()) {
+            Ok(query) => profiles_reply(service, head, query).await,
+            Err(problem) => text_owned(StatusCode::BAD_REQUEST, format!("{problem}\n")),
+        },
+        "/" => status_page(service).await,
         _ => text(StatusCode::NOT_FOUND, "not found; see /\n"),
     };
     if head {
@@ -858,69 +861,58 @@ fn text(status: StatusCode, body: &'static str) -> Reply {
     )
 }
 
-fn index() -> Reply {
-    const PAGE: &str = concat!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>fargate-health-monitor</title></head>\n",
-        "<body><h1>fargate-health-monitor ",
-        env!("CARGO_PKG_VERSION"),
-        "</h1>\n<ul>\n",
-        "<li><a href=\"metrics\">/metrics</a>: Prometheus metrics</li>\n",
-        "<li><a href=\"api/v1/profiles\">/api/v1/profiles</a>: every monitored profile as JSON</li>\n",
-        "<li><a href=\"readyz\">/readyz</a>: 200 once every target was discovered and every profile attempted</li>\n",
-        "<li><a href=\"healthz\">/healthz</a>: 200 while the process runs</li>\n",
-        "</ul></body></html>\n"
-    );
-    with_length(
-        StatusCode::OK,
-        "text/html; charset=utf-8",
-        Bytes::from_static(PAGE.as_bytes()),
-    )
+/// A plain text answer made at run time (a message about the request).
+fn text_owned(status: StatusCode, body: String) -> Reply {
+    with_length(status, "text/plain; charset=utf-8", Bytes::from(body))
 }
 
-/// The body of `/api/v1/profiles`.
-#[derive(Debug, Serialize)]
-struct ProfilesDocument<'a> {
-    ready: bool,
-    profiles: Vec<ProfileView<'a>>,
+/// The status page, rendered on a blocking thread like the other pages.
+async fn status_page(service: &Service) -> Reply {
+    let state = service.app.state.clone();
+    let rendered = encode(&service.renders, move || StatusPage {
+        html: Some(page::render(&state.snapshot(), state.is_ready(), now())),
+    })
+    .await;
+    match rendered {
+        Ok((_, Some(html))) => with_length(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            html,
+        ),
+        Ok((_, None)) | Err(_) => busy(),
+    }
 }
 
-#[derive(Debug, Serialize)]
-struct ProfileView<'a> {
-    account_id: &'a str,
-    region: &'a str,
-    cluster: &'a str,
-    profile: &'a str,
-    labels: &'a BTreeMap<String, String>,
-    up: bool,
-    /// How the last describe failed, while `up` is false.
-    error: Option<ErrorKind>,
-    status: Option<&'a str>,
-    arn: Option<&'a str>,
-    created_at: Option<String>,
-    last_success: Option<String>,
-    last_attempt: Option<String>,
-    issues: Vec<IssueView<'a>>,
+/// The status page as one chunk.
+struct StatusPage {
+    html: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct IssueView<'a> {
-    code: &'a str,
-    message: &'a str,
-    resource_ids: &'a [String],
-    resource_count: usize,
-    episode_id: &'a str,
-    since: String,
+impl Chunks for StatusPage {
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.html.take().map(String::into_bytes))
+    }
+}
+
+impl Chunks for api::ProfilesPage {
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        api::ProfilesPage::next_chunk(self)
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
 }
 
 /// Every profile as JSON, encoded from a snapshot a chunk at a time like `/metrics` (at
 /// 10,000 profiles the document is megabytes). HEAD encodes nothing.
-async fn profiles_reply(service: &Service, head: bool) -> Reply {
+async fn profiles_reply(service: &Service, head: bool, query: api::Query) -> Reply {
     let body = if head {
         whole(Bytes::new())
     } else {
         let state = service.app.state.clone();
         match streamed(service, move || {
-            ProfilesPage::new(state.snapshot(), state.is_ready())
+            api::ProfilesPage::new(state.snapshot(), state.is_ready(), now(), &query)
         })
         .await
         {
@@ -934,111 +926,6 @@ async fn profiles_reply(service: &Service, head: bool) -> Reply {
         http::HeaderValue::from_static("application/json"),
     );
     reply
-}
-
-/// The JSON of `/api/v1/profiles`, a chunk at a time: byte for byte what `serde_json`'s
-/// pretty printer makes of the whole [`ProfilesDocument`], one profile after the other.
-struct ProfilesPage {
-    snapshot: Snapshot,
-    ready: bool,
-    /// The next profile to encode.
-    next: usize,
-    opened: bool,
-    done: bool,
-}
-
-impl ProfilesPage {
-    fn new(snapshot: Snapshot, ready: bool) -> Self {
-        Self {
-            snapshot,
-            ready,
-            next: 0,
-            opened: false,
-            done: false,
-        }
-    }
-}
-
-/// Indentation of a profile inside the document: two levels of the pretty printer.
-const PROFILE_INDENT: &[u8] = b"    ";
-
-impl Chunks for ProfilesPage {
-    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
-        if self.done {
-            return Ok(None);
-        }
-        let profiles = &self.snapshot.profiles;
-        let mut out = Vec::with_capacity(metrics::CHUNK + 4096);
-        if !self.opened {
-            self.opened = true;
-            if profiles.is_empty() {
-                let document = ProfilesDocument {
-                    ready: self.ready,
-                    profiles: Vec::new(),
-                };
-                out = serde_json::to_vec_pretty(&document).map_err(io::Error::other)?;
-                out.push(b'\n');
-                self.done = true;
-                return Ok(Some(out));
-            }
-            out.extend_from_slice(b"{\n  \"ready\": ");
-            out.extend_from_slice(if self.ready { b"true" } else { b"false" });
-            out.extend_from_slice(b",\n  \"profiles\": [\n");
-        }
-        while let Some(entry) = profiles.get(self.next) {
-            if self.next > 0 {
-                out.extend_from_slice(b",\n");
-            }
-            let profile =
-                serde_json::to_vec_pretty(&profile_view(entry)).map_err(io::Error::other)?;
-            // JSON strings escape line breaks, so every one here is the printer's.
-            out.extend_from_slice(PROFILE_INDENT);
-            for byte in profile {
-                out.push(byte);
-                if byte == b'\n' {
-                    out.extend_from_slice(PROFILE_INDENT);
-                }
-            }
-            self.next += 1;
-            if out.len() >= metrics::CHUNK {
-                return Ok(Some(out));
-            }
-        }
-        out.extend_from_slice(b"\n  ]\n}\n");
-        self.done = true;
-        Ok(Some(out))
-    }
-}
-
-fn profile_view(entry: &Entry) -> ProfileView<'_> {
-    let state = &entry.state;
-    let known = state.known.as_ref();
-    ProfileView {
-        account_id: &state.key.account_id,
-        region: &state.key.region,
-        cluster: &state.key.cluster,
-        profile: &state.key.profile,
-        labels: &entry.labels,
-        up: state.up,
-        error: state.last_error,
-        status: known.map(|k| k.status.as_str()),
-        arn: known.map(|k| k.incarnation.arn.as_str()),
-        created_at: known.map(|k| k.incarnation.created_at.to_rfc3339()),
-        last_success: state.last_success.map(|t| t.to_rfc3339()),
-        last_attempt: state.last_attempt.map(|t| t.to_rfc3339()),
-        issues: known
-            .into_iter()
-            .flat_map(|k| k.episodes.values())
-            .map(|episode| IssueView {
-                code: episode.issue.code.as_str(),
-                message: &episode.issue.message,
-                resource_ids: &episode.issue.resource_ids,
-                resource_count: episode.issue.resource_ids.len(),
-                episode_id: &episode.id,
-                since: episode.since.to_rfc3339(),
-            })
-            .collect(),
-    }
 }
 
 #[cfg(test)]
@@ -1124,7 +1011,23 @@ mod tests {
         let response = exchange(&service, request).await;
         let text = String::from_utf8_lossy(&response);
         assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-        assert!(text.contains("\"profile\": \"p-00002\""), "{text}");
+        assert!(text.contains("\"profile\":\"p-00002\""), "{text}");
+        let request =
+            b"GET /api/v1/profiles?cluster=prod&profile=p-00001&pretty HTTP/1.1\r\nHost: x\r\n\r\n";
+        let response = exchange(&service, request).await;
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.contains("\"profile\": \"p-00001\""), "{text}");
+        assert!(!text.contains("p-00002"), "{text}");
+        let request = b"GET /api/v1/profiles?unhealthy=maybe HTTP/1.1\r\nHost: x\r\n\r\n";
+        let response = exchange(&service, request).await;
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+        assert!(text.contains("unhealthy must be true or false"), "{text}");
+        let response = exchange(&service, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.contains("text/html"), "{text}");
+        assert!(text.contains("id=\"unhealthy\""), "{text}");
         let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
         let response = exchange(&service, request).await;
         assert!(response.starts_with(b"HTTP/1.1 405"));
@@ -1136,30 +1039,6 @@ mod tests {
             text.is_empty() || text.starts_with("HTTP/1.1 400"),
             "{text}"
         );
-    }
-
-    #[tokio::test]
-    async fn the_profiles_document_in_chunks_is_byte_for_byte_the_pretty_printed_whole() {
-        for n in [0, 1, 3, 400] {
-            let state = state_with(n);
-            let snapshot = state.snapshot();
-            let whole = ProfilesDocument {
-                ready: state.is_ready(),
-                profiles: snapshot.profiles.iter().map(|e| profile_view(e)).collect(),
-            };
-            let mut expected = serde_json::to_vec_pretty(&whole).unwrap();
-            expected.push(b'\n');
-            let mut page = ProfilesPage::new(state.snapshot(), state.is_ready());
-            let mut chunks = Vec::new();
-            while let Some(chunk) = page.next_chunk().unwrap() {
-                assert!(chunk.len() < metrics::CHUNK + 4096);
-                chunks.push(chunk);
-            }
-            assert_eq!(chunks.concat(), expected, "{n} profiles");
-            if n == 400 {
-                assert!(chunks.len() > 3, "{} chunks", chunks.len());
-            }
-        }
     }
 
     /// A stream whose reads never end and whose writes never go out: a client that stopped.

@@ -11,11 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::diff::{self, Event, EventDetail, Known, ProfileState, Rules, Sequence};
+use crate::limits::LaneStatus;
 use crate::model::{EventKind, Input, ProfileKey, Status, Timestamp};
 
 /// The static labels of a target, attached to every series and event of its profiles.
@@ -166,11 +168,19 @@ pub struct SavedProfile {
     pub known: Known,
 }
 
-/// Per sink: queue depth and counts by outcome.
+/// Per sink: queue depth, counts by outcome and the last failure.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SinkStats {
     pub queued: usize,
     pub outcomes: BTreeMap<Outcome, u64>,
+    pub last_error: Option<SinkError>,
+}
+
+/// A failed delivery attempt: when, and what went wrong (no secret: what the sink logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkError {
+    pub at: Timestamp,
+    pub error: String,
 }
 
 /// One monitored profile.
@@ -199,6 +209,10 @@ pub struct Snapshot {
     pub overruns: u64,
     /// Per sink, by name.
     pub sinks: BTreeMap<String, SinkStats>,
+    /// Per rate limiter lane, by account and region.
+    pub lanes: Vec<LaneStatus>,
+    /// A profile not attempted for longer than this is stale.
+    pub stale_after: Duration,
 }
 
 /// The shared state of the daemon.
@@ -227,6 +241,12 @@ struct Inner {
     overruns: u64,
     outbox: BTreeMap<String, VecDeque<Pending>>,
     outcomes: BTreeMap<(String, Outcome), u64>,
+    /// Per sink, the last failed delivery: when and why (not saved).
+    sink_errors: BTreeMap<String, SinkError>,
+    /// What each rate limiter lane does, as the scheduler last reported it.
+    lanes: Vec<LaneStatus>,
+    /// A profile not attempted for longer than this is stale (for the page and the API).
+    stale_after: Duration,
     generation: u64,
 }
 
@@ -672,6 +692,7 @@ impl State {
                 let stats = SinkStats {
                     queued: queue.len(),
                     outcomes: BTreeMap::new(),
+                    last_error: inner.sink_errors.get(sink).cloned(),
                 };
                 (sink.clone(), stats)
             })
@@ -685,7 +706,28 @@ impl State {
             events_total: inner.events_total,
             overruns: inner.overruns,
             sinks,
+            lanes: inner.lanes.clone(),
+            stale_after: inner.stale_after,
         }
+    }
+
+    /// Records a failed delivery attempt of a sink, for the status page. `error` must not hold
+    /// a secret (the sinks pass what they log); it is cut to [`SINK_ERROR_BYTES`] bytes.
+    pub fn sink_failed(&self, sink: &str, at: Timestamp, error: &str) {
+        let error = crate::model::bounded(error, SINK_ERROR_BYTES);
+        self.lock()
+            .sink_errors
+            .insert(sink.to_owned(), SinkError { at, error });
+    }
+
+    /// Records what the rate limiter lanes do now (the scheduler reports it every second).
+    pub fn set_lanes(&self, lanes: Vec<LaneStatus>) {
+        self.lock().lanes = lanes;
+    }
+
+    /// Sets when a profile counts as stale: not attempted for longer than `after`.
+    pub fn set_stale_after(&self, after: Duration) {
+        self.lock().stale_after = after;
     }
 
     /// The entry of one profile.
@@ -715,6 +757,9 @@ impl State {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+/// The longest sink error the state keeps, in bytes.
+pub const SINK_ERROR_BYTES: usize = 300;
 
 /// How many sequence numbers [`sequence_floor`] allows per millisecond.
 pub const SEQUENCES_PER_MILLISECOND: u64 = 100;

@@ -236,10 +236,12 @@ async fn post_everywhere(
             Ok(Ok(())) => Outcome::Success,
             Ok(Err(reason)) => {
                 tracing::warn!(sink = %settings.name, %url, %reason, alerts = batch.len(), "cannot post alerts; posting again at the next change or resend");
+                state.sink_failed(&settings.name, now(), &format!("{url}: {reason}"));
                 Outcome::Retry
             }
             Err(_) => {
                 tracing::warn!(sink = %settings.name, %url, "posting alerts timed out; posting again at the next change or resend");
+                state.sink_failed(&settings.name, now(), &format!("{url}: no answer in time"));
                 Outcome::Retry
             }
         };

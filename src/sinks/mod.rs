@@ -177,12 +177,14 @@ pub async fn run<S: Sink>(
                     reason = %reason,
                     "delivery failed; will retry"
                 );
+                state.sink_failed(&name, now(), &reason);
                 Attempt::Retry {
                     not_before: later(now(), delay),
                 }
             }
             Err(Failure::Reject { reason }) => {
                 tracing::error!(sink = %name, id = %first.id, events = batch.len(), reason = %reason, "delivery rejected; event dropped");
+                state.sink_failed(&name, now(), &format!("rejected: {reason}"));
                 Attempt::Rejected
             }
         };
