@@ -70,6 +70,9 @@ pub enum Command {
         /// Where the daemon's HTTP server listens.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9877")]
         listen: SocketAddr,
+        /// Play each step of the story as soon as the previous one shows, not on its schedule.
+        #[arg(long)]
+        fast: bool,
     },
     /// Validate a config file and list every problem in it (exit 0, or 64 with problems).
     Check {
@@ -342,9 +345,14 @@ pub fn start_failed(error: &crate::daemon::StartError, err: &mut dyn Write) -> u
 }
 
 /// `demo`: the daemon against the simulator, with a scripted story, until SIGTERM or Ctrl-C.
-pub async fn demo(listen: SocketAddr, out: &mut (dyn Write + Send), err: &mut dyn Write) -> u8 {
+pub async fn demo(
+    listen: SocketAddr,
+    fast: bool,
+    out: &mut (dyn Write + Send),
+    err: &mut dyn Write,
+) -> u8 {
     let shutdown = crate::shutdown::on_signals();
-    crate::demo::run(listen, shutdown.cancelled_owned(), out, err).await
+    crate::demo::run(listen, fast, shutdown.cancelled_owned(), out, err).await
 }
 
 /// `simulate`: runs the simulator until Ctrl-C or SIGTERM.

@@ -351,6 +351,11 @@ impl Daemon {
         &self.state
     }
 
+    /// Every series, as `/metrics` serves them.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Stops polling and serving (in-flight describes get [`scheduler::SHUTDOWN_GRACE`]),
     /// delivers what is due for up to [`FLUSH_GRACE`], and writes the state file a last time.
     pub async fn stop(mut self) {

@@ -11,6 +11,7 @@ use crate::config::{self, Config, Environment};
 use crate::daemon::Daemon;
 use crate::eks::AwsSettings;
 use crate::model::{Operation, ProfileKey};
+use crate::page::escape;
 use crate::simulator::{
     self, Command, Fault, FaultKind, Health, IssueSpec, Population, Scope, Simulator,
 };
@@ -75,6 +76,162 @@ pub struct Step {
     pub at: Duration,
     pub says: String,
     pub commands: Vec<Command>,
+    /// What shows in `/metrics` and on the status page once the daemon has seen the change.
+    pub claim: Claim,
+}
+
+/// A step's claim, as `/metrics` and the status page show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Each of these profiles has an open issue with this code.
+    IssueOpen { keys: Vec<ProfileKey>, code: String },
+    /// None of these profiles has an open issue with this code any more.
+    IssueResolved { keys: Vec<ProfileKey>, code: String },
+    /// The profile is in this status.
+    Status { key: ProfileKey, status: String },
+    /// The profile's ARN is not the one it had when the step began: a new incarnation.
+    NewIncarnation { key: ProfileKey },
+    /// Describes in the account were throttled, and its lane on the page shows it.
+    Throttled { account_id: String },
+    /// Throttling is over: the account's lane no longer backs off, and every profile is up.
+    Unthrottled { account_id: String },
+}
+
+impl Claim {
+    /// Whether the claim holds in a scrape of `/metrics` and the status page; `before` is the
+    /// scrape from when the step began.
+    pub fn holds(&self, before: &str, metrics: &str, page: &str) -> bool {
+        match self {
+            Claim::IssueOpen { keys, code } => keys.iter().all(|key| {
+                has_series(
+                    metrics,
+                    "eks_fargate_profile_health_issues",
+                    key,
+                    &[("code", code)],
+                    "1",
+                ) && section_has_row(
+                    page,
+                    "unhealthy",
+                    key,
+                    &[&format!("<code>{}</code>", escape(code))],
+                )
+            }),
+            Claim::IssueResolved { keys, code } => keys.iter().all(|key| {
+                !has_series(
+                    metrics,
+                    "eks_fargate_profile_health_issues",
+                    key,
+                    &[("code", code)],
+                    "1",
+                ) && !section_has_row(
+                    page,
+                    "unhealthy",
+                    key,
+                    &[&format!("<code>{}</code>", escape(code))],
+                )
+            }),
+            Claim::Status { key, status } => {
+                has_series(
+                    metrics,
+                    "eks_fargate_profile_status",
+                    key,
+                    &[("status", status)],
+                    "1",
+                ) && section_has_row(page, "failed", key, &[&format!(">{}<", escape(status))])
+            }
+            Claim::NewIncarnation { key } => match (arn_of(before, key), arn_of(metrics, key)) {
+                (Some(old), Some(new)) => old != new,
+                _ => false,
+            },
+            Claim::Throttled { account_id } => {
+                metrics.lines().any(|line| {
+                    line.starts_with("fargate_health_monitor_api_requests_total{")
+                        && line.contains("outcome=\"throttled\"")
+                        && line.rsplit(' ').next().is_some_and(|n| n != "0")
+                }) && lane_row(page, account_id).is_some_and(|row| {
+                    row.contains("backing off") || !row.contains("<td>0% (") && row.contains("% (")
+                })
+            }
+            Claim::Unthrottled { account_id } => {
+                lane_row(page, account_id).is_some_and(|row| !row.contains("backing off"))
+                    && !metrics.lines().any(|line| {
+                        line.starts_with("eks_fargate_profile_up{")
+                            && line.contains(&format!("aws_account_id=\"{account_id}\""))
+                            && line.ends_with(" 0")
+                    })
+            }
+        }
+    }
+}
+
+/// A series of `name` for `key` with these extra labels and this value.
+fn has_series(
+    metrics: &str,
+    name: &str,
+    key: &ProfileKey,
+    labels: &[(&str, &str)],
+    value: &str,
+) -> bool {
+    metrics.lines().any(|line| {
+        line.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('{'))
+            && is_of(line, key)
+            && labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+            && line.rsplit(' ').next() == Some(value)
+    })
+}
+
+fn is_of(line: &str, key: &ProfileKey) -> bool {
+    [
+        ("aws_account_id", &key.account_id),
+        ("aws_region", &key.region),
+        ("eks_cluster", &key.cluster),
+        ("fargate_profile", &key.profile),
+    ]
+    .iter()
+    .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+}
+
+/// The `arn` label of the profile's info series.
+fn arn_of<'a>(metrics: &'a str, key: &ProfileKey) -> Option<&'a str> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with("eks_fargate_profile_info{") && is_of(line, key))
+        .and_then(|line| line.split("arn=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+}
+
+/// The HTML of one section of the status page.
+fn section<'a>(page: &'a str, id: &str) -> &'a str {
+    let Some(start) = page.find(&format!("<section id=\"{id}\">")) else {
+        return "";
+    };
+    let rest = &page[start..];
+    &rest[..rest.find("</section>").unwrap_or(rest.len())]
+}
+
+/// Whether a row of the section names the profile (cluster and profile cells) and holds each
+/// of `cells`.
+fn section_has_row(page: &str, id: &str, key: &ProfileKey, cells: &[&str]) -> bool {
+    let account = format!("<td>{}</td>", escape(&key.account_id));
+    let cluster = format!("<td>{}</td>", escape(&key.cluster));
+    let profile = format!("<td class=\"profile\">{}</td>", escape(&key.profile));
+    section(page, id).split("<tr").any(|row| {
+        row.contains(&account)
+            && row.contains(&cluster)
+            && row.contains(&profile)
+            && cells.iter().all(|cell| row.contains(cell))
+    })
+}
+
+/// The account's row in the lanes section.
+fn lane_row<'a>(page: &'a str, account_id: &str) -> Option<&'a str> {
+    let account = format!("<td>{}</td>", escape(account_id));
+    section(page, "lanes")
+        .split("<tr")
+        .find(|row| row.starts_with('>') && row.contains(&account))
 }
 
 fn key(account: usize, cluster: usize, profile: usize) -> ProfileKey {
@@ -90,17 +247,33 @@ fn issue(code: &str, message: &str, resources: &[&str]) -> Health {
     Health::Issues(vec![IssueSpec::new(code, message, resources)])
 }
 
-/// The story of the first two minutes.
+/// The story of the first two minutes. Each step says what changes and where to see it; EKS's
+/// throttling lasts 15 seconds, as its own does.
 pub fn story() -> Vec<Step> {
     let secs = Duration::from_secs;
     let denied = key(0, 0, 1);
     let unreachable: Vec<ProfileKey> = (0..4).map(|p| key(1, 1, p)).collect();
+    let cluster = format!(
+        "{}/{}/{}",
+        unreachable[0].account_id, unreachable[0].region, unreachable[0].cluster
+    );
     let failing = key(0, 2, 2);
     let recreated = key(1, 0, 0);
-    let mut steps = vec![
+    let throttled = simulator::account_id(0);
+    let clear = |keys: &[ProfileKey]| {
+        keys.iter()
+            .map(|key| Command::SetHealth {
+                key: key.clone(),
+                health: Health::Issues(Vec::new()),
+            })
+            .collect()
+    };
+    vec![
         Step {
             at: secs(10),
-            says: format!("AccessDenied appears on {denied}"),
+            says: format!(
+                "AccessDenied opens on {denied} (page: Open issues; /metrics: eks_fargate_profile_health_issues)"
+            ),
             commands: vec![Command::SetHealth {
                 key: denied.clone(),
                 health: issue(
@@ -109,12 +282,15 @@ pub fn story() -> Vec<Step> {
                     &["arn:aws:iam::111122223333:role/demo-pod-execution"],
                 ),
             }],
+            claim: Claim::IssueOpen {
+                keys: vec![denied.clone()],
+                code: "AccessDenied".into(),
+            },
         },
         Step {
             at: secs(20),
             says: format!(
-                "ClusterUnreachable hits every profile of {}/{}",
-                unreachable[0].account_id, unreachable[0].cluster
+                "ClusterUnreachable opens on every profile of {cluster} (page: Open issues, four rows)"
             ),
             commands: unreachable
                 .iter()
@@ -127,60 +303,89 @@ pub fn story() -> Vec<Step> {
                     ),
                 })
                 .collect(),
+            claim: Claim::IssueOpen {
+                keys: unreachable.clone(),
+                code: "ClusterUnreachable".into(),
+            },
         },
         Step {
             at: secs(35),
-            says: format!("{failing} goes CREATE_FAILED"),
+            says: format!(
+                "{failing} goes CREATE_FAILED (page: Failed statuses; /metrics: eks_fargate_profile_status)"
+            ),
             commands: vec![Command::SetStatus {
                 key: failing.clone(),
                 status: "CREATE_FAILED".to_owned(),
             }],
+            claim: Claim::Status {
+                key: failing,
+                status: "CREATE_FAILED".into(),
+            },
         },
         Step {
             at: secs(50),
-            says: format!("AccessDenied is fixed on {denied}; it resolves after two clean polls"),
-            commands: vec![Command::SetHealth {
-                key: denied,
-                health: Health::Issues(Vec::new()),
-            }],
+            says: format!(
+                "AccessDenied is fixed on {denied}: it resolves after two clean polls (about 10 s)"
+            ),
+            commands: clear(std::slice::from_ref(&denied)),
+            claim: Claim::IssueResolved {
+                keys: vec![denied],
+                code: "AccessDenied".into(),
+            },
         },
         Step {
             at: secs(65),
-            says: format!("{recreated} is deleted and created again: a new incarnation"),
-            commands: vec![Command::RecreateProfile { key: recreated }],
+            says: format!(
+                "{recreated} is deleted and created again: the old incarnation ends (profile_deleted) and a new one appears (a new arn in eks_fargate_profile_info)"
+            ),
+            commands: vec![Command::RecreateProfile {
+                key: recreated.clone(),
+            }],
+            claim: Claim::NewIncarnation { key: recreated },
         },
         Step {
             at: secs(80),
             says: format!(
-                "EKS throttles account {} for a while: up drops to 0, issues stay",
-                simulator::account_id(0)
+                "EKS throttles account {throttled} above 1 describe per second: its lane backs off and lowers its rate (page: AWS lanes; /metrics: outcome=\"throttled\"); known issues stay"
             ),
             commands: vec![Command::AddFault {
                 fault: Fault {
                     scope: Scope {
-                        account_id: Some(simulator::account_id(0)),
+                        account_id: Some(throttled.clone()),
                         operations: vec![Operation::DescribeFargateProfile],
                         ..Scope::all()
                     },
-                    kind: FaultKind::Throttle,
-                    remaining: Some(60),
+                    kind: FaultKind::ThrottleAbove { per_second: 1 },
+                    remaining: None,
                     accepted: Default::default(),
                 },
             }],
+            claim: Claim::Throttled {
+                account_id: throttled.clone(),
+            },
         },
-    ];
-    steps.push(Step {
-        at: secs(105),
-        says: "ClusterUnreachable clears; its episodes resolve".to_owned(),
-        commands: unreachable
-            .into_iter()
-            .map(|key| Command::SetHealth {
-                key,
-                health: Health::Issues(Vec::new()),
-            })
-            .collect(),
-    });
-    steps
+        Step {
+            at: secs(95),
+            says: format!(
+                "EKS stops throttling account {throttled}: its lane stops backing off and its rate climbs back over a minute; every profile is up"
+            ),
+            commands: vec![Command::ClearFaults],
+            claim: Claim::Unthrottled {
+                account_id: throttled,
+            },
+        },
+        Step {
+            at: secs(105),
+            says: format!(
+                "ClusterUnreachable clears on {cluster}: its four episodes resolve after two clean polls"
+            ),
+            commands: clear(&unreachable),
+            claim: Claim::IssueResolved {
+                keys: unreachable,
+                code: "ClusterUnreachable".into(),
+            },
+        },
+    ]
 }
 
 /// The daemon's config for the demo, parsed and validated like any other.
@@ -201,6 +406,7 @@ pub fn config(endpoint: &str, state: &Path) -> Result<Config, config::ConfigErro
 /// Runs the demo until `stop` resolves; returns the exit code.
 pub async fn run(
     listen: SocketAddr,
+    fast: bool,
     stop: impl Future<Output = ()>,
     out: &mut (dyn Write + Send),
     err: &mut dyn Write,
@@ -259,7 +465,7 @@ pub async fn run(
         "fargate-health-monitor demo: {profiles} simulated Fargate profiles in {accounts} accounts, polled every 5s\n\
          \n  {base}/                  links\n  {base}/metrics           Prometheus metrics\n  {base}/api/v1/profiles   every profile as JSON\n\
          \nsimulated EKS and STS at {aws} (control API at {control})\n\
-         events appear in the log below as they happen; the story runs for two minutes; stop with Ctrl-C\n",
+         events appear in the log below as they happen; the story runs for two minutes and each step says where to look; stop with Ctrl-C\n",
         profiles = population.profiles(),
         accounts = population.accounts,
         aws = simulator.endpoint_url(),
@@ -270,13 +476,29 @@ pub async fn run(
     let story = async {
         let started = tokio::time::Instant::now();
         for step in story() {
-            tokio::time::sleep_until(started + step.at).await;
+            if !fast {
+                tokio::time::sleep_until(started + step.at).await;
+            }
+            let before = daemon.metrics().render();
             for command in step.commands {
                 if let Err(error) = simulator.apply(command) {
                     tracing::warn!(%error, "demo step failed");
                 }
             }
-            let _ = writeln!(out, "demo +{:>3}s: {}", step.at.as_secs(), step.says);
+            let at = started.elapsed().as_secs();
+            let _ = writeln!(out, "demo +{at:>3}s: {}", step.says);
+            let _ = out.flush();
+            let line = match seen(&daemon, &step.claim, &before).await {
+                Some(after) => format!(
+                    "            seen in /metrics and on the page {:.1}s later",
+                    after.as_secs_f64()
+                ),
+                None => format!(
+                    "            not seen in /metrics and on the page within {}s: see the log",
+                    CLAIM_DEADLINE.as_secs()
+                ),
+            };
+            let _ = writeln!(out, "{line}");
             let _ = out.flush();
         }
         let _ = writeln!(
@@ -293,6 +515,29 @@ pub async fn run(
     }
     daemon.stop().await;
     exit::OK
+}
+
+/// How long a step's claim may take to show before the demo says it did not.
+pub const CLAIM_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How often the demo looks for a claim.
+const CLAIM_POLL: Duration = Duration::from_millis(250);
+
+/// Waits for the claim to show in what `/metrics` and `/` serve; how long it took, or `None`
+/// after [`CLAIM_DEADLINE`].
+async fn seen(daemon: &Daemon, claim: &Claim, before: &str) -> Option<Duration> {
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < CLAIM_DEADLINE {
+        let metrics = daemon.metrics().render();
+        let state = daemon.state();
+        let now = crate::model::Timestamp::from_system_time(std::time::SystemTime::now());
+        let page = crate::page::render(&state.snapshot(), state.is_ready(), now);
+        if claim.holds(before, &metrics, &page) {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(CLAIM_POLL).await;
+    }
+    None
 }
 
 /// Removes a directory when dropped.

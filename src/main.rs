@@ -41,9 +41,14 @@ fn main() -> ExitCode {
             Threads::One,
             cli::run(config, *shard, &ProcessEnvironment, &mut std::io::stderr()),
         ),
-        Command::Demo { listen } => block_on(
+        Command::Demo { listen, fast } => block_on(
             Threads::One,
-            cli::demo(*listen, &mut std::io::stdout(), &mut std::io::stderr()),
+            cli::demo(
+                *listen,
+                *fast,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            ),
         ),
         Command::Simulate(args) => block_on(
             Threads::PerCore,

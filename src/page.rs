@@ -69,10 +69,10 @@ pub fn render(snapshot: &Snapshot, ready: bool, now: Timestamp) -> String {
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
 h1{font-size:1.4em;margin:0}h2{font-size:1.1em;margin:1.4em 0 .4em}\
-table{border-collapse:collapse}th,td{text-align:left;padding:.2em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
+table{border-collapse:collapse}th,td{text-align:left;padding:.2em .6em;border-bottom:1px solid #ddd;vertical-align:top;white-space:nowrap}\
 th{background:#f4f4f4}.bad{color:#b00020;font-weight:600}.ok{color:#1b7f3b;font-weight:600}\
 .warn{color:#a15c00}dl{display:flex;flex-wrap:wrap;gap:1.5em;margin:.5em 0}dt{color:#666}dd{margin:0;font-size:1.6em}\
-code{font-size:.95em}.msg{max-width:40em}";
+code{font-size:.95em}.msg{max-width:40em;white-space:normal}";
 
 fn head(html: &mut String, summary: &Summary) {
     let _ = writeln!(

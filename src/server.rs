@@ -874,11 +874,7 @@ async fn status_page(service: &Service) -> Reply {
     })
     .await;
     match rendered {
-        Ok((_, Some(html))) => with_length(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            html,
-        ),
+        Ok((_, Some(html))) => with_length(StatusCode::OK, "text/html; charset=utf-8", html),
         Ok((_, None)) | Err(_) => busy(),
     }
 }

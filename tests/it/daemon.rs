@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::support::{
     aws_env, binary, eventually, free_port, http, http_bytes, http_with_headers, real_tool,
-    sim_settings,
+    sigterm, sim_settings,
 };
 
 const ACCOUNT: &str = simulator::DEFAULT_ACCOUNT;
@@ -568,14 +568,6 @@ fn config_file(dir: &Path, simulator: &Simulator, listen: &str) -> std::path::Pa
     )
     .unwrap();
     path
-}
-
-fn sigterm(child: &std::process::Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test]

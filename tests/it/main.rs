@@ -5,6 +5,7 @@
 mod alerts;
 mod check;
 mod daemon;
+mod demo;
 mod eks;
 mod once;
 mod ops;

@@ -233,6 +233,7 @@ pub fn real_tool(name: &str) -> Option<std::path::PathBuf> {
             "kubernetes-validate" => "the PyPI package kubernetes-validate",
             "openssl" => "the Debian package openssl",
             "curl" => "the Debian package curl",
+            "chromium" => "the Debian package chromium",
             _ => "it",
         };
         assert!(
@@ -255,4 +256,11 @@ pub fn free_port() -> std::net::SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
+}
+
+/// Sends SIGTERM to a child process (one that already ended is fine).
+pub fn sigterm(child: &std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
 }
