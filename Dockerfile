@@ -24,6 +24,7 @@ COPY LICENSE /usr/share/doc/fargate-health-monitor/LICENSE
 # The state file's directory: mount a volume here to keep it across restarts.
 COPY --from=build --chown=65532:65532 --chmod=0700 /state /var/lib/fargate-health-monitor
 USER 65532:65532
+WORKDIR /
 EXPOSE 9877
 ENTRYPOINT ["/usr/local/bin/fargate-health-monitor"]
 CMD ["run", "--config", "/etc/fargate-health-monitor/config.toml"]

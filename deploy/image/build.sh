@@ -11,24 +11,41 @@
 # crate's version); push it with skopeo:
 #   skopeo copy oci:target/image/oci:0.1.0 docker://ghcr.io/OWNER/fargate-health-monitor:0.1.0
 set -euo pipefail
-cd "$(dirname "$0")/../.."
 
-binary=target/release/fargate-health-monitor
-out=target/image/oci
-tag=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+die() { echo "build.sh: $*" >&2; exit 1; }
+# Paths given are relative to where the script was called from.
+absolute() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+binary=$repo/target/release/fargate-health-monitor
+out=$repo/target/image/oci
+tag=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)
 while [ $# -gt 0 ]; do
+    [ $# -ge 2 ] || die "$1 needs a value"
     case "$1" in
-        --binary) binary=$2; shift 2 ;;
-        --out) out=$2; shift 2 ;;
+        --binary) binary=$(absolute "$2"); shift 2 ;;
+        --out) out=$(absolute "$2"); shift 2 ;;
         --tag) tag=$2; shift 2 ;;
         *) echo "usage: $0 [--binary PATH] [--out DIR] [--tag TAG]" >&2; exit 64 ;;
     esac
 done
-
-die() { echo "build.sh: $*" >&2; exit 1; }
+cd "$repo"
 command -v umoci >/dev/null || die "umoci is missing: apt-get install umoci"
 [ "$(id -u)" -eq 0 ] || die "run as root: the image's files must be owned by root and 65532"
 [ -x "$binary" ] || die "no binary at $binary: cargo build --release --locked first"
+# The image's architecture is the binary's (ELF e_machine); ldd below runs it through this
+# machine's loader, so it must also be this machine's.
+case "$(od -An -t x2 -j 18 -N 2 "$binary" | tr -d ' ')" in
+    003e) arch=amd64 ;;
+    00b7) arch=arm64 ;;
+    *) die "$binary is not an x86_64 or aarch64 ELF binary" ;;
+esac
+[ "$arch" = "$(dpkg --print-architecture)" ] \
+    || die "$binary is $arch but this machine is $(dpkg --print-architecture): build the image on an $arch machine"
+# The layout is replaced: refuse a directory that holds anything else.
+if [ -e "$out" ] && { [ ! -d "$out" ] || { [ -n "$(ls -A "$out")" ] && [ ! -f "$out/oci-layout" ]; }; }; then
+    die "$out exists and is not an OCI layout: give --out an empty or new directory"
+fi
 certs=/etc/ssl/certs/ca-certificates.crt
 [ -f "$certs" ] || die "no CA bundle at $certs: apt-get install ca-certificates"
 
@@ -93,7 +110,7 @@ mv "$root" "$work/bundle/rootfs"
 umoci repack --image "$out:$tag" "$work/bundle"
 source_url=https://github.com/fargate-health-monitor/fargate-health-monitor
 umoci config --image "$out:$tag" \
-    --os linux --architecture amd64 \
+    --os linux --architecture "$arch" \
     --config.user 65532:65532 \
     --config.workingdir / \
     --config.env PATH=/usr/local/bin:/usr/bin:/bin \
@@ -101,6 +118,7 @@ umoci config --image "$out:$tag" \
     --config.entrypoint /usr/local/bin/fargate-health-monitor \
     --config.cmd run --config.cmd --config --config.cmd /etc/fargate-health-monitor/config.toml \
     --config.label org.opencontainers.image.title=fargate-health-monitor \
+    --config.label "org.opencontainers.image.description=Watches the health of Amazon EKS Fargate profiles: Prometheus metrics and alerts when issues open, change or resolve" \
     --config.label "org.opencontainers.image.version=$tag" \
     --config.label org.opencontainers.image.licenses=Apache-2.0 \
     --config.label "org.opencontainers.image.source=$source_url" \

@@ -41,11 +41,11 @@ trap cleanup EXIT
 echo "--- deploy/image/build.sh"
 deploy/image/build.sh --binary "$binary" --out "$work/oci" --tag "$version"
 skopeo inspect --config "oci:$work/oci:$version" >"$work/config.json"
-python3 - "$work/config.json" "$version" <<'PY'
+python3 - "$work/config.json" "$version" "$(dpkg --print-architecture)" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))
 c = config["config"]
-assert config["os"] == "linux" and config["architecture"] == "amd64", config
+assert config["os"] == "linux" and config["architecture"] == sys.argv[3], config
 assert c["User"] == "65532:65532", c["User"]
 assert c["Entrypoint"] == ["/usr/local/bin/fargate-health-monitor"], c["Entrypoint"]
 assert c["Cmd"] == ["run", "--config", "/etc/fargate-health-monitor/config.toml"], c["Cmd"]
@@ -78,11 +78,20 @@ echo "image size: $((compressed / 1024)) KiB compressed, $((unpacked / 1024)) Ki
 
 chroot_bin=$(command -v chroot)
 # Inside the image: an empty environment but for what is named, user 65532, no host library.
+# In the background, `exec` makes the subshell the binary itself, so `$!` is what to kill.
 in_image() {
     local envs=()
     while [ "$1" != "--" ]; do envs+=("$1"); shift; done
     shift
     env -i "${envs[@]}" "$chroot_bin" --userspec=65532:65532 "$root" /usr/local/bin/fargate-health-monitor "$@"
+}
+in_image_background() {
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    ( exec env -i "${envs[@]}" "$chroot_bin" --userspec=65532:65532 "$root" \
+        /usr/local/bin/fargate-health-monitor "$@" ) &
+    pids+=($!)
 }
 
 out=$(in_image -- --version) || fail "--version in the image"
@@ -114,9 +123,8 @@ port_of() { # waits for "ADDR" in a log and prints the port
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sim_port=$(free_port)
 control_port=$(free_port)
-in_image -- simulate --listen "127.0.0.1:$sim_port" --control-listen "127.0.0.1:$control_port" \
-    --clusters 2 --profiles-per-cluster 2 --unhealthy-share 0 >"$work/simulate.log" 2>&1 &
-pids+=($!)
+in_image_background -- simulate --listen "127.0.0.1:$sim_port" --control-listen "127.0.0.1:$control_port" \
+    --clusters 2 --profiles-per-cluster 2 --unhealthy-share 0 >"$work/simulate.log" 2>&1
 for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$sim_port") 2>/dev/null && break
     sleep 0.1
@@ -153,8 +161,7 @@ kill "${pids[@]}" 2>/dev/null || true
 wait 2>/dev/null || true
 pids=()
 
-in_image -- demo --listen 127.0.0.1:0 >"$work/demo.out" 2>"$work/demo.log" &
-pids+=($!)
+in_image_background -- demo --listen 127.0.0.1:0 >"$work/demo.out" 2>"$work/demo.log"
 demo_port=$(port_of "$work/demo.out" 'http://127\.0\.0\.1:[0-9]+') \
     || fail "demo printed no address: $(cat "$work/demo.out" "$work/demo.log")"
 ok=
@@ -169,5 +176,14 @@ done
 [ -n "$ok" ] || fail "demo in the image served no profile on /metrics: $(tail -5 "$work/demo.log")"
 sleep 3
 kill -0 "${pids[0]}" 2>/dev/null || fail "demo in the image ended: $(tail -5 "$work/demo.log")"
+[ "$(readlink "/proc/${pids[0]}/exe")" = "$root/usr/local/bin/fargate-health-monitor" ] \
+    || fail "the background process is not the image's binary: cleanup would miss it"
 echo "demo in the image: $(grep -c '^eks_fargate_profile_up{' "$work/metrics") profiles on /metrics"
+kill "${pids[@]}" 2>/dev/null || true
+wait 2>/dev/null || true
+pids=()
+leftover=$(pgrep -f "^/usr/local/bin/fargate-health-monitor (simulate|demo) --listen 127.0.0.1" || true)
+for pid in $leftover; do
+    case "$(readlink "/proc/$pid/root")" in "$root"*) fail "a process of the image was left running: $pid" ;; esac
+done
 echo "check-image: all passed"

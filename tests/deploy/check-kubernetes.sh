@@ -154,6 +154,12 @@ grep -q 'emptyDir:' "$work/podmonitor.yaml" || die "podmonitor.yaml renders no e
 # The job label in FargateHealthMonitorDown, from the ServiceMonitor's jobLabel and set outright.
 render fhm fhm-system joblabel.yaml -f "$HERE/all-toggles.yaml" --set serviceMonitor.jobLabel=app.kubernetes.io/name
 render fhm fhm-system job.yaml -f "$HERE/all-toggles.yaml" --set prometheusRule.job=fhm-prod
+grep -q 'targetLabel: job' "$work/job.yaml" || die "prometheusRule.job is not the ServiceMonitor's job too"
+# A jobLabel whose value is empty: prometheus-operator falls back to <namespace>/<name>.
+printf 'podMonitor:\n  jobLabel: team\npodLabels:\n  team: ""\n' >"$work/emptyjoblabel.values.yaml"
+render fhm ops emptyjoblabel.yaml -f "$HERE/podmonitor.yaml" -f "$work/emptyjoblabel.values.yaml"
+grep -q 'up{job="ops/fhm-fargate-health-monitor"}' "$work/emptyjoblabel.yaml" \
+    || die "an empty jobLabel value does not fall back to <namespace>/<name>"
 
 step "values the chart must refuse"
 refuse() {

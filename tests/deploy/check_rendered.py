@@ -193,24 +193,35 @@ def config(manifest: str, directory: str, binary: str) -> None:
 
 
 def expected_job(documents: list[dict[str, Any]], values: dict[str, Any]) -> str:
-    """The job label Prometheus will give the monitor, from the rendered objects (not from the
-    chart's helper): prometheusRule.job, else the PodMonitor's or ServiceMonitor's rule."""
-    if values.get("prometheusRule", {}).get("job"):
-        return values["prometheusRule"]["job"]
+    """The job label Prometheus will give the monitor, modelled on prometheus-operator from the
+    rendered objects (not from the chart's helper): the value of the monitor's jobLabel on the
+    pod or Service when that label is there and not empty (the operator's regex is `(.+)`),
+    else "<namespace>/<name>" for a PodMonitor or the Service's name; then the endpoint's
+    relabelings that replace `job`. Without a monitor in the chart, prometheusRule.job."""
     podmonitors = of_kind(documents, "PodMonitor")
+    servicemonitors = of_kind(documents, "ServiceMonitor")
     if podmonitors:
-        pm = podmonitors[0]
+        monitor = podmonitors[0]
         labels = deployment_pod(documents)["metadata"].get("labels", {})
-        job_label = pm["spec"].get("jobLabel")
-        if job_label and job_label in labels:
-            return labels[job_label]
-        return f"{pm['metadata']['namespace']}/{pm['metadata']['name']}"
-    service = one(documents, "Service")
-    for sm in of_kind(documents, "ServiceMonitor"):
-        job_label = sm["spec"].get("jobLabel")
-        if job_label and job_label in service["metadata"].get("labels", {}):
-            return service["metadata"]["labels"][job_label]
-    return service["metadata"]["name"]
+        job = f"{monitor['metadata']['namespace']}/{monitor['metadata']['name']}"
+        endpoints = monitor["spec"].get("podMetricsEndpoints", [])
+    elif servicemonitors:
+        monitor = servicemonitors[0]
+        service = one(documents, "Service")
+        labels = service["metadata"].get("labels", {})
+        job = service["metadata"]["name"]
+        endpoints = monitor["spec"].get("endpoints", [])
+    else:
+        return values.get("prometheusRule", {}).get("job") or one(documents, "Service")["metadata"]["name"]
+    job_label = monitor["spec"].get("jobLabel")
+    if job_label and labels.get(job_label):
+        job = str(labels[job_label])
+    for relabeling in (endpoints[0].get("relabelings") or []) if endpoints else []:
+        if relabeling.get("targetLabel") == "job" and relabeling.get("action", "replace") == "replace":
+            replacement = relabeling.get("replacement", "$1")
+            assert "$" not in replacement, f"a job relabeling this check cannot model: {relabeling}"
+            job = replacement
+    return job
 
 
 def rules(manifest: str, alerts_path: str, values_path: str) -> None:

@@ -152,14 +152,14 @@ does not carry falls back to the default.
 {{- .Values.prometheusRule.job }}
 {{- else if .Values.podMonitor.enabled }}
 {{- $labels := include "fargate-health-monitor.podLabels" . | fromYaml }}
-{{- if and .Values.podMonitor.jobLabel (hasKey $labels .Values.podMonitor.jobLabel) }}
+{{- if and .Values.podMonitor.jobLabel (index $labels .Values.podMonitor.jobLabel | default "" | toString) }}
 {{- index $labels .Values.podMonitor.jobLabel }}
 {{- else }}
 {{- printf "%s/%s" (include "fargate-health-monitor.podMonitorNamespace" .) $fullname }}
 {{- end }}
 {{- else }}
 {{- $labels := include "fargate-health-monitor.serviceLabels" . | fromYaml }}
-{{- if and .Values.serviceMonitor.jobLabel (hasKey $labels .Values.serviceMonitor.jobLabel) }}
+{{- if and .Values.serviceMonitor.jobLabel (index $labels .Values.serviceMonitor.jobLabel | default "" | toString) }}
 {{- index $labels .Values.serviceMonitor.jobLabel }}
 {{- else }}
 {{- $fullname }}
