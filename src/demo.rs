@@ -463,7 +463,7 @@ pub async fn run(
     let _ = writeln!(
         out,
         "fargate-health-monitor demo: {profiles} simulated Fargate profiles in {accounts} accounts, polled every 5s\n\
-         \n  {base}/                  links\n  {base}/metrics           Prometheus metrics\n  {base}/api/v1/profiles   every profile as JSON\n\
+         \n  {base}/                  status page\n  {base}/metrics           Prometheus metrics\n  {base}/api/v1/profiles   every profile as JSON\n\
          \nsimulated EKS and STS at {aws} (control API at {control})\n\
          events appear in the log below as they happen; the story runs for two minutes and each step says where to look; stop with Ctrl-C\n",
         profiles = population.profiles(),

@@ -86,6 +86,6 @@ fn block_on(threads: Threads, command: impl Future<Output = u8>) -> u8 {
 
 /// mimalloc instead of glibc's allocator: the daemon allocates and frees many small objects per
 /// describe (the SDK's request pipeline), where mimalloc costs about a quarter less CPU per
-/// describe (see the README's benchmark).
+/// describe (see the benchmark in docs/development.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

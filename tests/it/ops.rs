@@ -280,3 +280,26 @@ fn the_dashboard_uses_a_datasource_variable_and_the_label_variables() {
         assert!(text.contains(name), "{name}");
     }
 }
+
+/// The memory the docs and the manifests promise comes from one measurement (bench/run.sh at
+/// 10,000 profiles): every place that states it states the same figures.
+#[test]
+fn the_memory_figures_agree_in_the_readme_the_docs_and_the_manifests() {
+    let (start, peak) = ("21 MB at start", "64 MB peak");
+    for file in [
+        "README.md",
+        "docs/kubernetes.md",
+        "docs/development.md",
+        "deploy/kubernetes/deployment.yaml",
+        "deploy/helm/fargate-health-monitor/values.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo_file(file)).unwrap();
+        let flat = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace("**", "");
+        assert!(flat.contains(start), "{file} does not say {start}");
+        assert!(flat.contains(peak), "{file} does not say {peak}");
+    }
+}
