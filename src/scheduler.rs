@@ -557,16 +557,14 @@ impl<E: Eks + 'static> Core<E> {
                 lanes - OVERRUN_LANES
             ));
         }
-        let interval = humantime::format_duration(settings.interval);
         tracing::warn!(
             overdue = overdue.len(),
-            late,
             profiles = self.profiles.len(),
+            interval = %humantime::format_duration(settings.interval),
+            why = %why.join("; "),
+            late,
             suppressed,
-            "poll cycle overran: {} of {} profiles not polled for over two intervals of {interval} (they show up 0); {}; the stalest go first next cycle",
-            overdue.len(),
-            self.profiles.len(),
-            why.join("; "),
+            "poll cycle overran; profiles not polled for two intervals show up 0"
         );
     }
 
