@@ -6,6 +6,7 @@ mod alerts;
 mod check;
 mod daemon;
 mod eks;
+mod logs;
 mod once;
 mod ops;
 mod receiver;
