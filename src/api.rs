@@ -308,7 +308,7 @@ impl ProfilesPage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -319,7 +319,7 @@ mod tests {
 
     /// `n` profiles in two clusters; every third with an issue whose message needs escaping,
     /// the fifth `CREATE_FAILED`, the seventh never described.
-    fn state_with(n: usize) -> Arc<State> {
+    pub(crate) fn state_with(n: usize) -> Arc<State> {
         let state = Arc::new(State::new(Rules::default(), Vec::new()));
         state.set_stale_after(Duration::from_secs(60));
         let labels = Arc::new(Labels::from([("env".to_owned(), "te\"st\n".to_owned())]));

@@ -39,7 +39,9 @@ pub struct Cli {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// logfmt lines for people: `ts=… level=… target=… msg="…" key=value …`
     Text,
+    /// JSON lines with every field
     Json,
 }
 

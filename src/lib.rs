@@ -37,7 +37,8 @@
 //!   the tests, `simulate`, `demo` and the benchmark.
 //! - [`secret`]: a string type for credentials and webhook URLs that never prints its value.
 //! - [`cli`]: the command line, its subcommands and their exit codes.
-//! - [`logging`]: `tracing` to stderr as text or JSON, filtered by `RUST_LOG`.
+//! - [`logging`]: `tracing` to stderr as logfmt text or JSON lines, filtered by `RUST_LOG`;
+//!   repeated lines held to one per interval.
 
 pub mod api;
 pub mod cli;

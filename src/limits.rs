@@ -13,6 +13,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::eks::CallError;
+use crate::logging::Repeats;
 use crate::model::ErrorKind;
 
 /// Spaces requests `1 / rate` apart, so any one-second window holds at most `rate + 1` of
@@ -42,6 +43,8 @@ const RAISE_SHARE_PER_SECOND: f64 = 1.0 / 60.0;
 /// the config), its arithmetic stays within what `Duration` and `Instant` hold.
 pub const MIN_RATE: f64 = 0.001;
 pub const MAX_RATE: f64 = 1_000_000.0;
+/// The least time between two WARN lines about a lane being throttled.
+const THROTTLED_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// `at + by`, or a time so far ahead that it never comes (about 30 years) when that overflows.
 pub fn later(at: Instant, by: Duration) -> Instant {
@@ -72,6 +75,8 @@ struct Lane {
     throttled_streak: u32,
     /// Answers of the last minute or two, for the throttled share.
     answers: Answers,
+    /// The WARN about throttled answers, once a minute at most.
+    throttled_log: Repeats,
     /// The waiters in order; the head is the next to go.
     queue: VecDeque<(u64, Arc<Notify>)>,
     next_id: u64,
@@ -302,11 +307,12 @@ impl RateLimiter {
             lane.adjusted_at = Some(now);
             lane.lowered_at = Some(now);
         }
-        if lane.throttled_streak == 0 {
+        if let Some(suppressed) = lane.throttled_log.occurred(now, THROTTLED_LOG_EVERY) {
             tracing::warn!(
                 lane = %self.name,
                 delay_ms = delay.as_millis() as u64,
                 rate = lane.rate,
+                suppressed,
                 "AWS throttles this account and region; backing off and lowering the rate"
             );
         }
@@ -323,8 +329,10 @@ impl RateLimiter {
         let mut lane = self.lock();
         lane.answers.record(Instant::now(), false);
         if lane.throttled_streak > 0 {
-            tracing::info!(lane = %self.name, rate = lane.rate, "no longer throttled; the rate climbs back");
             lane.throttled_streak = 0;
+            if let Some(suppressed) = lane.throttled_log.ended() {
+                tracing::info!(lane = %self.name, rate = lane.rate, suppressed, "no longer throttled; the rate climbs back");
+            }
         }
         if lane.rate < self.max_rate {
             let now = Instant::now();
@@ -603,6 +611,54 @@ mod tests {
                 .filter(|t| **t >= *first && **t - *first < Duration::from_secs(1));
             assert!(in_window.count() <= 5);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_throttled_again_and_again_warns_once_a_minute_with_the_count() {
+        let captured = crate::logging::Captured::start();
+        let lane = Limiters::new(10.0).get("111122223333", "us-east-1");
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let secs = |n| tokio::time::sleep(Duration::from_secs(n));
+        // Throttled for 5 s: one WARN, and one INFO when it ends.
+        for _ in 0..5 {
+            lane.throttled(&backoff);
+            secs(1).await;
+        }
+        lane.answered();
+        // Throttled on and off within the minute: nothing more.
+        for _ in 0..5 {
+            lane.throttled(&backoff);
+            secs(5).await;
+            lane.answered();
+            secs(5).await;
+        }
+        let warns = captured.lines_with("AWS throttles this account and region");
+        let infos = captured.lines_with("no longer throttled");
+        assert_eq!(warns.len(), 1, "{warns:#?}");
+        assert!(
+            warns[0].contains(" lane=111122223333/us-east-1 "),
+            "{}",
+            warns[0]
+        );
+        assert!(warns[0].contains(" suppressed=0"), "{}", warns[0]);
+        assert_eq!(infos.len(), 1, "{infos:#?}");
+        assert!(infos[0].contains(" suppressed=4"), "{}", infos[0]);
+        // A minute after the WARN, throttled again: the next WARN counts what was not said.
+        secs(10).await;
+        lane.throttled(&backoff);
+        let warns = captured.lines_with("AWS throttles this account and region");
+        assert_eq!(warns.len(), 2, "{warns:#?}");
+        assert!(warns[1].contains(" suppressed=5"), "{}", warns[1]);
+        // The rate is rounded for reading.
+        let rate = warns[1].split(" rate=").nth(1).unwrap();
+        let rate = rate.split(' ').next().unwrap();
+        assert!(
+            rate.split('.').nth(1).is_none_or(|d| d.len() <= 3),
+            "{rate}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

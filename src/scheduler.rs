@@ -56,6 +56,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How often the overrun WARN repeats at most while it persists.
 const OVERRUN_LOG_EVERY: Duration = Duration::from_secs(60);
+/// The least time between two lines about one profile's describes failing.
+const DESCRIBE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// How many lanes the overrun WARN names at most.
 const OVERRUN_LANES: usize = 3;
@@ -329,8 +331,11 @@ struct Slot {
     since: Instant,
     /// Marked overdue since its last answer.
     overdue: bool,
-    /// How its last describe failed, for log lines on changes.
-    last_error: Option<ErrorKind>,
+    /// How describes fail as the last log line about them said; `None` when it said they
+    /// work (or nothing was said).
+    logged_error: Option<ErrorKind>,
+    /// Those lines: once a minute at most while describes come and go.
+    describe_log: Repeats,
 }
 
 /// One pass over every profile.
@@ -577,16 +582,14 @@ impl<E: Eks + 'static> Core<E> {
                 lanes - OVERRUN_LANES
             ));
         }
-        let interval = humantime::format_duration(settings.interval);
         tracing::warn!(
             overdue = overdue.len(),
-            late,
             profiles = self.profiles.len(),
+            interval = %humantime::format_duration(settings.interval),
+            why = %why.join("; "),
+            late,
             suppressed,
-            "poll cycle overran: {} of {} profiles not polled for over two intervals of {interval} (they show up 0); {}; the stalest go first next cycle",
-            overdue.len(),
-            self.profiles.len(),
-            why.join("; "),
+            "poll cycle overran; profiles not polled for two intervals show up 0"
         );
     }
 
@@ -629,10 +632,7 @@ impl<E: Eks + 'static> Core<E> {
                     Input::Failed(failure) => Some(failure.kind),
                     _ => None,
                 };
-                if slot.last_error != error {
-                    log_describe_change(&key, slot.last_error, error);
-                    slot.last_error = error;
-                }
+                log_describe(&key, slot, error);
                 if let Input::Gone(_) = input {
                     self.forget(&key);
                 }
@@ -772,7 +772,8 @@ impl<E: Eks + 'static> Core<E> {
                     last_done: None,
                     since: Instant::now(),
                     overdue: false,
-                    last_error: None,
+                    logged_error: None,
+                    describe_log: Repeats::default(),
                 };
                 self.profiles.insert(key.clone(), slot);
                 self.never_done += 1;
@@ -912,21 +913,34 @@ fn describe_ended(joined: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Logs a profile's describe starting or stopping to fail: ERROR when a person must act.
-fn log_describe_change(key: &ProfileKey, before: Option<ErrorKind>, now: Option<ErrorKind>) {
-    match now {
-        Some(ErrorKind::AccessDenied) => tracing::error!(
-            profile = %key,
-            "describe fargate profile is denied; grant eks:DescribeFargateProfile, or fix the target's credentials when its own ERROR says they fail"
-        ),
-        Some(kind) => {
-            tracing::warn!(profile = %key, error = %kind, "describe fargate profile failed")
+/// Logs a profile's describe starting or stopping to fail (ERROR when a person must act), or
+/// failing in another way: once a minute at most while it comes and goes, with the failures
+/// not logged since the last line.
+fn log_describe(key: &ProfileKey, slot: &mut Slot, error: Option<ErrorKind>) {
+    match error {
+        Some(kind) if slot.logged_error != Some(kind) => {
+            let now = Instant::now();
+            let Some(suppressed) = slot.describe_log.occurred(now, DESCRIBE_LOG_EVERY) else {
+                return;
+            };
+            slot.logged_error = Some(kind);
+            if kind == ErrorKind::AccessDenied {
+                tracing::error!(
+                    profile = %key,
+                    suppressed,
+                    "describe fargate profile is denied; grant eks:DescribeFargateProfile, or fix the target's credentials when its own ERROR says they fail"
+                );
+            } else {
+                tracing::warn!(profile = %key, error = %kind, suppressed, "describe fargate profile failed");
+            }
         }
-        None => tracing::info!(
-            profile = %key,
-            was = %before.map_or("", ErrorKind::as_str),
-            "describe fargate profile works again"
-        ),
+        Some(_) => {}
+        None => {
+            if let Some(was) = slot.logged_error.take() {
+                let suppressed = slot.describe_log.ended().unwrap_or_default();
+                tracing::info!(profile = %key, was = %was, suppressed, "describe fargate profile works again");
+            }
+        }
     }
 }
 

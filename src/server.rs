@@ -926,46 +926,10 @@ async fn profiles_reply(service: &Service, head: bool, query: api::Query) -> Rep
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
-    use crate::diff::Rules;
-    use crate::model::Timestamp;
-    use crate::model::{Incarnation, Input, IssueCode, Observation, ProfileKey, RawIssue, Status};
-    use crate::state::Labels;
-
-    /// A state with `n` profiles, every other one with an issue whose message needs escaping.
-    fn state_with(n: usize) -> Arc<State> {
-        let state = Arc::new(State::new(Rules::default(), Vec::new()));
-        let labels = Arc::new(Labels::from([("env".to_owned(), "te\"st\n".to_owned())]));
-        for i in 0..n {
-            let key = ProfileKey::new("111122223333", "us-east-1", "prod", format!("p-{i:05}"));
-            state.discovered(&key, labels.clone(), Timestamp::from_secs(100));
-            let issues = if i % 2 == 0 {
-                vec![RawIssue {
-                    code: IssueCode::from_wire("AccessDenied"),
-                    message: "a \"quoted\"\nmessage".into(),
-                    resource_ids: vec![format!("eni-{i}")],
-                }]
-            } else {
-                Vec::new()
-            };
-            state.apply(&Input::Observed(Observation {
-                key: key.clone(),
-                incarnation: Incarnation {
-                    arn: format!("arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/{i}/1"),
-                    created_at: Timestamp::from_secs(1_700_000_000),
-                },
-                status: Status::from_wire("ACTIVE"),
-                info: BTreeMap::new(),
-                issues,
-                observed_at: Timestamp::from_secs(200),
-            }));
-        }
-        state
-    }
+    use crate::api::tests::state_with;
 
     fn service(state: Arc<State>, guard: Guard) -> Service {
         let metrics = Arc::new(Metrics::new(state.clone()));
@@ -1009,7 +973,7 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
         assert!(text.contains("\"profile\":\"p-00002\""), "{text}");
         let request =
-            b"GET /api/v1/profiles?cluster=prod&profile=p-00001&pretty HTTP/1.1\r\nHost: x\r\n\r\n";
+            b"GET /api/v1/profiles?cluster=stage&profile=p-00001&pretty HTTP/1.1\r\nHost: x\r\n\r\n";
         let response = exchange(&service, request).await;
         let text = String::from_utf8_lossy(&response);
         assert!(text.contains("\"profile\": \"p-00001\""), "{text}");

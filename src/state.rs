@@ -818,7 +818,8 @@ fn log_event(event: &Event, labels: &Labels) {
         sequence = event.sequence,
         profile = %event.key,
         labels = ?labels,
-        "event"
+        "event {}",
+        event.kind().as_str()
     );
 }
 

@@ -273,7 +273,7 @@ impl<'s> Reader<'s> {
         Some(entries)
     }
 
-    /// A humantime duration (`"30s"`, `"5m"`).
+    /// A humantime duration (`"30s"`, `"5m"`); see [`super::duration`].
     pub fn duration(&mut self, table: Table<'_, '_>, key: &str) -> Option<At<Duration>> {
         let value = table.get(key)?;
         if !matches!(value.get_ref(), DeValue::String(_)) {
@@ -287,24 +287,13 @@ impl<'s> Reader<'s> {
             return None;
         }
         let text = self.string_value(value, key)?;
-        match humantime::parse_duration(text.value.trim()) {
+        match super::duration::parse(&text.value) {
             Ok(duration) => Some(At {
                 value: duration,
                 span: text.span,
             }),
-            Err(err) => {
-                // humantime's message quotes part of the value.
-                let why = match is_safe_to_show(&text.value) {
-                    true => format!(" ({err})"),
-                    false => String::new(),
-                };
-                self.error(
-                    &text.span,
-                    format!(
-                        "`{key}`: invalid duration {}{why}; use e.g. \"30s\", \"5m\", \"1h\"",
-                        shown(&text.value)
-                    ),
-                );
+            Err(problem) => {
+                self.error(&text.span, format!("`{key}`: {problem}"));
                 None
             }
         }

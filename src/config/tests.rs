@@ -265,7 +265,12 @@ fn durations_must_parse() {
     one_problem(
         &format!("[poll]\ninterval = \"sixty\"\n{TARGET}"),
         2,
-        "invalid duration \"sixty\"",
+        "`interval`: \"sixty\" is not a duration; write a number and a unit, such as \"30s\"",
+    );
+    one_problem(
+        &format!("[poll]\ninterval = \"60\"\n{TARGET}"),
+        2,
+        "`interval`: \"60\" has no unit; write \"60s\" for seconds or \"60m\" for minutes",
     );
     one_problem(
         &format!("[poll]\ninterval = \"0s\"\n{TARGET}"),
@@ -286,7 +291,7 @@ fn resolve_after_must_be_a_duration() {
     one_problem(
         &format!("[alerts]\nresolve_after = \"soon\"\n{TARGET}"),
         2,
-        "invalid duration",
+        "`resolve_after`: \"soon\" is not a duration",
     );
     one_problem(
         &format!("[alerts]\nresolve_after = 300\n{TARGET}"),
@@ -727,7 +732,7 @@ fn sink_problems() {
     one_problem(
         &sink("type = \"slack\"\nurl = \"https://x\"\ngroup_wait = \"later\""),
         7,
-        "invalid duration",
+        "`group_wait`: \"later\" is not a duration",
     );
     one_problem(
         &sink("type = \"webhook\"\nurl = \"https://x\"\nheaders_file = { A = \"/missing\" }"),

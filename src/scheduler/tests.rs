@@ -36,6 +36,8 @@ struct World {
     listed_but_not_found: Vec<String>,
     /// A describe of this profile panics (a bug anywhere on the describe path).
     panics_on_describe: Option<String>,
+    /// Every other describe of this profile fails with a server error, the first one too.
+    flapping: Option<String>,
     latency: Duration,
     calls: Vec<Call>,
 }
@@ -147,8 +149,26 @@ impl Eks for Fake {
     ) -> Result<FargateProfile, CallError> {
         let operation = Operation::DescribeFargateProfile;
         self.call(operation, profile).await?;
-        let panics = self.world.lock().unwrap().panics_on_describe.as_deref() == Some(profile);
+        let (panics, fails) = {
+            let world = self.world.lock().unwrap();
+            let describes = || {
+                let calls = world.calls.iter();
+                calls.filter(|c| c.operation == operation && c.profile == profile)
+            };
+            let flapping = world.flapping.as_deref() == Some(profile);
+            (
+                world.panics_on_describe.as_deref() == Some(profile),
+                flapping && describes().count() % 2 == 1,
+            )
+        };
         assert!(!panics, "describe of {profile} panicked");
+        if fails {
+            return Err(CallError::new(
+                operation,
+                ErrorKind::Server,
+                "InternalFailure",
+            ));
+        }
         let exists = self
             .clusters()
             .get(cluster)
@@ -208,6 +228,7 @@ impl Harness {
             accepted: std::collections::VecDeque::new(),
             listed_but_not_found: Vec::new(),
             panics_on_describe: None,
+            flapping: None,
             latency,
             calls: Vec::new(),
         }));
@@ -760,6 +781,40 @@ async fn a_profile_held_back_by_throttling_shows_up_0_once_overdue_and_1_after_a
     assert_eq!(up(&harness.state), 8);
     let state = harness.stop().await;
     assert!(state.snapshot().profiles.iter().all(|p| p.state.up));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_profile_whose_describes_fail_every_other_poll_is_logged_once_a_minute() {
+    let captured = crate::logging::Captured::start();
+    let harness = Harness::start(
+        &[("111122223333", "prod", profiles("p", 2))],
+        settings(10, 600, 10.0, 4),
+        Duration::from_millis(20),
+    );
+    harness.world().flapping = Some("p001".to_owned());
+    // 30 polls in 5 minutes, half of them failed: without the limit, 30 lines.
+    sleep(300).await;
+    harness.stop().await;
+    let lines = captured.lines_with("profile=111122223333/us-east-1/prod/p001");
+    let failed: Vec<&String> = lines.iter().filter(|l| l.contains("failed")).collect();
+    let again: Vec<&String> = lines.iter().filter(|l| l.contains("works again")).collect();
+    assert!((5..=6).contains(&failed.len()), "{lines:#?}");
+    assert!(again.len() == failed.len(), "{lines:#?}");
+    assert!(
+        failed[0].contains(" level=warn ") && failed[0].contains(" error=server "),
+        "{}",
+        failed[0]
+    );
+    assert!(failed[0].contains(" suppressed=0"), "{}", failed[0]);
+    // Each later WARN counts the failures that were not logged: 2 or 3 a minute.
+    for line in &failed[1..] {
+        assert!(
+            line.contains(" suppressed=2") || line.contains(" suppressed=3"),
+            "{line}"
+        );
+    }
+    let other = captured.lines_with("prod/p000 ");
+    assert!(other.iter().all(|l| !l.contains("describe")), "{other:#?}");
 }
 
 #[test]

@@ -18,12 +18,13 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::logging::Repeats;
 use crate::model::Timestamp;
 use crate::secret::{Secret, SecretUrl};
 use crate::state::{Outcome, Snapshot, State};
 
 use super::webhook::{HttpsClient, https_client, without_userinfo};
-use super::{instant_in, later, response};
+use super::{LOG_EVERY, instant_in, later, response};
 
 /// How long a closed alert is still posted with its real `endsAt`.
 pub const CLOSED_FOR: Duration = Duration::from_secs(15 * 60);
@@ -178,6 +179,8 @@ pub async fn run(settings: Settings, state: Arc<State>, shutdown: CancellationTo
     let mut closed: BTreeMap<Vec<(String, String)>, (Alert, Timestamp)> = BTreeMap::new();
     let mut last: Option<BTreeMap<Vec<(String, String)>, Alert>> = None;
     let mut next_resend = tokio::time::Instant::now();
+    // The WARN lines about each URL's failed posts.
+    let mut logs: Vec<Repeats> = settings.urls.iter().map(|_| Repeats::default()).collect();
     loop {
         let current = firing(&state.snapshot(), &settings);
         let changed = last.as_ref() != Some(&current);
@@ -203,7 +206,7 @@ pub async fn run(settings: Settings, state: Arc<State>, shutdown: CancellationTo
                 ends_at: at.to_rfc3339(),
                 ..alert.clone()
             }));
-            post_everywhere(&client, &settings, &state, &batch).await;
+            post_everywhere(&client, &settings, &state, &batch, &mut logs).await;
             last = Some(current);
             next_resend = instant_in(resend_interval(&settings));
         }
@@ -216,31 +219,43 @@ pub async fn run(settings: Settings, state: Arc<State>, shutdown: CancellationTo
     }
 }
 
+/// Posts `batch` to every URL; a URL's failures are logged once a minute at most (`logs`, one
+/// per URL), with the failures not logged since, and its recovery once.
 async fn post_everywhere(
     client: &HttpsClient,
     settings: &Settings,
     state: &State,
     batch: &[Alert],
+    logs: &mut [Repeats],
 ) {
     let Ok(body) = serde_json::to_vec(batch) else {
         return;
     };
     let body = Bytes::from(body);
-    for url in &settings.urls {
+    for (url, log) in settings.urls.iter().zip(logs.iter_mut()) {
         let outcome = match tokio::time::timeout(
             settings.timeout,
             post(client, url, settings, body.clone()),
         )
         .await
         {
-            Ok(Ok(())) => Outcome::Success,
+            Ok(Ok(())) => {
+                if let Some(suppressed) = log.ended() {
+                    tracing::info!(sink = %settings.name, %url, suppressed, "posting alerts works again");
+                }
+                Outcome::Success
+            }
             Ok(Err(reason)) => {
-                tracing::warn!(sink = %settings.name, %url, %reason, alerts = batch.len(), "cannot post alerts; posting again at the next change or resend");
+                if let Some(suppressed) = log.occurred(tokio::time::Instant::now(), LOG_EVERY) {
+                    tracing::warn!(sink = %settings.name, %url, %reason, alerts = batch.len(), suppressed, "cannot post alerts; posting again at the next change or resend");
+                }
                 state.sink_failed(&settings.name, now(), &format!("{url}: {reason}"));
                 Outcome::Retry
             }
             Err(_) => {
-                tracing::warn!(sink = %settings.name, %url, "posting alerts timed out; posting again at the next change or resend");
+                if let Some(suppressed) = log.occurred(tokio::time::Instant::now(), LOG_EVERY) {
+                    tracing::warn!(sink = %settings.name, %url, suppressed, "posting alerts timed out; posting again at the next change or resend");
+                }
                 state.sink_failed(&settings.name, now(), &format!("{url}: no answer in time"));
                 Outcome::Retry
             }

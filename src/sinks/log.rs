@@ -1,10 +1,12 @@
 //! The `log` sink: each event it wants as one structured INFO line on stderr. It is the only
-//! sink when none is configured.
+//! sink when none is configured. Text lines show what broke and where; the ids, the issue's
+//! message and its resource ids are in JSON lines only (see [`crate::logging::logfmt`]).
 
 use crate::diff::EventDetail;
 use crate::model::Status;
 use crate::state::Pending;
 
+use super::webhook::RESOURCE_IDS_CAP;
 use super::{Failure, Sink};
 
 /// Logs events; it cannot fail.
@@ -50,6 +52,7 @@ fn log(sink: &str, pending: &Pending) {
                 episode_id = %issue.episode_id,
                 since = %issue.since.to_rfc3339(),
                 issue_message = %issue.issue.message,
+                resource_ids = %resource_ids(&issue.issue.resource_ids),
                 "{}",
                 if kind == "issue_opened" { "issue opened" } else { "issue updated" }
             );
@@ -109,4 +112,10 @@ fn log(sink: &str, pending: &Pending) {
             );
         }
     }
+}
+
+/// Resource ids for a log field: comma-separated, the first [`RESOURCE_IDS_CAP`] of them
+/// (`resource_count` is the true count), as in the webhook payload.
+fn resource_ids(ids: &[String]) -> String {
+    ids[..ids.len().min(RESOURCE_IDS_CAP)].join(",")
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::Backoff;
+use crate::logging::Repeats;
 use crate::model::Timestamp;
 use crate::state::{Attempt, Pending, State};
 
@@ -62,6 +63,10 @@ pub struct Pacing {
 /// a busy loop.
 pub const RETRY_AFTER_CEILING: Duration = Duration::from_secs(3600);
 
+/// The least time between two lines about one sink's failed or rejected deliveries: the
+/// attempts in between are counted in the next line's `suppressed` (and in the metrics).
+pub const LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// The farthest ahead any sink schedules anything (about 30 years): a longer duration is taken
 /// as this, so no time computation can overflow.
 pub const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
@@ -106,6 +111,8 @@ pub async fn run<S: Sink>(
 ) {
     let mut saved = state.watch_saved();
     let mut deadline: Option<tokio::time::Instant> = None;
+    let mut retry_log = Repeats::default();
+    let mut reject_log = Repeats::default();
     loop {
         if shutdown.is_cancelled() {
             let end = *deadline.get_or_insert_with(|| instant_in(grace));
@@ -160,6 +167,9 @@ pub async fn run<S: Sink>(
         let attempt = match result {
             Ok(()) => {
                 tracing::debug!(sink = %name, id = %first.id, events = batch.len(), attempts = first.attempts.saturating_add(1), "delivered");
+                if let Some(suppressed) = retry_log.ended() {
+                    tracing::info!(sink = %name, suppressed, "delivering again");
+                }
                 Attempt::Delivered
             }
             Err(Failure::Retry { reason, after }) => {
@@ -168,22 +178,30 @@ pub async fn run<S: Sink>(
                     after,
                     pacing.backoff.max,
                 );
-                tracing::warn!(
-                    sink = %name,
-                    id = %first.id,
-                    events = batch.len(),
-                    attempt = first.attempts.saturating_add(1),
-                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    reason = %reason,
-                    "delivery failed; will retry"
-                );
+                if let Some(suppressed) = retry_log.occurred(tokio::time::Instant::now(), LOG_EVERY)
+                {
+                    tracing::warn!(
+                        sink = %name,
+                        id = %first.id,
+                        events = batch.len(),
+                        attempt = first.attempts.saturating_add(1),
+                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        reason = %reason,
+                        suppressed,
+                        "delivery failed; will retry"
+                    );
+                }
                 state.sink_failed(&name, now(), &reason);
                 Attempt::Retry {
                     not_before: later(now(), delay),
                 }
             }
             Err(Failure::Reject { reason }) => {
-                tracing::error!(sink = %name, id = %first.id, events = batch.len(), reason = %reason, "delivery rejected; event dropped");
+                if let Some(suppressed) =
+                    reject_log.occurred(tokio::time::Instant::now(), LOG_EVERY)
+                {
+                    tracing::error!(sink = %name, id = %first.id, events = batch.len(), reason = %reason, suppressed, "delivery rejected; event dropped");
+                }
                 state.sink_failed(&name, now(), &format!("rejected: {reason}"));
                 Attempt::Rejected
             }
@@ -199,7 +217,107 @@ pub async fn run<S: Sink>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
     use super::*;
+    use crate::diff::Rules;
+    use crate::model::{
+        EventKind, Incarnation, Input, IssueCode, Observation, ProfileKey, RawIssue, Status,
+    };
+    use crate::state::Subscription;
+
+    /// Fails its first `failures` attempts, then delivers.
+    struct Flaky {
+        failures: AtomicU32,
+    }
+
+    impl Sink for Flaky {
+        async fn deliver(&self, _: &[Pending]) -> Result<(), Failure> {
+            match self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            {
+                Ok(_) => Err(Failure::Retry {
+                    reason: "HTTP 503".into(),
+                    after: None,
+                }),
+                Err(_) => Ok(()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sink_failing_attempt_after_attempt_is_one_warn_and_its_recovery_one_info() {
+        let captured = crate::logging::Captured::start();
+        let subscription = Subscription {
+            sink: "hook".into(),
+            events: EventKind::ALL.into_iter().collect(),
+            statuses: Default::default(),
+            max_queue: 100,
+        };
+        let state = Arc::new(State::new(Rules::default(), vec![subscription]));
+        let key = ProfileKey::new("111122223333", "us-east-1", "prod", "web");
+        state.discovered(&key, Arc::default(), Timestamp::from_secs(1));
+        state.apply(&Input::Observed(Observation {
+            key,
+            incarnation: Incarnation {
+                arn: "arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/web/1".into(),
+                created_at: Timestamp::from_secs(1),
+            },
+            status: Status::from_wire("ACTIVE"),
+            info: BTreeMap::new(),
+            issues: vec![RawIssue {
+                code: IssueCode::from_wire("AccessDenied"),
+                message: "denied".into(),
+                resource_ids: Vec::new(),
+            }],
+            observed_at: now(),
+        }));
+        let (generation, _) = state.to_save();
+        state.mark_saved(generation);
+        let pacing = Pacing {
+            timeout: Duration::from_secs(5),
+            max_age: Duration::from_secs(3600),
+            backoff: Backoff {
+                base: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+            group_wait: Duration::ZERO,
+            min_interval: Duration::ZERO,
+        };
+        let sink = Flaky {
+            failures: AtomicU32::new(30),
+        };
+        let shutdown = CancellationToken::new();
+        let worker = tokio::spawn(run(
+            "hook".into(),
+            sink,
+            pacing,
+            state.clone(),
+            shutdown.clone(),
+            Duration::ZERO,
+        ));
+        while state.snapshot().sinks["hook"].queued > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shutdown.cancel();
+        worker.await.unwrap();
+        let warns = captured.lines_with("delivery failed; will retry");
+        assert_eq!(warns.len(), 1, "{warns:#?}");
+        assert!(
+            warns[0].contains(" sink=hook ") && warns[0].contains(" reason=\"HTTP 503\" "),
+            "{}",
+            warns[0]
+        );
+        let infos = captured.lines_with("delivering again");
+        assert_eq!(infos.len(), 1, "{infos:#?}");
+        assert!(
+            infos[0].ends_with(" sink=hook suppressed=29"),
+            "{}",
+            infos[0]
+        );
+    }
 
     #[test]
     fn retry_after_lengthens_the_backoff_up_to_the_ceiling_never_shortens_it() {

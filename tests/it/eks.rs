@@ -532,7 +532,10 @@ async fn run_keeps_running_when_a_role_cannot_be_assumed_and_says_what_to_fix() 
     assert_eq!(code, Some(0), "{log}");
     // Not one line per failed AssumeRole attempt from the SDK either.
     assert!(!log.contains("STS refused to grant assume role"), "{log}");
-    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" level=error "))
+        .collect();
     // What a person must fix, once per problem, not once per retry.
     let denied: Vec<&&str> = errors
         .iter()

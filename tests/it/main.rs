@@ -7,6 +7,7 @@ mod check;
 mod daemon;
 mod demo;
 mod eks;
+mod logs;
 mod once;
 mod ops;
 mod receiver;
