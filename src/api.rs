@@ -58,7 +58,7 @@ impl Query {
         for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             let Some(&known) = PARAMETERS.iter().find(|p| **p == name) else {
                 return Err(format!(
-                    "unknown parameter {:?}; known: {}",
+                    "unknown parameter \"{}\"; known: {}",
                     crate::model::for_display(&name, 64),
                     PARAMETERS.join(", ")
                 ));
@@ -70,22 +70,31 @@ impl Query {
             if value.len() > MAX_VALUE_BYTES {
                 return Err(format!("{known} is longer than {MAX_VALUE_BYTES} bytes"));
             }
+            if value.contains('\u{fffd}') {
+                return Err(format!("{known} is not valid UTF-8 once decoded"));
+            }
             let flag = || match value.as_ref() {
                 "true" => Ok(true),
                 "false" => Ok(false),
                 _ => Err(format!("{known} must be true or false")),
             };
-            let text = || Some(value.clone().into_owned());
+            let text = || {
+                if value.is_empty() {
+                    Err(format!("{known} needs a value, as in {known}=prod"))
+                } else {
+                    Ok(Some(value.clone().into_owned()))
+                }
+            };
             match known {
                 "unhealthy" => parsed.unhealthy = Some(flag()?),
                 "stale" => parsed.stale = Some(flag()?),
                 "up" => parsed.up = Some(flag()?),
-                "account_id" => parsed.account_id = text(),
-                "region" => parsed.region = text(),
-                "cluster" => parsed.cluster = text(),
-                "profile" => parsed.profile = text(),
-                "status" => parsed.status = text(),
-                "code" => parsed.code = text(),
+                "account_id" => parsed.account_id = text()?,
+                "region" => parsed.region = text()?,
+                "cluster" => parsed.cluster = text()?,
+                "profile" => parsed.profile = text()?,
+                "status" => parsed.status = text()?,
+                "code" => parsed.code = text()?,
                 // `?pretty` alone, or `?pretty=true`.
                 _ => parsed.pretty = value.is_empty() || flag()?,
             }
@@ -510,6 +519,10 @@ pub(crate) mod tests {
             ),
             ("cluster=a&cluster=b", "cluster is given more than once"),
             ("%3Cscript%3E=1", "unknown parameter \"<script>\""),
+            ("%0d%0aX=1", "unknown parameter \"\\r\\nX\""),
+            ("cluster=", "cluster needs a value, as in cluster=prod"),
+            ("cluster", "cluster needs a value"),
+            ("profile=%FF", "profile is not valid UTF-8 once decoded"),
         ] {
             let error = Query::parse(Some(query)).unwrap_err();
             assert!(error.starts_with(problem), "{query}: {error}");

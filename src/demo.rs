@@ -153,7 +153,11 @@ impl Claim {
                 })
             }
             Claim::Unthrottled { account_id } => {
-                lane_row(page, account_id).is_some_and(|row| !row.contains("backing off"))
+                // `before` is the scrape of QUIET ago (see `compared_with`): no throttled
+                // answer since, the lane not throttled, every profile up.
+                throttled_total(before) == throttled_total(metrics)
+                    && lane_row(page, account_id)
+                        .is_some_and(|row| !row.contains("throttled by AWS"))
                     && !metrics.lines().any(|line| {
                         line.starts_with("eks_fargate_profile_up{")
                             && line.contains(&format!("aws_account_id=\"{account_id}\""))
@@ -162,6 +166,43 @@ impl Claim {
             }
         }
     }
+
+    /// What [`Claim::holds`] compares with: the scrape from when the step began, or for a
+    /// claim that something stopped, one from [`QUIET`] ago.
+    fn compared_with(&self) -> Compare {
+        match self {
+            Claim::Unthrottled { .. } => Compare::Ago(QUIET),
+            _ => Compare::StepStart,
+        }
+    }
+
+    /// Where the claim shows.
+    pub fn shows_in(&self) -> &'static str {
+        match self {
+            Claim::NewIncarnation { .. } => "in /metrics (eks_fargate_profile_info's arn)",
+            _ => "in /metrics and on the status page",
+        }
+    }
+}
+
+/// How long "it stopped" must hold: two of the demo's poll intervals.
+const QUIET: Duration = Duration::from_secs(10);
+
+enum Compare {
+    StepStart,
+    Ago(Duration),
+}
+
+/// Throttled AWS answers so far, over every operation and region.
+fn throttled_total(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("fargate_health_monitor_api_requests_total{")
+                && l.contains("outcome=\"throttled\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// A series of `name` for `key` with these extra labels and this value.
@@ -465,7 +506,7 @@ pub async fn run(
         "fargate-health-monitor demo: {profiles} simulated Fargate profiles in {accounts} accounts, polled every 5s\n\
          \n  {base}/                  status page\n  {base}/metrics           Prometheus metrics\n  {base}/api/v1/profiles   every profile as JSON\n\
          \nsimulated EKS and STS at {aws} (control API at {control})\n\
-         events appear in the log below as they happen; the story runs for two minutes and each step says where to look; stop with Ctrl-C\n",
+         events appear in the log below as they happen; the story runs for two minutes (with --fast, as fast as each step shows) and each step says where to look; the status page reloads every 10 s; stop with Ctrl-C\n",
         profiles = population.profiles(),
         accounts = population.accounts,
         aws = simulator.endpoint_url(),
@@ -490,11 +531,13 @@ pub async fn run(
             let _ = out.flush();
             let line = match seen(&daemon, &step.claim, &before).await {
                 Some(after) => format!(
-                    "            seen in /metrics and on the page {:.1}s later",
+                    "            seen {} {:.1}s later",
+                    step.claim.shows_in(),
                     after.as_secs_f64()
                 ),
                 None => format!(
-                    "            not seen in /metrics and on the page within {}s: see the log",
+                    "            not seen {} within {}s: see the log",
+                    step.claim.shows_in(),
                     CLAIM_DEADLINE.as_secs()
                 ),
             };
@@ -527,14 +570,31 @@ const CLAIM_POLL: Duration = Duration::from_millis(250);
 /// after [`CLAIM_DEADLINE`].
 async fn seen(daemon: &Daemon, claim: &Claim, before: &str) -> Option<Duration> {
     let started = tokio::time::Instant::now();
+    // Scrapes of the last QUIET and a little more, oldest first, for `Compare::Ago`.
+    let mut samples: std::collections::VecDeque<(tokio::time::Instant, String)> =
+        Default::default();
     while started.elapsed() < CLAIM_DEADLINE {
         let metrics = daemon.metrics().render();
         let state = daemon.state();
         let now = crate::model::Timestamp::from_system_time(std::time::SystemTime::now());
         let page = crate::page::render(&state.snapshot(), state.is_ready(), now);
-        if claim.holds(before, &metrics, &page) {
+        let at = tokio::time::Instant::now();
+        let earlier = match claim.compared_with() {
+            Compare::StepStart => Some(before),
+            Compare::Ago(ago) => {
+                while samples.len() > 1 && at.duration_since(samples[1].0) >= ago {
+                    samples.pop_front();
+                }
+                samples
+                    .front()
+                    .filter(|(then, _)| at.duration_since(*then) >= ago)
+                    .map(|(_, m)| m.as_str())
+            }
+        };
+        if earlier.is_some_and(|earlier| claim.holds(earlier, &metrics, &page)) {
             return Some(started.elapsed());
         }
+        samples.push_back((at, metrics));
         tokio::time::sleep(CLAIM_POLL).await;
     }
     None

@@ -75,6 +75,8 @@ struct Lane {
     throttled_streak: u32,
     /// Answers of the last minute or two, for the throttled share.
     answers: Answers,
+    /// When the last throttled answer came.
+    last_throttled: Option<Instant>,
     /// The WARN about throttled answers, once a minute at most.
     throttled_log: Repeats,
     /// The waiters in order; the head is the next to go.
@@ -158,6 +160,9 @@ impl Answers {
     }
 }
 
+/// How long a throttled answer counts as recent for a lane's status.
+pub const RECENTLY: Duration = Duration::from_secs(5);
+
 /// What a lane is doing now, for the status page (through the state's snapshot).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LaneStatus {
@@ -170,6 +175,8 @@ pub struct LaneStatus {
     pub backing_off: bool,
     /// Throttled answers in a row.
     pub throttled_streak: u32,
+    /// A throttled answer came within the last [`RECENTLY`].
+    pub throttled_recently: bool,
     /// Throttled and all answers of the last one to two minutes.
     pub throttled: u64,
     pub answers: u64,
@@ -318,6 +325,7 @@ impl RateLimiter {
         }
         lane.throttled_streak = lane.throttled_streak.saturating_add(1);
         lane.answers.record(now, true);
+        lane.last_throttled = Some(now);
         let until = later(now, delay);
         lane.paused_until = Some(lane.paused_until.map_or(until, |t| t.max(until)));
         delay
@@ -362,6 +370,9 @@ impl RateLimiter {
             max_rate: self.max_rate,
             backing_off: lane.paused_until.is_some_and(|until| until > now),
             throttled_streak: lane.throttled_streak,
+            throttled_recently: lane
+                .last_throttled
+                .is_some_and(|at| now.saturating_duration_since(at) < RECENTLY),
             throttled,
             answers,
         }
@@ -580,11 +591,14 @@ mod tests {
         let status = &statuses[1];
         assert_eq!((status.throttled, status.answers), (1, 2));
         assert!(status.backing_off);
+        assert!(status.throttled_recently);
         assert_eq!(status.throttled_streak, 1);
         assert!(status.rate < status.max_rate);
         assert_eq!(status.max_rate, 10.0);
         tokio::time::advance(delay + Duration::from_millis(1)).await;
         assert!(!limiters.statuses()[1].backing_off);
+        tokio::time::advance(RECENTLY).await;
+        assert!(!limiters.statuses()[1].throttled_recently);
     }
     use crate::model::Operation;
 

@@ -18,17 +18,42 @@ pub const MAX_ROWS: usize = 100;
 /// How many of the stalest profiles the page lists.
 const STALEST: usize = 10;
 
-/// Text safe inside an HTML element or a quoted attribute.
+/// At most this many characters of a name (account, region, cluster, profile, label, code).
+const NAME_CHARS: usize = 128;
+
+/// At most this many characters of an issue message.
+const MESSAGE_CHARS: usize = 500;
+
+/// At most this many issue codes in one cell of the profiles table.
+const CODES_SHOWN: usize = 5;
+
+/// Text safe inside an HTML element or a quoted attribute, whole.
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    shown(text, usize::MAX)
+}
+
+/// At most `max_chars` characters of `text` (a cut marked `…`), safe inside an HTML element or
+/// a quoted attribute, and honest to the eye: control characters and the invisible ones that
+/// reorder or hide text (bidirectional controls, zero-width characters, line separators) are
+/// shown as `\u{…}` escapes.
+pub fn shown(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(4)));
+    for (n, c) in text.chars().enumerate() {
+        if n == max_chars {
+            out.push('…');
+            break;
+        }
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{feff}' => out.extend(c.escape_unicode()),
+            c if c.is_control() => out.extend(c.escape_default()),
             c => out.push(c),
         }
     }
@@ -72,7 +97,8 @@ h1{font-size:1.4em;margin:0}h2{font-size:1.1em;margin:1.4em 0 .4em}\
 table{border-collapse:collapse}th,td{text-align:left;padding:.2em .6em;border-bottom:1px solid #ddd;vertical-align:top;white-space:nowrap}\
 th{background:#f4f4f4}.bad{color:#b00020;font-weight:600}.ok{color:#1b7f3b;font-weight:600}\
 .warn{color:#a15c00}dl{display:flex;flex-wrap:wrap;gap:1.5em;margin:.5em 0}dt{color:#666}dd{margin:0;font-size:1.6em}\
-code{font-size:.95em}.msg{max-width:40em;white-space:normal}";
+code{font-size:.95em}td{max-width:20em;overflow:hidden;text-overflow:ellipsis}\
+td.msg{max-width:40em;white-space:normal;overflow-wrap:anywhere}";
 
 fn head(html: &mut String, summary: &Summary) {
     let _ = writeln!(
@@ -95,17 +121,42 @@ fn readiness(
     now: Timestamp,
 ) {
     let described = summary.monitored - summary.not_described;
-    if ready {
-        let _ = writeln!(
-            html,
-            "<p id=\"readiness\" class=\"ok\">Ready: every target was discovered and every profile attempted.</p>"
-        );
-    } else {
+    let problems = snapshot.target_problems.len();
+    if !ready {
         let _ = writeln!(
             html,
             "<p id=\"readiness\" class=\"bad\">Not ready: discovery or the first describe of every profile is not done ({described} of {} profiles described so far).</p>",
             summary.monitored
         );
+    } else if problems > 0 {
+        let _ = writeln!(
+            html,
+            "<p id=\"readiness\" class=\"bad\">Ready, but discovery reports {problems} problem{}: what is listed below may not be everything you asked for (see Target problems).</p>",
+            if problems == 1 { "" } else { "s" }
+        );
+    } else {
+        let _ = writeln!(
+            html,
+            "<p id=\"readiness\" class=\"ok\">Ready: every target was discovered and every profile attempted.</p>"
+        );
+    }
+    if problems > 0 {
+        html.push_str("<section id=\"targets\"><h2>Target problems</h2><ul>");
+        for problem in snapshot.target_problems.iter().take(MAX_ROWS) {
+            let _ = write!(
+                html,
+                "<li class=\"bad\">{}</li>",
+                shown(problem, MESSAGE_CHARS)
+            );
+        }
+        if problems > MAX_ROWS {
+            let _ = write!(
+                html,
+                "<li>and {} more: see the log</li>",
+                problems - MAX_ROWS
+            );
+        }
+        html.push_str("</ul></section>\n");
     }
     let _ = writeln!(
         html,
@@ -155,11 +206,11 @@ fn name_cells(html: &mut String, entry: &Entry) {
     let _ = write!(
         html,
         "<td>{}</td><td>{}</td><td>{}</td><td class=\"profile\">{}</td><td>{}</td>",
-        escape(&key.account_id),
-        escape(&key.region),
-        escape(&key.cluster),
-        escape(&key.profile),
-        escape(&labels.join(", ")),
+        shown(&key.account_id, NAME_CHARS),
+        shown(&key.region, NAME_CHARS),
+        shown(&key.cluster, NAME_CHARS),
+        shown(&key.profile, NAME_CHARS),
+        shown(&labels.join(", "), NAME_CHARS * 2),
     );
 }
 
@@ -220,8 +271,8 @@ fn unhealthy(html: &mut String, rows: &[(&Entry, Health)], now: Timestamp) {
         let _ = writeln!(
             html,
             "<td class=\"bad\"><code>{}</code></td><td class=\"msg\">{}</td><td>{}</td><td>{}</td></tr>",
-            escape(episode.issue.code.as_str()),
-            escape(&episode.issue.message),
+            shown(episode.issue.code.as_str(), NAME_CHARS),
+            shown(&episode.issue.message, MESSAGE_CHARS),
             episode.since.to_rfc3339(),
             short_duration(now.since(episode.since)),
         );
@@ -253,7 +304,11 @@ fn failed(html: &mut String, rows: &[(&Entry, Health)]) {
         html.push_str("<tr>");
         name_cells(html, entry);
         let status = entry.state.known.as_ref().map_or("", |k| k.status.as_str());
-        let _ = writeln!(html, "<td class=\"bad\">{}</td></tr>", escape(status));
+        let _ = writeln!(
+            html,
+            "<td class=\"bad\">{}</td></tr>",
+            shown(status, NAME_CHARS)
+        );
     }
     table_end(
         html,
@@ -362,9 +417,11 @@ fn lanes(html: &mut String, snapshot: &Snapshot) {
         };
         let state = if lane.backing_off {
             format!(
-                "<td class=\"bad\">backing off ({} throttled in a row)</td>",
+                "<td class=\"bad\">throttled by AWS: backing off ({} throttled in a row)</td>",
                 lane.throttled_streak
             )
+        } else if lane.throttled_recently {
+            "<td class=\"bad\">throttled by AWS in the last 5 s</td>".to_owned()
         } else if lane.rate + 1e-9 < lane.max_rate {
             "<td class=\"warn\">climbing back after throttling</td>".to_owned()
         } else {
@@ -383,8 +440,8 @@ fn lanes(html: &mut String, snapshot: &Snapshot) {
         let _ = writeln!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{state}<td>{share}</td></tr>",
-            escape(&lane.account_id),
-            escape(&lane.region),
+            shown(&lane.account_id, NAME_CHARS),
+            shown(&lane.region, NAME_CHARS),
             rate(lane.rate),
             rate(lane.max_rate),
         );
@@ -416,7 +473,7 @@ fn sinks(html: &mut String, snapshot: &Snapshot, now: Timestamp) {
         let _ = write!(
             html,
             "<tr><td>{}</td><td>{}</td>",
-            escape(name),
+            shown(name, NAME_CHARS),
             stats.queued
         );
         for outcome in Outcome::ALL {
@@ -469,10 +526,14 @@ fn profiles(html: &mut String, rows: &[(&Entry, Health)], now: Timestamp) {
         name_cells(html, entry);
         let known = entry.state.known.as_ref();
         let status = known.map_or("", |k| k.status.as_str());
-        let codes: Vec<&str> = known
+        let codes: Vec<String> = known
             .into_iter()
-            .flat_map(|k| k.episodes.keys().map(|c| c.as_str()))
+            .flat_map(|k| k.episodes.keys().map(|c| shown(c.as_str(), NAME_CHARS)))
             .collect();
+        let mut codes_cell = codes[..codes.len().min(CODES_SHOWN)].join(", ");
+        if codes.len() > CODES_SHOWN {
+            let _ = write!(codes_cell, " and {} more", codes.len() - CODES_SHOWN);
+        }
         let described = match entry.state.last_attempt {
             Some(at) if entry.state.up => format!("{} ago", short_duration(now.since(at))),
             Some(at) => format!("failed {} ago", short_duration(now.since(at))),
@@ -487,8 +548,8 @@ fn profiles(html: &mut String, rows: &[(&Entry, Health)], now: Timestamp) {
         let _ = writeln!(
             html,
             "<td{status_class}>{}</td><td{issues_class}>{}</td><td>{described}</td></tr>",
-            escape(status),
-            escape(&codes.join(", ")),
+            shown(status, NAME_CHARS),
+            codes_cell,
         );
     }
     table_end(
@@ -540,12 +601,13 @@ mod tests {
         };
         observe(&state, &key, HOSTILE, vec![issue], 200);
         state.sink_failed(HOSTILE, Timestamp::from_secs(210), HOSTILE);
+        state.set_target_problems(vec![HOSTILE.to_owned()]);
         let html = render(&state.snapshot(), false, Timestamp::from_secs(230));
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("alert(\"x\")"), "{html}");
         let escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;";
-        // Cluster, profile, label, code, message: each in the issues table and elsewhere.
-        assert!(html.matches(escaped).count() >= 5, "{html}");
+        // Cluster, profile, label, code, message, target problem: in the tables and elsewhere.
+        assert!(html.matches(escaped).count() >= 6, "{html}");
         assert!(html.contains("Not ready"), "{html}");
     }
 
@@ -582,6 +644,7 @@ mod tests {
             max_rate: 10.0,
             backing_off: true,
             throttled_streak: 4,
+            throttled_recently: true,
             throttled: 12,
             answers: 48,
         }]);
@@ -642,9 +705,65 @@ mod tests {
     }
 
     #[test]
+    fn a_ready_daemon_whose_discovery_failed_says_so_first() {
+        let state = State::new(Rules::default(), Vec::new());
+        let problem = "target 0 (us-east-1, cluster *): ListClusters failed (access_denied)";
+        state.set_target_problems(vec![problem.to_owned()]);
+        let html = render(&state.snapshot(), true, Timestamp::from_secs(10));
+        assert!(
+            html.contains("class=\"bad\">Ready, but discovery reports 1 problem:"),
+            "{html}"
+        );
+        assert!(!html.contains("every target was discovered"), "{html}");
+        let targets = &html[html.find("id=\"targets\"").unwrap()..];
+        assert!(
+            targets.contains("ListClusters failed (access_denied)"),
+            "{html}"
+        );
+        state.set_target_problems(Vec::new());
+        let html = render(&state.snapshot(), true, Timestamp::from_secs(10));
+        assert!(
+            html.contains("class=\"ok\">Ready: every target was discovered"),
+            "{html}"
+        );
+        assert!(!html.contains("id=\"targets\""), "{html}");
+    }
+
+    #[test]
+    fn a_cell_is_bounded_however_many_codes_or_characters_a_profile_brings() {
+        let state = State::new(Rules::default(), Vec::new());
+        let key = ProfileKey::new("1", "us-east-1", "c", "p".repeat(300));
+        state.discovered(&key, Arc::new(Labels::new()), Timestamp::from_secs(1));
+        let issues = (0..1000)
+            .map(|i| RawIssue {
+                code: IssueCode::from_wire(&format!("{i:04}{}", "'".repeat(252))),
+                message: "'".repeat(3000),
+                resource_ids: Vec::new(),
+            })
+            .collect();
+        observe(&state, &key, "ACTIVE", issues, 2);
+        let html = render(&state.snapshot(), true, Timestamp::from_secs(3));
+        // 100 issue rows of at most 128 + 500 characters, 6 bytes each escaped, and the rest.
+        assert!(html.len() < 600_000, "{} bytes", html.len());
+        assert!(
+            html.contains("and 995 more"),
+            "five codes shown in the profiles table"
+        );
+        assert!(html.contains("and 900 more"), "100 of the 1,000 issue rows");
+    }
+
+    #[test]
     fn escaping_covers_markup_and_quotes_and_replaces_control_characters() {
         assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
-        assert_eq!(escape("x\u{0}y\u{1b}z"), "x\u{fffd}y\u{fffd}z");
+        assert_eq!(escape("x\u{0}y\u{1b}z\n"), "x\\u{0}y\\u{1b}z\\n");
+        // What reorders or hides text shows as what it is.
+        assert_eq!(escape("abc\u{202e}gpj.exe"), "abc\\u{202e}gpj.exe");
+        assert_eq!(
+            escape("pro\u{200b}file\u{feff}"),
+            "pro\\u{200b}file\\u{feff}"
+        );
+        assert_eq!(shown("abcdef", 3), "abc…");
+        assert_eq!(shown("<<<<", 2), "&lt;&lt;…");
         assert_eq!(escape("plain text, ünïcode"), "plain text, ünïcode");
     }
 }

@@ -835,6 +835,8 @@ impl<E: Eks + 'static> Core<E> {
             tracing::info!(problem = %cleared, "problem cleared");
         }
         self.reported[index] = now;
+        let all: Vec<String> = self.reported.iter().flatten().cloned().collect();
+        self.state.set_target_problems(all);
     }
 
     /// Ready once every target was discovered and every profile attempted; it stays ready.

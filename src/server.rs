@@ -873,10 +873,20 @@ async fn status_page(service: &Service) -> Reply {
         html: Some(page::render(&state.snapshot(), state.is_ready(), now())),
     })
     .await;
-    match rendered {
+    let mut reply = match rendered {
         Ok((_, Some(html))) => with_length(StatusCode::OK, "text/html; charset=utf-8", html),
-        Ok((_, None)) | Err(_) => busy(),
-    }
+        Ok((_, None)) | Err(_) => return busy(),
+    };
+    // Defence in depth besides the escaping: no script, frame or outside resource, ever.
+    let headers = reply.headers_mut();
+    headers.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        http::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    no_sniff_no_store(headers);
+    reply
 }
 
 /// The status page as one chunk.
@@ -921,7 +931,20 @@ async fn profiles_reply(service: &Service, head: bool, query: api::Query) -> Rep
         CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    no_sniff_no_store(reply.headers_mut());
     reply
+}
+
+/// Pages of the moment: never sniffed into another type, never cached.
+fn no_sniff_no_store(headers: &mut http::HeaderMap) {
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
 }
 
 #[cfg(test)]
@@ -988,6 +1011,11 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
         assert!(text.contains("text/html"), "{text}");
         assert!(text.contains("id=\"unhealthy\""), "{text}");
+        assert!(
+            text.contains("content-security-policy: default-src 'none';"),
+            "{text}"
+        );
+        assert!(text.contains("x-content-type-options: nosniff"), "{text}");
         let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
         let response = exchange(&service, request).await;
         assert!(response.starts_with(b"HTTP/1.1 405"));

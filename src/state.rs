@@ -211,6 +211,9 @@ pub struct Snapshot {
     pub sinks: BTreeMap<String, SinkStats>,
     /// Per rate limiter lane, by account and region.
     pub lanes: Vec<LaneStatus>,
+    /// What the targets' last discoveries could not do (a denied list call, a named cluster
+    /// that does not exist, a target that matches nothing).
+    pub target_problems: Vec<String>,
     /// A profile not attempted for longer than this is stale.
     pub stale_after: Duration,
 }
@@ -245,6 +248,8 @@ struct Inner {
     sink_errors: BTreeMap<String, SinkError>,
     /// What each rate limiter lane does, as the scheduler last reported it.
     lanes: Vec<LaneStatus>,
+    /// What the targets' last discoveries could not do, as the scheduler logged it.
+    target_problems: Vec<String>,
     /// A profile not attempted for longer than this is stale (for the page and the API).
     stale_after: Duration,
     generation: u64,
@@ -701,12 +706,17 @@ impl State {
             let stats = sinks.entry(sink.clone()).or_default();
             stats.outcomes.insert(*outcome, *count);
         }
+        // Sinks without a queue (Alertmanager) are known from their outcomes and errors.
+        for (sink, error) in &inner.sink_errors {
+            sinks.entry(sink.clone()).or_default().last_error = Some(error.clone());
+        }
         Snapshot {
             profiles: inner.profiles.values().cloned().collect(),
             events_total: inner.events_total,
             overruns: inner.overruns,
             sinks,
             lanes: inner.lanes.clone(),
+            target_problems: inner.target_problems.clone(),
             stale_after: inner.stale_after,
         }
     }
@@ -718,6 +728,11 @@ impl State {
         self.lock()
             .sink_errors
             .insert(sink.to_owned(), SinkError { at, error });
+    }
+
+    /// Records what the targets' last discoveries could not do.
+    pub fn set_target_problems(&self, problems: Vec<String>) {
+        self.lock().target_problems = problems;
     }
 
     /// Records what the rate limiter lanes do now (the scheduler reports it every second).

