@@ -24,6 +24,7 @@ use aws_sdk_eks::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 
 use crate::config::Target;
+use crate::model::error_chain as chain;
 use crate::model::{ErrorKind, Incarnation, IssueCode, Observation, Operation, ProfileKey};
 use crate::model::{MAX_ID_BYTES, MAX_ISSUES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_RESOURCE_IDS};
 use crate::model::{RawIssue, Status, Timestamp, bounded, for_display};
@@ -593,10 +594,6 @@ fn endpoint(url: &url::Url) -> String {
     url.as_str().trim_end_matches('/').to_owned()
 }
 
-/// The most errors of one source chain that are looked at: chains are short, but a source
-/// that points back at itself must not hang the walk.
-const MAX_CHAIN: usize = 32;
-
 /// How deep classification follows a credential provider's error into the SDK error of the
 /// call it made (a role assumed with credentials that are themselves assumed ...).
 const MAX_NESTING: usize = 4;
@@ -869,16 +866,6 @@ fn chain_text(error: &(dyn StdError + 'static)) -> String {
     lines.join("; ").replace(":; ", ": ")
 }
 
-/// An error and its sources, at most [`MAX_CHAIN`] of them.
-fn chain<'a>(
-    error: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(error), |err: &&'a (dyn StdError + 'static)| {
-        (*err).source()
-    })
-    .take(MAX_CHAIN)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1037,7 +1024,7 @@ mod tests {
 
     #[test]
     fn a_self_referencing_chain_is_walked_a_bounded_number_of_steps() {
-        assert_eq!(chain(&Loop).count(), MAX_CHAIN);
+        assert_eq!(chain(&Loop).count(), crate::model::MAX_CHAIN);
         assert_eq!(chain_text(&Loop), "loop");
         let error: StsError = SdkError::dispatch_failure(
             aws_sdk_sts::error::ConnectorError::other(Box::new(Loop), None),

@@ -126,6 +126,21 @@ pub fn bounded(text: &str, max_bytes: usize) -> String {
     out
 }
 
+/// The most errors of one source chain that are looked at: chains are short, but a source
+/// that points back at itself must not hang the walk.
+pub const MAX_CHAIN: usize = 32;
+
+/// An error and its sources, at most [`MAX_CHAIN`] of them.
+pub fn error_chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(
+        Some(error),
+        |err: &&'a (dyn std::error::Error + 'static)| (*err).source(),
+    )
+    .take(MAX_CHAIN)
+}
+
 /// `text` for a terminal or a log line: control characters (newlines, escapes, `DEL`, the C1
 /// range) escaped as `\n`, `\u{1b}` …, at most `max_chars` characters of the text kept, a cut
 /// marked with `…`. Never splits a character.

@@ -98,13 +98,11 @@ impl Visit for Fields {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let mut text = value.to_string();
-        let mut source = value.source();
-        while let Some(error) = source {
-            let _ = write!(text, ": {error}");
-            source = error.source();
-        }
-        self.push(field, text);
+        // Bounded: a source that points back at itself must not hang the log line.
+        let parts: Vec<String> = crate::model::error_chain(value)
+            .map(ToString::to_string)
+            .collect();
+        self.push(field, parts.join(": "));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -390,5 +388,33 @@ mod tests {
              rate=3.361 count=3 delta=-2 ok=true name=\"a \\\"b\\\" = c\" shown=\"x y\" \
              debug=\"Some(\\\"v\\\")\" error=\"cannot post: connection refused\"\n"
         );
+    }
+
+    /// An error that is its own source: the chain never ends on its own.
+    #[derive(Debug)]
+    struct Loop;
+
+    impl fmt::Display for Loop {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("again")
+        }
+    }
+
+    impl std::error::Error for Loop {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self)
+        }
+    }
+
+    #[test]
+    fn an_error_whose_sources_never_end_is_logged_in_bounded_space() {
+        let captured = crate::logging::Captured::start();
+        tracing::warn!(
+            error = &Loop as &(dyn std::error::Error + 'static),
+            "looping error"
+        );
+        let lines = captured.lines_with("looping error");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].matches("again").count(), crate::model::MAX_CHAIN);
     }
 }
