@@ -159,7 +159,7 @@ impl Running {
                 watched,
                 Settings::new(&config.poll),
                 state.clone(),
-                scheduler::wall_clock(),
+                crate::clock::Clock::wall(),
                 stop_polling.clone(),
             ),
         );

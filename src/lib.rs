@@ -4,6 +4,7 @@
 //!
 //! - [`model`]: the project's own types: profile identity, incarnations, statuses, issue codes,
 //!   poll results, error and event kinds. SDK types stop before they reach it.
+//! - [`clock`]: the one source of wall-clock time, injected where "now" is needed.
 //! - [`diff`]: pure logic: the last-known state of a profile plus one input gives the next state
 //!   and the events; no I/O, no clock.
 //! - [`config`]: the TOML configuration, validated as a whole so that every problem is reported
@@ -42,6 +43,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -28,13 +28,14 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::{Poll, Target};
 use crate::discovery::{self, Discovery, Problem};
 use crate::eks::{CallError, Eks};
@@ -91,25 +92,6 @@ impl Settings {
             shard: poll.shard,
         }
     }
-}
-
-/// Where observation times come from.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-/// The wall clock.
-pub fn wall_clock() -> Clock {
-    Arc::new(|| Timestamp::from_system_time(SystemTime::now()))
-}
-
-/// A clock that follows tokio's (pausable) time from the wall time at its creation: for tests
-/// on the paused clock.
-pub fn tokio_clock() -> Clock {
-    let start = Instant::now();
-    let wall = Timestamp::from_system_time(SystemTime::now());
-    Arc::new(move || {
-        let elapsed = i64::try_from((Instant::now() - start).as_millis()).unwrap_or(i64::MAX);
-        Timestamp::from_millis(wall.as_millis().saturating_add(elapsed))
-    })
 }
 
 /// One target: its config and its AWS clients.
@@ -523,7 +505,7 @@ impl<E: Eks + 'static> Core<E> {
             overdue.push(key.clone());
             if !slot.overdue {
                 slot.overdue = true;
-                let observed_at = (self.shared.clock)();
+                let observed_at = self.shared.clock.now();
                 let key = key.clone();
                 self.state
                     .apply(&Input::Overdue(Overdue { key, observed_at }));
@@ -730,7 +712,7 @@ impl<E: Eks + 'static> Core<E> {
     /// was down), or no target selects them any more (unmonitored).
     fn end_restored(&self, gone: impl Fn(&ProfileKey) -> bool) {
         for key in self.state.restored_keys() {
-            let observed_at = (self.shared.clock)();
+            let observed_at = self.shared.clock.now();
             let input = if gone(&key) {
                 Input::Gone(Gone { key, observed_at })
             } else if !self
@@ -760,7 +742,7 @@ impl<E: Eks + 'static> Core<E> {
                 );
                 if index < slot.target {
                     slot.target = index;
-                    self.state.discovered(&key, labels, (self.shared.clock)());
+                    self.state.discovered(&key, labels, self.shared.clock.now());
                 }
             }
             None => {
@@ -777,7 +759,7 @@ impl<E: Eks + 'static> Core<E> {
                 };
                 self.profiles.insert(key.clone(), slot);
                 self.never_done += 1;
-                self.state.discovered(&key, labels, (self.shared.clock)());
+                self.state.discovered(&key, labels, self.shared.clock.now());
                 self.dispatch(&key);
             }
         }
@@ -797,13 +779,13 @@ impl<E: Eks + 'static> Core<E> {
                 {
                     slot.target = index;
                     let labels = self.shared.labels[index].clone();
-                    self.state.discovered(&key, labels, (self.shared.clock)());
+                    self.state.discovered(&key, labels, self.shared.clock.now());
                 }
             }
             None => {
                 if self.profiles.contains_key(&key) {
                     self.forget(&key);
-                    let observed_at = (self.shared.clock)();
+                    let observed_at = self.shared.clock.now();
                     self.state.apply(&Input::Gone(Gone { key, observed_at }));
                 }
             }
@@ -975,7 +957,7 @@ async fn describe<E: Eks>(
     if stopping.is_cancelled() && answer.is_err() {
         return None;
     }
-    let observed_at = (shared.clock)();
+    let observed_at = shared.clock.now();
     let failed = |kind| {
         Outcome::Input(Input::Failed(PollFailure {
             key: key.clone(),

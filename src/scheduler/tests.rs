@@ -269,7 +269,7 @@ impl Harness {
             watched,
             settings,
             state.clone(),
-            tokio_clock(),
+            crate::clock::Clock::tokio(),
             shutdown.clone(),
         ));
         Self {
