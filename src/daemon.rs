@@ -90,24 +90,28 @@ impl Running {
         aws: &AwsSettings,
         supervisor: &Supervisor,
     ) -> Self {
-        let (subscriptions, workers) = sinks_of(config);
+        let clock = crate::clock::Clock::wall();
+        let (subscriptions, workers) = sinks_of(config, &clock);
         let stop_delivery = CancellationToken::new();
         let mut sinks = Vec::new();
         for ((subscription, pacing), worker) in subscriptions.into_iter().zip(workers) {
             let name = subscription.sink;
             let task = format!("sink {name}");
-            let (state, stop) = (state.clone(), stop_delivery.clone());
+            let (state, stop, clock) = (state.clone(), stop_delivery.clone(), clock.clone());
             let handle = match worker {
                 Worker::Log(sink) => {
-                    let run = sinks::run(name, sink, pacing, state, stop.clone(), FLUSH_GRACE);
+                    let run =
+                        sinks::run(name, sink, pacing, state, clock, stop.clone(), FLUSH_GRACE);
                     supervisor.spawn(task, stop, run)
                 }
                 Worker::Slack(sink) => {
-                    let run = sinks::run(name, *sink, pacing, state, stop.clone(), FLUSH_GRACE);
+                    let run =
+                        sinks::run(name, *sink, pacing, state, clock, stop.clone(), FLUSH_GRACE);
                     supervisor.spawn(task, stop, run)
                 }
                 Worker::Webhook(sink) => {
-                    let run = sinks::run(name, *sink, pacing, state, stop.clone(), FLUSH_GRACE);
+                    let run =
+                        sinks::run(name, *sink, pacing, state, clock, stop.clone(), FLUSH_GRACE);
                     supervisor.spawn(task, stop, run)
                 }
             };
@@ -134,7 +138,12 @@ impl Running {
                 sinks.push(supervisor.spawn(
                     format!("sink {}", sink.name),
                     stop_delivery.clone(),
-                    alertmanager::run(settings, state.clone(), stop_delivery.clone()),
+                    alertmanager::run(
+                        settings,
+                        state.clone(),
+                        clock.clone(),
+                        stop_delivery.clone(),
+                    ),
                 ));
             }
         }
@@ -159,7 +168,7 @@ impl Running {
                 watched,
                 Settings::new(&config.poll),
                 state.clone(),
-                crate::clock::Clock::wall(),
+                clock,
                 stop_polling.clone(),
             ),
         );
@@ -441,7 +450,10 @@ fn outbox_sinks(config: &Config) -> Vec<(Subscription, Pacing, Option<&SinkKind>
 }
 
 /// The sinks the outbox feeds, ready to run.
-fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
+fn sinks_of(
+    config: &Config,
+    clock: &crate::clock::Clock,
+) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
     let mut subscriptions = Vec::new();
     let mut workers = Vec::new();
     for (subscription, pacing, kind) in outbox_sinks(config) {
@@ -455,9 +467,10 @@ fn sinks_of(config: &Config) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
                 url.clone(),
                 secrets.clone(),
                 headers.clone(),
+                clock.clone(),
             ))),
             Some(SinkKind::Slack { url, .. }) => {
-                Worker::Slack(Box::new(SlackSink::new(url.clone())))
+                Worker::Slack(Box::new(SlackSink::new(url.clone(), clock.clone())))
             }
             _ => Worker::Log(LogSink {
                 name: subscription.sink.clone(),

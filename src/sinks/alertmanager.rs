@@ -5,26 +5,30 @@
 //! on every change, and every `resend_interval` (also while polls fail). `endsAt` is now + 4 ×
 //! `resend_interval`, so Alertmanager resolves what a dead monitor stops sending; an alert that
 //! closed is posted with its real `endsAt` for 15 minutes. No per-instance label, so two
-//! replicas deduplicate.
+//! replicas deduplicate. Posts go through [`super::http`] (headers, basic auth, bounded
+//! answers); one that fails for any reason is counted as `retry`, since the next change or
+//! resend posts everything again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request};
-use http_body_util::Full;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::clock::Clock;
 use crate::logging::Repeats;
 use crate::model::Timestamp;
 use crate::secret::{Secret, SecretUrl};
 use crate::state::{Outcome, Snapshot, State};
 
-use super::webhook::{HttpsClient, https_client, without_userinfo};
-use super::{LOG_EVERY, instant_in, later, response};
+use super::http::HttpClient;
+use super::{Failure, LOG_EVERY, instant_in, later};
+
+/// Where Alertmanager's API takes alerts, below each configured URL.
+pub const ALERTS_PATH: &str = "/api/v2/alerts";
 
 /// How long a closed alert is still posted with its real `endsAt`.
 pub const CLOSED_FOR: Duration = Duration::from_secs(15 * 60);
@@ -152,10 +156,6 @@ fn label_key(alert: &Alert) -> Vec<(String, String)> {
     alert.labels.clone().into_iter().collect()
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}
-
 /// The longest `resend_interval` the sink uses; a longer one is taken as this, so `endsAt`
 /// (4 × the interval ahead) and the next resend always stay within reach of every clock and
 /// formatter.
@@ -171,9 +171,9 @@ pub fn ends_at(now: Timestamp, settings: &Settings) -> Timestamp {
     later(now, resend_interval(settings).saturating_mul(4))
 }
 
-/// Posts alerts until `shutdown`.
-pub async fn run(settings: Settings, state: Arc<State>, shutdown: CancellationToken) {
-    let client = https_client();
+/// Posts alerts until `shutdown`, at the times of `clock`.
+pub async fn run(settings: Settings, state: Arc<State>, clock: Clock, shutdown: CancellationToken) {
+    let client = HttpClient::new(clock.clone());
     let mut changes = state.watch_generation();
     // Alerts that closed, with when they closed.
     let mut closed: BTreeMap<Vec<(String, String)>, (Alert, Timestamp)> = BTreeMap::new();
@@ -188,13 +188,13 @@ pub async fn run(settings: Settings, state: Arc<State>, shutdown: CancellationTo
             if let Some(previous) = &last {
                 for (key, alert) in previous {
                     if !current.contains_key(key) {
-                        closed.insert(key.clone(), (alert.clone(), now()));
+                        closed.insert(key.clone(), (alert.clone(), clock.now()));
                     }
                 }
             }
-            closed
-                .retain(|key, (_, at)| !current.contains_key(key) && now().since(*at) < CLOSED_FOR);
-            let ends_at = ends_at(now(), &settings).to_rfc3339();
+            let now = clock.now();
+            closed.retain(|key, (_, at)| !current.contains_key(key) && now.since(*at) < CLOSED_FOR);
+            let ends_at = ends_at(now, &settings).to_rfc3339();
             let mut batch: Vec<Alert> = current
                 .values()
                 .map(|alert| Alert {
@@ -206,7 +206,7 @@ pub async fn run(settings: Settings, state: Arc<State>, shutdown: CancellationTo
                 ends_at: at.to_rfc3339(),
                 ..alert.clone()
             }));
-            post_everywhere(&client, &settings, &state, &batch, &mut logs).await;
+            post_everywhere(&client, &settings, &state, &clock, &batch, &mut logs).await;
             last = Some(current);
             next_resend = instant_in(resend_interval(&settings));
         }
@@ -222,9 +222,10 @@ pub async fn run(settings: Settings, state: Arc<State>, shutdown: CancellationTo
 /// Posts `batch` to every URL; a URL's failures are logged once a minute at most (`logs`, one
 /// per URL), with the failures not logged since, and its recovery once.
 async fn post_everywhere(
-    client: &HttpsClient,
+    client: &HttpClient,
     settings: &Settings,
     state: &State,
+    clock: &Clock,
     batch: &[Alert],
     logs: &mut [Repeats],
 ) {
@@ -235,7 +236,7 @@ async fn post_everywhere(
     for (url, log) in settings.urls.iter().zip(logs.iter_mut()) {
         let outcome = match tokio::time::timeout(
             settings.timeout,
-            post(client, url, settings, body.clone()),
+            client.post_json(url, ALERTS_PATH, &[], &settings.headers, body.clone()),
         )
         .await
         {
@@ -245,18 +246,22 @@ async fn post_everywhere(
                 }
                 Outcome::Success
             }
-            Ok(Err(reason)) => {
+            Ok(Err(Failure::Retry { reason, .. } | Failure::Reject { reason })) => {
                 if let Some(suppressed) = log.occurred(tokio::time::Instant::now(), LOG_EVERY) {
                     tracing::warn!(sink = %settings.name, %url, %reason, alerts = batch.len(), suppressed, "cannot post alerts; posting again at the next change or resend");
                 }
-                state.sink_failed(&settings.name, now(), &format!("{url}: {reason}"));
+                state.sink_failed(&settings.name, clock.now(), &reason);
                 Outcome::Retry
             }
             Err(_) => {
                 if let Some(suppressed) = log.occurred(tokio::time::Instant::now(), LOG_EVERY) {
                     tracing::warn!(sink = %settings.name, %url, suppressed, "posting alerts timed out; posting again at the next change or resend");
                 }
-                state.sink_failed(&settings.name, now(), &format!("{url}: no answer in time"));
+                state.sink_failed(
+                    &settings.name,
+                    clock.now(),
+                    &format!("{url}: no answer in time"),
+                );
                 Outcome::Retry
             }
         };
@@ -264,54 +269,11 @@ async fn post_everywhere(
     }
 }
 
-async fn post(
-    client: &HttpsClient,
-    url: &SecretUrl,
-    settings: &Settings,
-    body: Bytes,
-) -> Result<(), String> {
-    let (mut endpoint, basic) = without_userinfo(url.expose());
-    endpoint.set_path(&format!(
-        "{}/api/v2/alerts",
-        endpoint.path().trim_end_matches('/')
-    ));
-    let mut request = Request::builder()
-        .method(Method::POST)
-        .uri(endpoint.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json");
-    let configured_auth = settings
-        .headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
-    if let Some(basic) = basic.filter(|_| !configured_auth) {
-        request = request.header(http::header::AUTHORIZATION, basic);
-    }
-    for (name, value) in &settings.headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.expose()),
-        ) else {
-            return Err(format!("header {name} is not a valid HTTP header"));
-        };
-        request = request.header(name, value);
-    }
-    let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let response = client.request(request).await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    response::drain(response.into_body()).await;
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("answered {status}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     use super::*;
     use crate::diff::Rules;
+    use crate::sinks::http::receiver;
 
     fn settings(url: &str, resend_interval: Duration) -> Settings {
         Settings {
@@ -322,33 +284,6 @@ mod tests {
             timeout: Duration::from_secs(5),
             runbook_url: None,
             external_url: None,
-        }
-    }
-
-    /// Accepts one request, answers 200 and returns its body.
-    async fn one_post(listener: tokio::net::TcpListener) -> Vec<u8> {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut buffer = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let read = stream.read(&mut chunk).await.unwrap();
-            assert!(read > 0, "the request ended early");
-            buffer.extend_from_slice(&chunk[..read]);
-            let text = String::from_utf8_lossy(&buffer).to_lowercase();
-            let Some(end) = text.find("\r\n\r\n") else {
-                continue;
-            };
-            let length: usize = text
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if buffer.len() >= end + 4 + length {
-                stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                    .await
-                    .unwrap();
-                return buffer[end + 4..end + 4 + length].to_vec();
-            }
         }
     }
 
@@ -376,11 +311,18 @@ mod tests {
         let huge = humantime::parse_duration("500000000y").unwrap();
         let state = Arc::new(State::new(Rules::default(), Vec::new()));
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(settings(&url, huge), state, shutdown.clone()));
-        let body = tokio::time::timeout(Duration::from_secs(20), one_post(listener))
+        let task = tokio::spawn(run(
+            settings(&url, huge),
+            state,
+            Clock::wall(),
+            shutdown.clone(),
+        ));
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        let received = tokio::time::timeout(Duration::from_secs(20), receiver::one(&listener, ok))
             .await
             .expect("the sink posted at start");
-        let alerts: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(received.head[0], "POST /api/v2/alerts HTTP/1.1");
+        let alerts: serde_json::Value = serde_json::from_slice(&received.body).unwrap();
         assert_eq!(alerts, serde_json::json!([]));
         shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(20), task)

@@ -6,16 +6,18 @@
 //! dead sink delays nothing but itself.
 
 pub mod alertmanager;
+pub mod http;
 pub mod log;
 pub mod response;
 pub mod slack;
 pub mod webhook;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::limits::Backoff;
 use crate::logging::Repeats;
 use crate::model::Timestamp;
@@ -95,20 +97,18 @@ pub fn instant_in(by: Duration) -> tokio::time::Instant {
     now.checked_add(by.min(FAR_FUTURE)).unwrap_or(now)
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}
-
-/// Feeds `sink` from the outbox until `shutdown`; then keeps going for up to `grace` while
-/// events are due, so a clean stop flushes what it can.
+/// Feeds `sink` from the outbox until `shutdown`, at the times of `clock`; then keeps going
+/// for up to `grace` while events are due, so a clean stop flushes what it can.
 pub async fn run<S: Sink>(
     name: String,
     sink: S,
     pacing: Pacing,
     state: Arc<State>,
+    clock: Clock,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
+    let now = || clock.now();
     let mut saved = state.watch_saved();
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut retry_log = Repeats::default();
@@ -272,7 +272,7 @@ mod tests {
                 message: "denied".into(),
                 resource_ids: Vec::new(),
             }],
-            observed_at: now(),
+            observed_at: Clock::wall().now(),
         }));
         let (generation, _) = state.to_save();
         state.mark_saved(generation);
@@ -295,6 +295,7 @@ mod tests {
             sink,
             pacing,
             state.clone(),
+            Clock::wall(),
             shutdown.clone(),
             Duration::ZERO,
         ));
@@ -348,7 +349,11 @@ mod tests {
             Timestamp::from_secs(1_700_000_002)
         );
         // Within the range every formatter handles.
-        assert!(later(now(), huge).to_rfc3339().starts_with("20"));
+        assert!(
+            later(Clock::wall().now(), huge)
+                .to_rfc3339()
+                .starts_with("20")
+        );
         assert!(instant_in(huge) > tokio::time::Instant::now());
         assert!(instant_in(Duration::MAX) > tokio::time::Instant::now());
     }

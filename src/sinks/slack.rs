@@ -13,12 +13,13 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use crate::clock::Clock;
 use crate::diff::EventDetail;
 use crate::model::ProfileKey;
 use crate::secret::SecretUrl;
 use crate::state::Pending;
 
-use super::webhook::{HttpsClient, https_client, post_json};
+use super::http::{HttpClient, USER_AGENT};
 use super::{Failure, Sink};
 
 /// Slack's limits for the parts of a message we use.
@@ -36,14 +37,15 @@ pub mod limits {
 #[derive(Clone, Debug)]
 pub struct SlackSink {
     url: SecretUrl,
-    client: HttpsClient,
+    client: HttpClient,
 }
 
 impl SlackSink {
-    pub fn new(url: SecretUrl) -> Self {
+    /// The sink of a `type = "slack"` section.
+    pub fn new(url: SecretUrl, clock: Clock) -> Self {
         Self {
             url,
-            client: https_client(),
+            client: HttpClient::new(clock),
         }
     }
 }
@@ -51,7 +53,10 @@ impl SlackSink {
 impl Sink for SlackSink {
     async fn deliver(&self, batch: &[Pending]) -> Result<(), Failure> {
         let body = serde_json::to_vec(&message(batch)).unwrap_or_default();
-        post_json(&self.client, &self.url, &[], &[], body).await
+        let ours = [("user-agent", USER_AGENT.to_owned())];
+        self.client
+            .post_json(&self.url, "", &ours, &[], body.into())
+            .await
     }
 
     fn group_key(&self, pending: &Pending) -> Option<String> {

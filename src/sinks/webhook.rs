@@ -1,35 +1,26 @@
 //! The generic `webhook` sink: one `POST` per event with the JSON payload version 1, its
 //! `X-Fargate-Health-*` headers and, with a `secret`, both signatures (DESIGN.md "Generic
-//! webhook payload"). Redirects are not followed; 2xx is delivered, 408, 429 and 5xx are
-//! retried (honouring `Retry-After`), any other answer is rejected.
+//! webhook payload"), dated by the sink's clock. The answer is classified by
+//! [`super::http`]: 2xx delivered, 408, 429 and 5xx retried, anything else rejected.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
-use http::{HeaderName, HeaderValue, Method, Request};
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use sha2::Sha256;
 
+use crate::clock::Clock;
 use crate::diff::{Event, EventDetail};
 use crate::secret::{Secret, SecretUrl};
 use crate::state::Pending;
 
-use super::{Failure, Sink, response};
+use super::http::{HttpClient, USER_AGENT};
+use super::{Failure, Sink};
 
 /// At most this many resource ids are sent per issue; `resource_count` is the true count.
 pub const RESOURCE_IDS_CAP: usize = 1000;
-
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
-
-/// The HTTP(S) client of the sinks.
-pub type HttpsClient = Client<Https, Full<Bytes>>;
 
 /// Posts events to one URL.
 #[derive(Clone, Debug)]
@@ -38,176 +29,55 @@ pub struct WebhookSink {
     /// Signing keys, newest first.
     secrets: Vec<Secret>,
     headers: Vec<(String, Secret)>,
-    client: HttpsClient,
+    client: HttpClient,
+    /// Dates the signatures.
+    clock: Clock,
 }
 
 impl WebhookSink {
-    pub fn new(url: SecretUrl, secrets: Vec<Secret>, headers: Vec<(String, Secret)>) -> Self {
+    /// The sink of a `type = "webhook"` section.
+    pub fn new(
+        url: SecretUrl,
+        secrets: Vec<Secret>,
+        headers: Vec<(String, Secret)>,
+        clock: Clock,
+    ) -> Self {
         Self {
             url,
             secrets,
             headers,
-            client: https_client(),
+            client: HttpClient::new(clock.clone()),
+            clock,
         }
     }
-}
-
-/// An HTTP(S) client with the system's root certificates; it follows no redirects.
-pub fn https_client() -> HttpsClient {
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = match builder.with_native_roots() {
-        Ok(builder) => builder,
-        Err(error) => {
-            tracing::warn!(%error, "no system root certificates; https sinks will fail");
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty_roots_config())
-        }
-    };
-    let connector = builder.https_or_http().enable_http1().build();
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-fn empty_roots_config() -> rustls::ClientConfig {
-    rustls::ClientConfig::builder()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth()
 }
 
 impl Sink for WebhookSink {
     async fn deliver(&self, batch: &[Pending]) -> Result<(), Failure> {
         for pending in batch {
             let body = payload(pending);
-            let timestamp = SystemTime::now()
+            let timestamp = self
+                .clock
+                .system_time()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or_default();
-            let mut ours = vec![("x-fargate-health-event-id", pending.id.clone())];
+            let mut ours = vec![
+                ("user-agent", USER_AGENT.to_owned()),
+                ("x-fargate-health-event-id", pending.id.clone()),
+            ];
             ours.extend(signature_headers(
                 &self.secrets,
                 &pending.id,
                 timestamp,
                 &body,
             ));
-            post_json(&self.client, &self.url, &ours, &self.headers, body).await?;
+            self.client
+                .post_json(&self.url, "", &ours, &self.headers, body.into())
+                .await?;
         }
         Ok(())
     }
-}
-
-/// POSTs a JSON body with our headers and the configured ones, and classifies the answer:
-/// 2xx delivered; 408, 429, 5xx and connection errors retried (`Retry-After` in seconds or as
-/// an HTTP-date on 429 and 503); a redirect (not followed) or any other answer rejected. The
-/// body is read as [`response::drain`] says, never more.
-pub async fn post_json(
-    client: &HttpsClient,
-    url: &SecretUrl,
-    ours: &[(&str, String)],
-    headers: &[(String, Secret)],
-    body: Vec<u8>,
-) -> Result<(), Failure> {
-    let (uri, basic) = without_userinfo(url.expose());
-    let mut request = Request::builder()
-        .method(Method::POST)
-        .uri(uri.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(
-            http::header::USER_AGENT,
-            concat!("fargate-health-monitor/", env!("CARGO_PKG_VERSION")),
-        );
-    for (name, value) in ours {
-        request = request.header(*name, value);
-    }
-    let configured_auth = headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
-    if let Some(basic) = basic.filter(|_| !configured_auth) {
-        request = request.header(http::header::AUTHORIZATION, basic);
-    }
-    for (name, value) in headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.expose()),
-        ) else {
-            return Err(Failure::Reject {
-                reason: format!("header {name} is not a valid HTTP header"),
-            });
-        };
-        request = request.header(name, value);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|error| Failure::Reject {
-            reason: format!("cannot build the request: {error}"),
-        })?;
-    let response = client
-        .request(request)
-        .await
-        .map_err(|error| Failure::Retry {
-            reason: format!("cannot reach {url}: {}", error_chain(&error)),
-            after: None,
-        })?;
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| response::retry_after(v, SystemTime::now()));
-    // Its content does not matter: read a little so a small body's connection can be reused.
-    response::drain(response.into_body()).await;
-    let code = status.as_u16();
-    match code {
-        200..=299 => Ok(()),
-        408 | 429 | 500..=599 => Err(Failure::Retry {
-            reason: format!("{url} answered {status}"),
-            after: retry_after.filter(|_| code == 429 || code == 503),
-        }),
-        300..=399 => Err(Failure::Reject {
-            reason: format!("{url} answered {status}; redirects are not followed"),
-        }),
-        _ => Err(Failure::Reject {
-            reason: format!("{url} answered {status}"),
-        }),
-    }
-}
-
-/// The URL without `user:password@` (which the HTTP client would log as part of the host) and
-/// the `Authorization: Basic` value it stands for.
-pub fn without_userinfo(url: &url::Url) -> (url::Url, Option<String>) {
-    if url.username().is_empty() && url.password().is_none() {
-        return (url.clone(), None);
-    }
-    let decode = |part: &str| {
-        url::form_urlencoded::parse(format!("x={part}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    let credentials = format!(
-        "{}:{}",
-        decode(url.username()),
-        decode(url.password().unwrap_or_default())
-    );
-    let mut bare = url.clone();
-    let _ = bare.set_username("");
-    let _ = bare.set_password(None);
-    let basic = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(credentials)
-    );
-    (bare, Some(basic))
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The signature headers for `secrets` (newest first): `X-Fargate-Health-Signature` with the
@@ -455,18 +325,5 @@ mod tests {
         assert_eq!(body["issue"]["resolved_at"], "2023-11-14T22:17:50Z");
         assert_eq!(body["profile"]["labels"]["env"], "prod");
         assert!(body.get("status").is_none());
-    }
-
-    #[test]
-    fn userinfo_leaves_the_url_and_becomes_basic_auth() {
-        let url: url::Url = "http://us%40er:p%3Ass@127.0.0.1:9/hook?x=1"
-            .parse()
-            .unwrap();
-        let (bare, basic) = without_userinfo(&url);
-        assert_eq!(bare.as_str(), "http://127.0.0.1:9/hook?x=1");
-        let expected = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
-        assert_eq!(basic, Some(format!("Basic {expected}")));
-        let plain: url::Url = "https://hooks.example.com/x".parse().unwrap();
-        assert_eq!(without_userinfo(&plain), (plain.clone(), None));
     }
 }

@@ -189,9 +189,10 @@ fn a_group_summarises_how_many_profiles_which_and_the_shared_code() {
         text.contains("and 35 more"),
         "console links for the first five"
     );
-    let sink = SlackSink::new(SecretUrl::new(
-        "https://hooks.slack.com/services/T/B/x".parse().unwrap(),
-    ));
+    let sink = SlackSink::new(
+        SecretUrl::new("https://hooks.slack.com/services/T/B/x".parse().unwrap()),
+        Clock::fixed(Timestamp::from_secs(1_700_000_600)),
+    );
     let keys: std::collections::BTreeSet<Option<String>> =
         group.iter().map(|p| sink.group_key(p)).collect();
     assert_eq!(keys.len(), 1);
