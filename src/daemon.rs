@@ -5,7 +5,6 @@
 //! one [`Supervisor`]: one that panics or ends before it is stopped shows in
 //! [`Daemon::failures`].
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,28 +12,17 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Delivery, SinkKind, defaults};
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::diff::Rules;
 use crate::eks::{AwsSettings, Connector};
-use crate::limits::Backoff;
 use crate::metrics::Metrics;
-use crate::model::{EventKind, Status};
 use crate::scheduler::{self, Settings, Watched};
 use crate::server::{self, App, BindError, Guard};
-use crate::sinks::alertmanager;
-use crate::sinks::log::LogSink;
-use crate::sinks::slack::SlackSink;
-use crate::sinks::webhook::WebhookSink;
-use crate::sinks::{self, Pacing};
-use crate::state::{State, Subscription};
+use crate::sinks::{self, Sinks};
+use crate::state::State;
 use crate::store;
 use crate::supervisor::{self, Failures, Supervisor};
-
-/// The least time between two Slack messages: Slack takes about one per second per webhook.
-const SLACK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How long a stopping daemon keeps delivering what is due.
-pub const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +64,8 @@ struct Running {
     /// Stops polling.
     stop_polling: CancellationToken,
     scheduler: JoinHandle<()>,
-    /// Stops the sinks, after their grace.
-    stop_delivery: CancellationToken,
-    sinks: Vec<JoinHandle<()>>,
+    /// Stopped after the scheduler, with their grace.
+    sinks: Sinks,
 }
 
 impl Running {
@@ -90,63 +77,8 @@ impl Running {
         aws: &AwsSettings,
         supervisor: &Supervisor,
     ) -> Self {
-        let clock = crate::clock::Clock::wall();
-        let (subscriptions, workers) = sinks_of(config, &clock);
-        let stop_delivery = CancellationToken::new();
-        let mut sinks = Vec::new();
-        for ((subscription, pacing), worker) in subscriptions.into_iter().zip(workers) {
-            let name = subscription.sink;
-            let task = format!("sink {name}");
-            let (state, stop, clock) = (state.clone(), stop_delivery.clone(), clock.clone());
-            let handle = match worker {
-                Worker::Log(sink) => {
-                    let run =
-                        sinks::run(name, sink, pacing, state, clock, stop.clone(), FLUSH_GRACE);
-                    supervisor.spawn(task, stop, run)
-                }
-                Worker::Slack(sink) => {
-                    let run =
-                        sinks::run(name, *sink, pacing, state, clock, stop.clone(), FLUSH_GRACE);
-                    supervisor.spawn(task, stop, run)
-                }
-                Worker::Webhook(sink) => {
-                    let run =
-                        sinks::run(name, *sink, pacing, state, clock, stop.clone(), FLUSH_GRACE);
-                    supervisor.spawn(task, stop, run)
-                }
-            };
-            sinks.push(handle);
-        }
-        for sink in &config.sinks {
-            if let SinkKind::Alertmanager {
-                urls,
-                headers,
-                resend_interval,
-                timeout,
-                runbook_url,
-            } = &sink.kind
-            {
-                let settings = alertmanager::Settings {
-                    name: sink.name.clone(),
-                    urls: urls.clone(),
-                    headers: headers.clone(),
-                    resend_interval: *resend_interval,
-                    timeout: *timeout,
-                    runbook_url: runbook_url.clone(),
-                    external_url: config.server.external_url.clone(),
-                };
-                sinks.push(supervisor.spawn(
-                    format!("sink {}", sink.name),
-                    stop_delivery.clone(),
-                    alertmanager::run(
-                        settings,
-                        state.clone(),
-                        clock.clone(),
-                        stop_delivery.clone(),
-                    ),
-                ));
-            }
-        }
+        let clock = Clock::wall();
+        let sinks = sinks::spawn_all(config, state, &clock, supervisor);
         let mut connector = Connector::new(AwsSettings {
             timeout: config.poll.timeout,
             observer: Some(metrics.api()),
@@ -175,7 +107,6 @@ impl Running {
         Running {
             stop_polling,
             scheduler,
-            stop_delivery,
             sinks,
         }
     }
@@ -186,18 +117,8 @@ impl Running {
         self.stop_polling.cancel();
         // How a task ended is the supervisor's to report.
         let _ = (&mut self.scheduler).await;
-        self.stop_delivery.cancel();
-        for sink in self.sinks.drain(..) {
-            let _ = sink.await;
-        }
+        self.sinks.stop().await;
     }
-}
-
-/// A sink the outbox feeds, ready to run.
-enum Worker {
-    Log(LogSink),
-    Webhook(Box<WebhookSink>),
-    Slack(Box<SlackSink>),
 }
 
 impl Daemon {
@@ -217,7 +138,7 @@ impl Daemon {
             Rules {
                 resolve_after: config.alerts.resolve_after,
             },
-            subscriptions_of(config),
+            sinks::subscriptions(config),
         ));
         state.set_stale_after(stale_after(&config.poll));
         let path = config.state.path.clone();
@@ -321,7 +242,7 @@ impl Daemon {
             Rules {
                 resolve_after: config.alerts.resolve_after,
             },
-            subscriptions_of(&config),
+            sinks::subscriptions(&config),
         );
         self.state.set_stale_after(stale_after(&config.poll));
         self.running = Running::start(
@@ -366,7 +287,8 @@ impl Daemon {
     }
 
     /// Stops polling and serving (in-flight describes get [`scheduler::SHUTDOWN_GRACE`]),
-    /// delivers what is due for up to [`FLUSH_GRACE`], and writes the state file a last time.
+    /// delivers what is due for up to [`sinks::FLUSH_GRACE`], and writes the state file a last
+    /// time.
     pub async fn stop(mut self) {
         self.state.set_ready(false);
         self.running.stop().await;
@@ -384,128 +306,6 @@ impl Daemon {
         }
         tracing::info!("stopped");
     }
-}
-
-/// The subscriptions of the sinks the outbox feeds.
-fn subscriptions_of(config: &Config) -> Vec<Subscription> {
-    outbox_sinks(config)
-        .into_iter()
-        .map(|(s, _, _)| s)
-        .collect()
-}
-
-/// The sinks the outbox feeds, with their subscriptions; a `log` sink when none is configured.
-fn outbox_sinks(config: &Config) -> Vec<(Subscription, Pacing, Option<&SinkKind>)> {
-    let mut sinks = Vec::new();
-    let log_pacing = Pacing {
-        timeout: Duration::from_secs(1),
-        max_age: defaults::MAX_AGE,
-        backoff: Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(1),
-        },
-        group_wait: Duration::ZERO,
-        min_interval: Duration::ZERO,
-    };
-    for sink in &config.sinks {
-        let name = sink.name.clone();
-        let (subscription, pacing) = match &sink.kind {
-            SinkKind::Log { events, statuses } => {
-                let subscription = Subscription {
-                    sink: name,
-                    events: events.clone(),
-                    statuses: statuses.clone(),
-                    max_queue: defaults::MAX_QUEUE,
-                };
-                (subscription, log_pacing)
-            }
-            SinkKind::Webhook { delivery, .. } => {
-                outbox_fed(name, delivery, Duration::ZERO, Duration::ZERO)
-            }
-            SinkKind::Slack {
-                delivery,
-                group_wait,
-                ..
-            } => outbox_fed(name, delivery, *group_wait, SLACK_INTERVAL),
-            SinkKind::Alertmanager { .. } => continue,
-        };
-        sinks.push((subscription, pacing, Some(&sink.kind)));
-    }
-    if config.sinks.is_empty() {
-        let subscription = Subscription {
-            sink: "log".to_owned(),
-            events: EventKind::ALL
-                .into_iter()
-                .filter(|k| *k != EventKind::IssueUpdated)
-                .collect(),
-            statuses: defaults::STATUSES
-                .iter()
-                .map(|s| Status::from_wire(s))
-                .collect::<BTreeSet<_>>(),
-            max_queue: defaults::MAX_QUEUE,
-        };
-        sinks.push((subscription, log_pacing, None));
-    }
-    sinks
-}
-
-/// The sinks the outbox feeds, ready to run.
-fn sinks_of(
-    config: &Config,
-    clock: &crate::clock::Clock,
-) -> (Vec<(Subscription, Pacing)>, Vec<Worker>) {
-    let mut subscriptions = Vec::new();
-    let mut workers = Vec::new();
-    for (subscription, pacing, kind) in outbox_sinks(config) {
-        let worker = match kind {
-            Some(SinkKind::Webhook {
-                url,
-                secrets,
-                headers,
-                ..
-            }) => Worker::Webhook(Box::new(WebhookSink::new(
-                url.clone(),
-                secrets.clone(),
-                headers.clone(),
-                clock.clone(),
-            ))),
-            Some(SinkKind::Slack { url, .. }) => {
-                Worker::Slack(Box::new(SlackSink::new(url.clone(), clock.clone())))
-            }
-            _ => Worker::Log(LogSink {
-                name: subscription.sink.clone(),
-            }),
-        };
-        subscriptions.push((subscription, pacing));
-        workers.push(worker);
-    }
-    (subscriptions, workers)
-}
-
-/// The subscription and pacing of a sink that the outbox feeds, from its delivery keys.
-fn outbox_fed(
-    name: String,
-    delivery: &Delivery,
-    group_wait: Duration,
-    min_interval: Duration,
-) -> (Subscription, Pacing) {
-    let subscription = Subscription {
-        sink: name,
-        events: delivery.events.clone(),
-        statuses: delivery.statuses.clone(),
-        max_queue: delivery.max_queue,
-    };
-    let pacing = Pacing {
-        timeout: delivery.timeout,
-        max_age: delivery.max_age,
-        backoff: Backoff {
-            base: delivery.retry_initial,
-            max: delivery.retry_max,
-        },
-        group_wait,
-        min_interval,
-    };
-    (subscription, pacing)
 }
 
 /// When a profile counts as stale on the status page and in the API: not attempted for two

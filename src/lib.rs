@@ -26,8 +26,9 @@
 //! - [`page`]: the status page at `/`, server-rendered HTML with every value escaped.
 //! - [`api`]: the JSON API `/api/v1/profiles`: filters, summary, compact or pretty.
 //! - [`server`]: the admin HTTP server, with optional TLS and basic auth.
-//! - [`sinks`]: the receivers of events (log, webhook, Slack, Alertmanager) and the worker that
-//!   feeds them from the outbox.
+//! - [`sinks`]: the receivers of events (log, webhook, Slack, Alertmanager), built from the
+//!   config and started together, their one HTTP client, and the worker that feeds them from
+//!   the outbox.
 //! - [`daemon`]: the wiring of `run` and `demo`, and the reload on SIGHUP.
 //! - [`shutdown`]: signals: the first stops cleanly, a second exits, SIGHUP reloads.
 //! - [`supervisor`]: the daemon's long-lived tasks, named; one that panics or ends early is

@@ -2,17 +2,76 @@
 //! sink when none is configured. Text lines show what broke and where; the ids, the issue's
 //! message and its resource ids are in JSON lines only (see [`crate::logging::logfmt`]).
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::config::defaults;
 use crate::diff::EventDetail;
-use crate::model::Status;
-use crate::state::Pending;
+use crate::limits::Backoff;
+use crate::model::{EventKind, Status};
+use crate::state::{Pending, Subscription};
 
 use super::webhook::RESOURCE_IDS_CAP;
-use super::{Failure, Sink};
+use super::{Failure, Pacing, Sink};
+
+/// The name of the sink that runs when none is configured.
+pub const DEFAULT_NAME: &str = "log";
+
+/// How the worker paces a log sink: it has no receiver to wait for.
+pub const PACING: Pacing = Pacing {
+    timeout: Duration::from_secs(1),
+    max_age: defaults::MAX_AGE,
+    backoff: Backoff {
+        base: Duration::from_secs(1),
+        max: Duration::from_secs(1),
+    },
+    group_wait: Duration::ZERO,
+    min_interval: Duration::ZERO,
+};
 
 /// Logs events; it cannot fail.
 #[derive(Clone, Debug)]
 pub struct LogSink {
     pub name: String,
+}
+
+impl LogSink {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+        }
+    }
+
+    /// What a `type = "log"` section named `name` receives.
+    pub fn subscription(
+        name: &str,
+        events: &BTreeSet<EventKind>,
+        statuses: &BTreeSet<Status>,
+    ) -> Subscription {
+        Subscription {
+            sink: name.to_owned(),
+            events: events.clone(),
+            statuses: statuses.clone(),
+            max_queue: defaults::MAX_QUEUE,
+        }
+    }
+
+    /// What the sink that runs when none is configured receives: the default events and
+    /// statuses.
+    pub fn default_subscription() -> Subscription {
+        Subscription {
+            sink: DEFAULT_NAME.to_owned(),
+            events: EventKind::ALL
+                .into_iter()
+                .filter(|k| *k != EventKind::IssueUpdated)
+                .collect(),
+            statuses: defaults::STATUSES
+                .iter()
+                .map(|s| Status::from_wire(s))
+                .collect(),
+            max_queue: defaults::MAX_QUEUE,
+        }
+    }
 }
 
 impl Sink for LogSink {

@@ -10,17 +10,22 @@
 //! message per second.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::clock::Clock;
+use crate::config::Delivery;
 use crate::diff::EventDetail;
 use crate::model::ProfileKey;
 use crate::secret::SecretUrl;
 use crate::state::Pending;
 
 use super::http::{HttpClient, USER_AGENT};
-use super::{Failure, Sink};
+use super::{Failure, Pacing, Sink};
+
+/// The least time between two messages: Slack takes about one per second per webhook.
+pub const INTERVAL: Duration = Duration::from_secs(1);
 
 /// Slack's limits for the parts of a message we use.
 pub mod limits {
@@ -46,6 +51,16 @@ impl SlackSink {
         Self {
             url,
             client: HttpClient::new(clock),
+        }
+    }
+
+    /// How the worker paces a Slack sink: its delivery keys, its `group_wait`, and at most one
+    /// message per [`INTERVAL`].
+    pub fn pacing(delivery: &Delivery, group_wait: Duration) -> Pacing {
+        Pacing {
+            group_wait,
+            min_interval: INTERVAL,
+            ..Pacing::of(delivery)
         }
     }
 }
