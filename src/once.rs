@@ -14,6 +14,7 @@ use crate::config::{Config, Target};
 use crate::diff::{self, ProfileState, Rules, Sequence};
 use crate::discovery::{self, Problem};
 use crate::eks::{CallError, CredentialSource, Eks};
+use crate::exit;
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
 use crate::model::for_display;
 use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Status, Timestamp};
@@ -22,17 +23,6 @@ use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Status,
 pub const MAX_CELL_CHARS: usize = 64;
 /// The most characters of an `error:` or `problem:` line of the table output.
 pub const MAX_LINE_CHARS: usize = 2048;
-
-/// Exit codes of `once`.
-pub mod exit {
-    /// Every profile was described and none is unhealthy.
-    pub const HEALTHY: u8 = 0;
-    /// An issue is open or a profile's status is a failed one.
-    pub const UNHEALTHY: u8 = 1;
-    /// Nothing unhealthy was seen, but something could not be told: a call failed, a named
-    /// cluster or profile does not exist, or a target matched nothing.
-    pub const UNKNOWN: u8 = 2;
-}
 
 /// What one pass found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -143,7 +133,7 @@ impl Report {
         } else if !self.problems.is_empty() || self.profiles.iter().any(|p| !p.up) {
             exit::UNKNOWN
         } else {
-            exit::HEALTHY
+            exit::OK
         }
     }
 
