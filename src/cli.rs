@@ -12,6 +12,7 @@ use crate::demo::{self, DemoError};
 use crate::eks::{AwsSettings, Connector};
 use crate::exit;
 use crate::limits::RetryPolicy;
+use crate::logging::LogFormat;
 
 /// Watches the health of Amazon EKS Fargate profiles.
 #[derive(Debug, Parser)]
@@ -23,14 +24,6 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// logfmt lines for people: `ts=… level=… target=… msg="…" key=value …`
-    Text,
-    /// JSON lines with every field
-    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
