@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::clock::Clock;
 use crate::config::{self, Environment, SinkKind};
 use crate::daemon::StartError;
 use crate::demo::{self, DemoError};
@@ -215,7 +216,7 @@ pub async fn once(
     for target in &config.targets {
         clients.push(connector.connect(target).await);
     }
-    let report = crate::once::run(&config, &clients, &RetryPolicy::ONCE).await;
+    let report = crate::once::run(&config, &clients, &RetryPolicy::ONCE, &Clock::wall()).await;
     let text = match format {
         OutputFormat::Table => report.to_table(),
         OutputFormat::Json => report.to_json(),
@@ -246,7 +247,7 @@ pub async fn run(
     let mut hangups = crate::shutdown::Hangups::new();
     let shutdown = crate::shutdown::on_signals();
     let aws = AwsSettings::new(config.poll.timeout);
-    let mut daemon = match crate::daemon::Daemon::start(&config, aws, None).await {
+    let mut daemon = match crate::daemon::Daemon::start(&config, aws, None, Clock::wall()).await {
         Ok(daemon) => daemon,
         Err(error) => return start_failed(&error, err),
     };
@@ -364,7 +365,7 @@ pub async fn simulate(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Wr
             return exit::USAGE;
         }
     }
-    let simulator = match Simulator::bind(args.listen, args.control_listen).await {
+    let simulator = match Simulator::bind(args.listen, args.control_listen, Clock::wall()).await {
         Ok(simulator) => simulator,
         Err(error) => {
             let _ = writeln!(

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::{Config, Delivery, SinkKind, defaults};
 use crate::diff::Rules;
 use crate::eks::{AwsSettings, Connector};
@@ -53,6 +54,8 @@ pub struct Daemon {
     state: Arc<State>,
     metrics: Arc<Metrics>,
     aws: AwsSettings,
+    /// "Now" for every part: the scheduler, the state file, the metrics and the pages.
+    clock: Clock,
     /// The config in force: what a reload compares with.
     config: Config,
     /// TLS and basic auth of the admin server.
@@ -88,6 +91,7 @@ impl Running {
         state: &Arc<State>,
         metrics: &Metrics,
         aws: &AwsSettings,
+        clock: &Clock,
         supervisor: &Supervisor,
     ) -> Self {
         let (subscriptions, workers) = sinks_of(config);
@@ -159,7 +163,7 @@ impl Running {
                 watched,
                 Settings::new(&config.poll),
                 state.clone(),
-                crate::clock::Clock::wall(),
+                clock.clone(),
                 stop_polling.clone(),
             ),
         );
@@ -194,11 +198,13 @@ enum Worker {
 impl Daemon {
     /// Binds `config.server.listen` (or `listen`), loads the state file, starts the sinks,
     /// connects every target and starts polling. `aws` gives the timeout and credentials for
-    /// the simulator; the daemon's metrics observe every call.
+    /// the simulator; the daemon's metrics observe every call. `clock` is "now" for every part
+    /// but the sinks.
     pub async fn start(
         config: &Config,
         aws: AwsSettings,
         listen: Option<SocketAddr>,
+        clock: Clock,
     ) -> Result<Self, StartError> {
         let guard = Arc::new(Guard::new(&config.server).map_err(StartError::Server)?);
         let bound = server::bind(listen.unwrap_or(config.server.listen)).await?;
@@ -212,7 +218,7 @@ impl Daemon {
         ));
         state.set_stale_after(stale_after(&config.poll));
         let path = config.state.path.clone();
-        match store::load(&path) {
+        match store::load(&path, &clock) {
             store::Loaded::Found(saved) => {
                 tracing::info!(
                     path = %path.display(),
@@ -229,9 +235,9 @@ impl Daemon {
         }
         // Above what the file held and above the clock's floor: a lost file (or one replaced
         // by `.prev`) never makes the sequence go backwards.
-        state.raise_sequence(crate::state::sequence_floor(std::time::SystemTime::now()));
+        state.raise_sequence(crate::state::sequence_floor(clock.system_time()));
 
-        let metrics = Arc::new(Metrics::new(state.clone()));
+        let metrics = Arc::new(Metrics::new(state.clone(), clock.clone()));
         metrics.reloaded(true);
         let (supervisor, failures) = supervisor::new();
         // Written once now; a path that cannot be written is an ERROR and a metric, not a
@@ -244,11 +250,12 @@ impl Daemon {
             stop_persist.clone(),
             writer.run(state.clone(), stop_persist.clone()),
         );
-        let running = Running::start(config, &state, &metrics, &aws, &supervisor).await;
+        let running = Running::start(config, &state, &metrics, &aws, &clock, &supervisor).await;
         let app = Arc::new(App {
             state: state.clone(),
             metrics: metrics.clone(),
             guard: guard.clone(),
+            clock: clock.clone(),
         });
         let stop_server = CancellationToken::new();
         let server = supervisor.spawn(
@@ -268,6 +275,7 @@ impl Daemon {
             state,
             metrics,
             aws,
+            clock,
             config: config.clone(),
             guard,
             supervisor,
@@ -320,6 +328,7 @@ impl Daemon {
             &self.state,
             &self.metrics,
             &self.aws,
+            &self.clock,
             &self.supervisor,
         )
         .await;

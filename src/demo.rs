@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::config::{self, Config, Environment};
 use crate::daemon::{Daemon, StartError};
 use crate::eks::AwsSettings;
@@ -494,7 +495,8 @@ pub async fn run(
         static_credentials: Some(simulator::credentials()),
         ..AwsSettings::new(config.poll.timeout)
     };
-    let daemon = Daemon::start(&config, aws, Some(listen))
+    let clock = Clock::wall();
+    let daemon = Daemon::start(&config, aws, Some(listen), clock.clone())
         .await
         .map_err(DemoError::Start)?;
     let base = format!("http://{}", daemon.addr());
@@ -527,7 +529,7 @@ pub async fn run(
             let at = started.elapsed().as_secs();
             let _ = writeln!(out, "demo +{at:>3}s: {}", step.says);
             let _ = out.flush();
-            let line = match seen(&daemon, &step.claim, &before).await {
+            let line = match seen(&daemon, &clock, &step.claim, &before).await {
                 Some(after) => format!(
                     "            seen {} {:.1}s later",
                     step.claim.shows_in(),
@@ -566,7 +568,7 @@ const CLAIM_POLL: Duration = Duration::from_millis(250);
 
 /// Waits for the claim to show in what `/metrics` and `/` serve; how long it took, or `None`
 /// after [`CLAIM_DEADLINE`].
-async fn seen(daemon: &Daemon, claim: &Claim, before: &str) -> Option<Duration> {
+async fn seen(daemon: &Daemon, clock: &Clock, claim: &Claim, before: &str) -> Option<Duration> {
     let started = tokio::time::Instant::now();
     // Scrapes of the last QUIET and a little more, oldest first, for `Compare::Ago`.
     let mut samples: std::collections::VecDeque<(tokio::time::Instant, String)> =
@@ -574,8 +576,7 @@ async fn seen(daemon: &Daemon, claim: &Claim, before: &str) -> Option<Duration> 
     while started.elapsed() < CLAIM_DEADLINE {
         let metrics = daemon.metrics().render();
         let state = daemon.state();
-        let now = crate::model::Timestamp::from_system_time(std::time::SystemTime::now());
-        let page = crate::page::render(&state.snapshot(), state.is_ready(), now);
+        let page = crate::page::render(&state.snapshot(), state.is_ready(), clock.now());
         let at = tokio::time::Instant::now();
         let earlier = match claim.compared_with() {
             Compare::StepStart => Some(before),

@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::SystemTime;
 
 use futures_util::{StreamExt, stream};
 use serde::Serialize;
 
+use crate::clock::Clock;
 use crate::config::{Config, Target};
 use crate::diff::{self, ProfileState, Rules, Sequence};
 use crate::discovery::{self, Problem};
@@ -17,7 +17,7 @@ use crate::eks::{CallError, CredentialSource, Eks};
 use crate::exit;
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
 use crate::model::for_display;
-use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Status, Timestamp};
+use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Status};
 
 /// The most characters of a value shown in a table cell; longer ones end with `…`.
 pub const MAX_CELL_CHARS: usize = 64;
@@ -341,12 +341,14 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}
-
-/// One pass over every target; `clients[i]` calls AWS for `config.targets[i]`.
-pub async fn run<E: Eks>(config: &Config, clients: &[E], policy: &RetryPolicy) -> Report {
+/// One pass over every target; `clients[i]` calls AWS for `config.targets[i]`; `clock` dates
+/// the answers.
+pub async fn run<E: Eks>(
+    config: &Config,
+    clients: &[E],
+    policy: &RetryPolicy,
+    clock: &Clock,
+) -> Report {
     let limiters = Limiters::new(config.poll.max_requests_per_second);
     let sts_limiter = RateLimiter::new(config.poll.max_requests_per_second);
     let mut report = Report::default();
@@ -401,7 +403,7 @@ pub async fn run<E: Eks>(config: &Config, clients: &[E], policy: &RetryPolicy) -
         }
     }
 
-    report.profiles = describe_all(config, clients, &limiters, policy, selected).await;
+    report.profiles = describe_all(config, clients, &limiters, policy, clock, selected).await;
     report
 }
 
@@ -412,6 +414,7 @@ async fn describe_all<E: Eks>(
     clients: &[E],
     limiters: &Limiters,
     policy: &RetryPolicy,
+    clock: &Clock,
     selected: BTreeMap<ProfileKey, usize>,
 ) -> Vec<ProfileReport> {
     let rules = Rules {
@@ -428,7 +431,7 @@ async fn describe_all<E: Eks>(
                     client.describe_fargate_profile(&key.cluster, &key.profile)
                 })
                 .await;
-                let observed_at = now();
+                let observed_at = clock.now();
                 let (input, error) = match answer {
                     Ok(profile) => (
                         Input::Observed(profile.into_observation(key, observed_at)),
