@@ -6,24 +6,14 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::clock::Clock;
 use crate::config::{self, Environment, SinkKind};
+use crate::daemon::StartError;
+use crate::demo::{self, DemoError};
 use crate::eks::{AwsSettings, Connector};
+use crate::exit;
 use crate::limits::RetryPolicy;
-
-/// Exit codes shared by every subcommand.
-pub mod exit {
-    /// Everything is fine (for `once`: all healthy).
-    pub const OK: u8 = 0;
-    /// The process could not run at all (no async runtime, say), or a task of the daemon
-    /// panicked or ended unexpectedly (`EX_SOFTWARE`).
-    pub const FAILURE: u8 = 70;
-    /// A port could not be bound (`EX_UNAVAILABLE`).
-    pub const UNAVAILABLE: u8 = 69;
-    /// Bad usage or an invalid configuration (`EX_USAGE`).
-    pub const USAGE: u8 = 64;
-    /// A file or directory cannot be created: `demo`'s temporary directory (`EX_CANTCREAT`).
-    pub const CANT_CREATE: u8 = 73;
-}
+use crate::logging::LogFormat;
 
 /// Watches the health of Amazon EKS Fargate profiles.
 #[derive(Debug, Parser)]
@@ -35,14 +25,6 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// logfmt lines for people: `ts=… level=… target=… msg="…" key=value …`
-    Text,
-    /// JSON lines with every field
-    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -234,7 +216,7 @@ pub async fn once(
     for target in &config.targets {
         clients.push(connector.connect(target).await);
     }
-    let report = crate::once::run(&config, &clients, &RetryPolicy::ONCE).await;
+    let report = crate::once::run(&config, &clients, &RetryPolicy::ONCE, &Clock::wall()).await;
     let text = match format {
         OutputFormat::Table => report.to_table(),
         OutputFormat::Json => report.to_json(),
@@ -265,7 +247,7 @@ pub async fn run(
     let mut hangups = crate::shutdown::Hangups::new();
     let shutdown = crate::shutdown::on_signals();
     let aws = AwsSettings::new(config.poll.timeout);
-    let mut daemon = match crate::daemon::Daemon::start(&config, aws, None).await {
+    let mut daemon = match crate::daemon::Daemon::start(&config, aws, None, Clock::wall()).await {
         Ok(daemon) => daemon,
         Err(error) => return start_failed(&error, err),
     };
@@ -328,25 +310,29 @@ async fn reload(
     }
 }
 
-/// Reports why the daemon could not start; 69 for a listen address, 64 for unusable TLS files.
-pub fn start_failed(error: &crate::daemon::StartError, err: &mut dyn Write) -> u8 {
-    use crate::daemon::StartError;
+/// Reports why the daemon could not start; returns its exit code ([`start_exit_code`]).
+fn start_failed(error: &StartError, err: &mut dyn Write) -> u8 {
+    let _ = match error {
+        StartError::Bind(_) => writeln!(
+            err,
+            "error: {error}; is another instance running? Set another [server] listen"
+        ),
+        StartError::Server(_) => writeln!(err, "error: [server.tls]: {error}"),
+    };
+    start_exit_code(error)
+}
+
+/// 69 when the listen address cannot be bound, 64 for unusable TLS files.
+fn start_exit_code(error: &StartError) -> u8 {
     match error {
-        StartError::Bind(_) => {
-            let _ = writeln!(
-                err,
-                "error: {error}; is another instance running? Set another [server] listen"
-            );
-            exit::UNAVAILABLE
-        }
-        StartError::Server(_) => {
-            let _ = writeln!(err, "error: [server.tls]: {error}");
-            exit::USAGE
-        }
+        StartError::Bind(_) => exit::UNAVAILABLE,
+        StartError::Server(_) => exit::USAGE,
     }
 }
 
 /// `demo`: the daemon against the simulator, with a scripted story, until SIGTERM or Ctrl-C.
+/// 69 when the simulator or the listen address cannot be bound, 73 when its temporary
+/// directory cannot be created, 70 for a bug in the demo itself.
 pub async fn demo(
     listen: SocketAddr,
     fast: bool,
@@ -354,7 +340,16 @@ pub async fn demo(
     err: &mut dyn Write,
 ) -> u8 {
     let shutdown = crate::shutdown::on_signals();
-    crate::demo::run(listen, fast, shutdown.cancelled_owned(), out, err).await
+    let Err(error) = demo::run(listen, fast, shutdown.cancelled_owned(), out).await else {
+        return exit::OK;
+    };
+    let _ = writeln!(err, "error: {error}");
+    match &error {
+        DemoError::Simulator(_) => exit::UNAVAILABLE,
+        DemoError::StateDir { .. } => exit::CANT_CREATE,
+        DemoError::World(_) | DemoError::Config(_) => exit::FAILURE,
+        DemoError::Start(error) => start_exit_code(error),
+    }
 }
 
 /// `simulate`: runs the simulator until Ctrl-C or SIGTERM.
@@ -370,7 +365,7 @@ pub async fn simulate(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Wr
             return exit::USAGE;
         }
     }
-    let simulator = match Simulator::bind(args.listen, args.control_listen).await {
+    let simulator = match Simulator::bind(args.listen, args.control_listen, Clock::wall()).await {
         Ok(simulator) => simulator,
         Err(error) => {
             let _ = writeln!(

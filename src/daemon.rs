@@ -41,6 +41,8 @@ pub struct Daemon {
     state: Arc<State>,
     metrics: Arc<Metrics>,
     aws: AwsSettings,
+    /// "Now" for every part: the scheduler, the state file, the metrics and the pages.
+    clock: Clock,
     /// The config in force: what a reload compares with.
     config: Config,
     /// TLS and basic auth of the admin server.
@@ -75,10 +77,10 @@ impl Running {
         state: &Arc<State>,
         metrics: &Metrics,
         aws: &AwsSettings,
+        clock: &Clock,
         supervisor: &Supervisor,
     ) -> Self {
-        let clock = Clock::wall();
-        let sinks = sinks::spawn_all(config, state, &clock, supervisor);
+        let sinks = sinks::spawn_all(config, state, clock, supervisor);
         let mut connector = Connector::new(AwsSettings {
             timeout: config.poll.timeout,
             observer: Some(metrics.api()),
@@ -100,7 +102,7 @@ impl Running {
                 watched,
                 Settings::new(&config.poll),
                 state.clone(),
-                clock,
+                clock.clone(),
                 stop_polling.clone(),
             ),
         );
@@ -124,11 +126,13 @@ impl Running {
 impl Daemon {
     /// Binds `config.server.listen` (or `listen`), loads the state file, starts the sinks,
     /// connects every target and starts polling. `aws` gives the timeout and credentials for
-    /// the simulator; the daemon's metrics observe every call.
+    /// the simulator; the daemon's metrics observe every call. `clock` is "now" for every part
+    /// but the sinks.
     pub async fn start(
         config: &Config,
         aws: AwsSettings,
         listen: Option<SocketAddr>,
+        clock: Clock,
     ) -> Result<Self, StartError> {
         let guard = Arc::new(Guard::new(&config.server).map_err(StartError::Server)?);
         let bound = server::bind(listen.unwrap_or(config.server.listen)).await?;
@@ -142,7 +146,7 @@ impl Daemon {
         ));
         state.set_stale_after(stale_after(&config.poll));
         let path = config.state.path.clone();
-        match store::load(&path) {
+        match store::load(&path, &clock) {
             store::Loaded::Found(saved) => {
                 tracing::info!(
                     path = %path.display(),
@@ -159,9 +163,9 @@ impl Daemon {
         }
         // Above what the file held and above the clock's floor: a lost file (or one replaced
         // by `.prev`) never makes the sequence go backwards.
-        state.raise_sequence(crate::state::sequence_floor(std::time::SystemTime::now()));
+        state.raise_sequence(crate::state::sequence_floor(clock.system_time()));
 
-        let metrics = Arc::new(Metrics::new(state.clone()));
+        let metrics = Arc::new(Metrics::new(state.clone(), clock.clone()));
         metrics.reloaded(true);
         let (supervisor, failures) = supervisor::new();
         // Written once now; a path that cannot be written is an ERROR and a metric, not a
@@ -174,11 +178,12 @@ impl Daemon {
             stop_persist.clone(),
             writer.run(state.clone(), stop_persist.clone()),
         );
-        let running = Running::start(config, &state, &metrics, &aws, &supervisor).await;
+        let running = Running::start(config, &state, &metrics, &aws, &clock, &supervisor).await;
         let app = Arc::new(App {
             state: state.clone(),
             metrics: metrics.clone(),
             guard: guard.clone(),
+            clock: clock.clone(),
         });
         let stop_server = CancellationToken::new();
         let server = supervisor.spawn(
@@ -198,6 +203,7 @@ impl Daemon {
             state,
             metrics,
             aws,
+            clock,
             config: config.clone(),
             guard,
             supervisor,
@@ -250,6 +256,7 @@ impl Daemon {
             &self.state,
             &self.metrics,
             &self.aws,
+            &self.clock,
             &self.supervisor,
         )
         .await;

@@ -4,16 +4,17 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::config::{self, Config, Environment};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, StartError};
 use crate::eks::AwsSettings;
 use crate::model::{Operation, ProfileKey};
 use crate::page::escape;
 use crate::simulator::{
-    self, Command, Fault, FaultKind, Health, IssueSpec, Population, Scope, Simulator,
+    self, Command, CommandError, Fault, FaultKind, Health, IssueSpec, Population, Scope, Simulator,
 };
 
 /// The region of the demo's world.
@@ -444,61 +445,60 @@ pub fn config(endpoint: &str, state: &Path) -> Result<Config, config::ConfigErro
     config::parse(&text, Path::new("<demo>"), &NoVariables).map(|loaded| loaded.config)
 }
 
-/// Runs the demo until `stop` resolves; returns the exit code.
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The simulator's ports could not be bound.
+    #[error("cannot start the simulated EKS on loopback: {0}")]
+    Simulator(std::io::Error),
+    /// The simulated world refused the demo's population: a bug.
+    #[error("cannot build the simulated world: {0}")]
+    World(CommandError),
+    /// The temporary directory of the state file could not be created.
+    #[error("cannot create {}: {error}", path.display())]
+    StateDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The demo's own config did not validate: a bug.
+    #[error("the demo's own config is invalid: {0}")]
+    Config(config::ConfigError),
+    /// The daemon could not start: its listen address, most likely.
+    #[error("{0}; pass another address, e.g. demo --listen 127.0.0.1:0")]
+    Start(StartError),
+}
+
+/// Runs the demo until `stop` resolves.
 pub async fn run(
     listen: SocketAddr,
     fast: bool,
     stop: impl Future<Output = ()>,
     out: &mut (dyn Write + Send),
-    err: &mut dyn Write,
-) -> u8 {
-    use crate::cli::exit;
-
-    let simulator = match Simulator::start().await {
-        Ok(simulator) => simulator,
-        Err(error) => {
-            let _ = writeln!(
-                err,
-                "error: cannot start the simulated EKS on loopback: {error}"
-            );
-            return exit::UNAVAILABLE;
-        }
-    };
-    if let Err(error) = simulator.populate(&population()) {
-        let _ = writeln!(err, "error: cannot build the simulated world: {error}");
-        return exit::FAILURE;
-    }
+) -> Result<(), DemoError> {
+    let simulator = Simulator::start().await.map_err(DemoError::Simulator)?;
+    simulator
+        .populate(&population())
+        .map_err(DemoError::World)?;
     // A fresh state file per run, removed at the end: the demo starts from scratch each time.
     let state_dir = std::env::temp_dir().join(format!(
         "fargate-health-monitor-demo-{}",
         std::process::id()
     ));
-    if let Err(error) = std::fs::create_dir_all(&state_dir) {
-        let _ = writeln!(err, "error: cannot create {}: {error}", state_dir.display());
-        return exit::CANT_CREATE;
-    }
+    std::fs::create_dir_all(&state_dir).map_err(|error| DemoError::StateDir {
+        path: state_dir.clone(),
+        error,
+    })?;
     let _cleanup = RemoveOnDrop(state_dir.clone());
-    let config = match config(&simulator.endpoint_url(), &state_dir.join("state.json")) {
-        Ok(config) => config,
-        Err(error) => {
-            let _ = writeln!(err, "error: the demo's own config is invalid: {error}");
-            return exit::FAILURE;
-        }
-    };
+    let config = config(&simulator.endpoint_url(), &state_dir.join("state.json"))
+        .map_err(DemoError::Config)?;
     let aws = AwsSettings {
         static_credentials: Some(simulator::credentials()),
         ..AwsSettings::new(config.poll.timeout)
     };
-    let daemon = match Daemon::start(&config, aws, Some(listen)).await {
-        Ok(daemon) => daemon,
-        Err(error) => {
-            let _ = writeln!(
-                err,
-                "error: {error}; pass another address, e.g. demo --listen 127.0.0.1:0"
-            );
-            return crate::cli::start_failed(&error, &mut std::io::sink());
-        }
-    };
+    let clock = Clock::wall();
+    let daemon = Daemon::start(&config, aws, Some(listen), clock.clone())
+        .await
+        .map_err(DemoError::Start)?;
     let base = format!("http://{}", daemon.addr());
     let population = population();
     let _ = writeln!(
@@ -529,7 +529,7 @@ pub async fn run(
             let at = started.elapsed().as_secs();
             let _ = writeln!(out, "demo +{at:>3}s: {}", step.says);
             let _ = out.flush();
-            let line = match seen(&daemon, &step.claim, &before).await {
+            let line = match seen(&daemon, &clock, &step.claim, &before).await {
                 Some(after) => format!(
                     "            seen {} {:.1}s later",
                     step.claim.shows_in(),
@@ -557,7 +557,7 @@ pub async fn run(
         () = story => {}
     }
     daemon.stop().await;
-    exit::OK
+    Ok(())
 }
 
 /// How long a step's claim may take to show before the demo says it did not.
@@ -568,7 +568,7 @@ const CLAIM_POLL: Duration = Duration::from_millis(250);
 
 /// Waits for the claim to show in what `/metrics` and `/` serve; how long it took, or `None`
 /// after [`CLAIM_DEADLINE`].
-async fn seen(daemon: &Daemon, claim: &Claim, before: &str) -> Option<Duration> {
+async fn seen(daemon: &Daemon, clock: &Clock, claim: &Claim, before: &str) -> Option<Duration> {
     let started = tokio::time::Instant::now();
     // Scrapes of the last QUIET and a little more, oldest first, for `Compare::Ago`.
     let mut samples: std::collections::VecDeque<(tokio::time::Instant, String)> =
@@ -576,8 +576,7 @@ async fn seen(daemon: &Daemon, claim: &Claim, before: &str) -> Option<Duration> 
     while started.elapsed() < CLAIM_DEADLINE {
         let metrics = daemon.metrics().render();
         let state = daemon.state();
-        let now = crate::model::Timestamp::from_system_time(std::time::SystemTime::now());
-        let page = crate::page::render(&state.snapshot(), state.is_ready(), now);
+        let page = crate::page::render(&state.snapshot(), state.is_ready(), clock.now());
         let at = tokio::time::Instant::now();
         let earlier = match claim.compared_with() {
             Compare::StepStart => Some(before),
@@ -601,7 +600,7 @@ async fn seen(daemon: &Daemon, claim: &Claim, before: &str) -> Option<Duration> 
 }
 
 /// Removes a directory when dropped.
-struct RemoveOnDrop(std::path::PathBuf);
+struct RemoveOnDrop(PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

@@ -38,7 +38,8 @@
 //! - [`simulator`]: a simulated EKS and STS on loopback that speaks the AWS wire formats, for
 //!   the tests, `simulate`, `demo` and the benchmark.
 //! - [`secret`]: a string type for credentials and webhook URLs that never prints its value.
-//! - [`cli`]: the command line, its subcommands and their exit codes.
+//! - [`cli`]: the command line and its subcommands, each mapped to an exit code.
+//! - [`exit`]: the exit codes of every subcommand.
 //! - [`logging`]: `tracing` to stderr as logfmt text or JSON lines, filtered by `RUST_LOG`;
 //!   repeated lines held to one per interval.
 
@@ -51,6 +52,7 @@ pub mod demo;
 pub mod diff;
 pub mod discovery;
 pub mod eks;
+pub mod exit;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -14,7 +14,14 @@ use tokio::time::Instant;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+/// The format of the log lines (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// logfmt lines for people: `ts=… level=… target=… msg="…" key=value …`
+    Text,
+    /// JSON lines with every field
+    Json,
+}
 
 /// The filter without `RUST_LOG`: `info`, but aws-config's own WARN on every failed
 /// `AssumeRole` attempt (a Debug dump, once per call) is left out: the scheduler logs the

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use fargate_health_monitor::cli::{self, Cli, Command, exit};
+use fargate_health_monitor::cli::{self, Cli, Command};
 use fargate_health_monitor::config::ProcessEnvironment;
-use fargate_health_monitor::logging;
+use fargate_health_monitor::{exit, logging};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -13,11 +13,12 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 use prometheus::{Registry, TextEncoder};
 
+use crate::clock::Clock;
 use crate::eks::CallObserver;
 use crate::model::{ErrorKind, EventKind, IssueCode, Operation, Status, Timestamp};
 use crate::state::{Entry, Outcome, Snapshot, State};
@@ -38,6 +39,8 @@ pub struct Metrics {
     registry: Registry,
     api: Arc<ApiMetrics>,
     state: Arc<State>,
+    /// "Now" for the domain series (ages) and the reload time.
+    clock: Clock,
     reload_successful: prometheus::IntGauge,
     reload_success_time: prometheus::Gauge,
     state_write_errors: prometheus::IntCounter,
@@ -72,7 +75,7 @@ impl CallObserver for ApiMetrics {
 }
 
 impl Metrics {
-    pub fn new(state: Arc<State>) -> Self {
+    pub fn new(state: Arc<State>, clock: Clock) -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -132,6 +135,7 @@ impl Metrics {
             registry,
             api: Arc::new(ApiMetrics { requests, duration }),
             state,
+            clock,
             reload_successful,
             reload_success_time,
             state_write_errors,
@@ -147,8 +151,7 @@ impl Metrics {
     pub fn reloaded(&self, successful: bool) {
         self.reload_successful.set(i64::from(successful));
         if successful {
-            let now = Timestamp::from_system_time(SystemTime::now());
-            self.reload_success_time.set(now.as_secs_f64());
+            self.reload_success_time.set(self.clock.now().as_secs_f64());
         }
     }
 
@@ -166,8 +169,11 @@ impl Metrics {
 
     /// The page as of now, to be encoded a chunk at a time ([`Page::next_chunk`]).
     pub fn page(&self) -> Page {
-        let now = Timestamp::from_system_time(SystemTime::now());
-        Page::new(self.state.snapshot(), now, Some(self.registry.clone()))
+        Page::new(
+            self.state.snapshot(),
+            self.clock.now(),
+            Some(self.registry.clone()),
+        )
     }
 
     /// Writes every series in the text exposition format to `sink` a chunk at a time; stops at

@@ -5,34 +5,24 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::SystemTime;
 
 use futures_util::{StreamExt, stream};
 use serde::Serialize;
 
+use crate::clock::Clock;
 use crate::config::{Config, Target};
 use crate::diff::{self, ProfileState, Rules, Sequence};
 use crate::discovery::{self, Problem};
 use crate::eks::{CallError, CredentialSource, Eks};
+use crate::exit;
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
 use crate::model::for_display;
-use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Status, Timestamp};
+use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Status};
 
 /// The most characters of a value shown in a table cell; longer ones end with `…`.
 pub const MAX_CELL_CHARS: usize = 64;
 /// The most characters of an `error:` or `problem:` line of the table output.
 pub const MAX_LINE_CHARS: usize = 2048;
-
-/// Exit codes of `once`.
-pub mod exit {
-    /// Every profile was described and none is unhealthy.
-    pub const HEALTHY: u8 = 0;
-    /// An issue is open or a profile's status is a failed one.
-    pub const UNHEALTHY: u8 = 1;
-    /// Nothing unhealthy was seen, but something could not be told: a call failed, a named
-    /// cluster or profile does not exist, or a target matched nothing.
-    pub const UNKNOWN: u8 = 2;
-}
 
 /// What one pass found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -143,7 +133,7 @@ impl Report {
         } else if !self.problems.is_empty() || self.profiles.iter().any(|p| !p.up) {
             exit::UNKNOWN
         } else {
-            exit::HEALTHY
+            exit::OK
         }
     }
 
@@ -351,12 +341,14 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}
-
-/// One pass over every target; `clients[i]` calls AWS for `config.targets[i]`.
-pub async fn run<E: Eks>(config: &Config, clients: &[E], policy: &RetryPolicy) -> Report {
+/// One pass over every target; `clients[i]` calls AWS for `config.targets[i]`; `clock` dates
+/// the answers.
+pub async fn run<E: Eks>(
+    config: &Config,
+    clients: &[E],
+    policy: &RetryPolicy,
+    clock: &Clock,
+) -> Report {
     let limiters = Limiters::new(config.poll.max_requests_per_second);
     let sts_limiter = RateLimiter::new(config.poll.max_requests_per_second);
     let mut report = Report::default();
@@ -411,7 +403,7 @@ pub async fn run<E: Eks>(config: &Config, clients: &[E], policy: &RetryPolicy) -
         }
     }
 
-    report.profiles = describe_all(config, clients, &limiters, policy, selected).await;
+    report.profiles = describe_all(config, clients, &limiters, policy, clock, selected).await;
     report
 }
 
@@ -422,6 +414,7 @@ async fn describe_all<E: Eks>(
     clients: &[E],
     limiters: &Limiters,
     policy: &RetryPolicy,
+    clock: &Clock,
     selected: BTreeMap<ProfileKey, usize>,
 ) -> Vec<ProfileReport> {
     let rules = Rules {
@@ -438,7 +431,7 @@ async fn describe_all<E: Eks>(
                     client.describe_fargate_profile(&key.cluster, &key.profile)
                 })
                 .await;
-                let observed_at = now();
+                let observed_at = clock.now();
                 let (input, error) = match answer {
                     Ok(profile) => (
                         Input::Observed(profile.into_observation(key, observed_at)),

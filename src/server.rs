@@ -45,9 +45,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::{Server as ServerConfig, Tls as TlsConfig};
 use crate::metrics::{self, GzipPage, Metrics, Page};
-use crate::model::Timestamp;
 use crate::secret::Secret;
 use crate::state::State;
 use crate::{api, page};
@@ -90,6 +90,8 @@ pub struct App {
     pub state: Arc<State>,
     pub metrics: Arc<Metrics>,
     pub guard: Arc<Guard>,
+    /// "Now" for the status page and the JSON API (how long ago, stale or not).
+    pub clock: Clock,
 }
 
 /// TLS and basic auth of the admin server, replaceable at run time.
@@ -868,9 +870,13 @@ fn text_owned(status: StatusCode, body: String) -> Reply {
 
 /// The status page, rendered on a blocking thread like the other pages.
 async fn status_page(service: &Service) -> Reply {
-    let state = service.app.state.clone();
+    let (state, clock) = (service.app.state.clone(), service.app.clock.clone());
     let rendered = encode(&service.renders, move || StatusPage {
-        html: Some(page::render(&state.snapshot(), state.is_ready(), now())),
+        html: Some(page::render(
+            &state.snapshot(),
+            state.is_ready(),
+            clock.now(),
+        )),
     })
     .await;
     let mut reply = match rendered {
@@ -906,19 +912,15 @@ impl Chunks for api::ProfilesPage {
     }
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system_time(std::time::SystemTime::now())
-}
-
 /// Every profile as JSON, encoded from a snapshot a chunk at a time like `/metrics` (at
 /// 10,000 profiles the document is megabytes). HEAD encodes nothing.
 async fn profiles_reply(service: &Service, head: bool, query: api::Query) -> Reply {
     let body = if head {
         whole(Bytes::new())
     } else {
-        let state = service.app.state.clone();
+        let (state, clock) = (service.app.state.clone(), service.app.clock.clone());
         match streamed(service, move || {
-            api::ProfilesPage::new(state.snapshot(), state.is_ready(), now(), &query)
+            api::ProfilesPage::new(state.snapshot(), state.is_ready(), clock.now(), &query)
         })
         .await
         {
@@ -955,11 +957,12 @@ mod tests {
     use crate::api::tests::state_with;
 
     fn service(state: Arc<State>, guard: Guard) -> Service {
-        let metrics = Arc::new(Metrics::new(state.clone()));
+        let metrics = Arc::new(Metrics::new(state.clone(), Clock::wall()));
         Service::new(Arc::new(App {
             state,
             metrics,
             guard: Arc::new(guard),
+            clock: Clock::wall(),
         }))
     }
 

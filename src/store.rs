@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use crate::logging::Repeats;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::limits::Backoff;
 use crate::state::{Pending, Saved, SavedProfile, State};
 
@@ -190,8 +191,9 @@ impl std::fmt::Display for ReadError {
     }
 }
 
-/// Reads the state file, falling back to `.prev`, as the module doc says.
-pub fn load(path: &Path) -> Loaded {
+/// Reads the state file, falling back to `.prev`, as the module doc says; `clock` names a
+/// file moved aside.
+pub fn load(path: &Path, clock: &Clock) -> Loaded {
     let prev = prev_path(path);
     match read(path) {
         Ok(Some(saved)) => Loaded::Found(saved),
@@ -212,7 +214,7 @@ pub fn load(path: &Path) -> Loaded {
                 }
                 ReadError::Bad(_) => {
                     tracing::warn!(path = %path.display(), %error, "cannot read the state file");
-                    move_aside(path)
+                    move_aside(path, clock)
                 }
             };
             match read(&prev) {
@@ -285,11 +287,12 @@ fn read(path: &Path) -> Result<Option<Saved>, ReadError> {
 }
 
 /// Renames a bad regular file to `<path>.corrupt-<unix seconds>` so it can be looked at.
-fn move_aside(path: &Path) -> Option<PathBuf> {
+fn move_aside(path: &Path, clock: &Clock) -> Option<PathBuf> {
     if !matches!(regular(path), Ok(Some(_))) {
         return None;
     }
-    let secs = std::time::SystemTime::now()
+    let secs = clock
+        .system_time()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
@@ -637,10 +640,10 @@ mod tests {
     fn a_written_file_loads_back_and_the_previous_one_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        assert_eq!(load(&path), Loaded::Missing);
+        assert_eq!(load(&path, &Clock::wall()), Loaded::Missing);
         write(&path, &saved(1)).unwrap();
         write(&path, &saved(2)).unwrap();
-        assert_eq!(load(&path), Loaded::Found(saved(2)));
+        assert_eq!(load(&path, &Clock::wall()), Loaded::Found(saved(2)));
         assert_eq!(read(&prev_path(&path)).unwrap(), Some(saved(1)));
     }
 
@@ -651,16 +654,18 @@ mod tests {
         write(&path, &saved(1)).unwrap();
         write(&path, &saved(2)).unwrap();
         fs::write(&path, b"{\"version\": 1, \"sequ").unwrap();
-        assert_eq!(load(&path), Loaded::Found(saved(1)));
+        assert_eq!(load(&path, &Clock::wall()), Loaded::Found(saved(1)));
 
         fs::remove_file(prev_path(&path)).unwrap();
         fs::write(&path, b"not json").unwrap();
+        let clock = Clock::fixed(Timestamp::from_secs(1_795_428_240));
         let Loaded::Corrupt {
             moved_to: Some(aside),
-        } = load(&path)
+        } = load(&path, &clock)
         else {
             panic!("a corrupt file with no .prev starts fresh");
         };
+        assert_eq!(aside, dir.path().join("state.json.corrupt-1795428240"));
         assert_eq!(fs::read(aside).unwrap(), b"not json");
         assert!(!path.exists());
 
@@ -669,7 +674,10 @@ mod tests {
             b"{\"version\": 99, \"sequence\": 1, \"profiles\": [], \"outbox\": []}",
         )
         .unwrap();
-        assert!(matches!(load(&path), Loaded::Corrupt { .. }));
+        assert!(matches!(
+            load(&path, &Clock::wall()),
+            Loaded::Corrupt { .. }
+        ));
     }
 
     /// A saved state with open episodes and undelivered events, made by the state itself.
@@ -740,7 +748,7 @@ mod tests {
         let mut damaged = fs::read(&path).unwrap();
         damaged[30] ^= 0x04;
         fs::write(&path, &damaged).unwrap();
-        assert_eq!(load(&path), Loaded::Found(original));
+        assert_eq!(load(&path, &Clock::wall()), Loaded::Found(original));
         assert!(fs::read_dir(dir.path()).unwrap().any(|e| {
             e.unwrap()
                 .file_name()
@@ -774,7 +782,7 @@ mod tests {
     fn load_within(path: &Path) -> Loaded {
         let path = path.to_owned();
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || tx.send(load(&path)));
+        std::thread::spawn(move || tx.send(load(&path, &Clock::wall())));
         rx.recv_timeout(Duration::from_secs(10))
             .expect("load returns at once")
     }
@@ -835,7 +843,7 @@ mod tests {
         // Sparse: read up to the cap, found not to be a state file, moved aside.
         let Loaded::Corrupt {
             moved_to: Some(aside),
-        } = load(&path)
+        } = load(&path, &Clock::wall())
         else {
             panic!("an oversized file is corrupt");
         };
@@ -896,7 +904,7 @@ mod tests {
         }
         shutdown.cancel();
         running.await.unwrap();
-        assert!(matches!(load(&path), Loaded::Found(_)));
+        assert!(matches!(load(&path, &Clock::wall()), Loaded::Found(_)));
     }
 
     proptest::proptest! {

@@ -1,7 +1,7 @@
 //! The daemon's long-lived tasks, supervised: each is spawned with a name and the token that
 //! asks it to stop, and one that panics, or ends before it was asked to, is reported as a
 //! [`Failure`]: an ERROR naming the task is logged, and `run` stops and exits 70
-//! ([`crate::cli::exit::FAILURE`]) so systemd or Kubernetes restarts it. A monitor that keeps
+//! ([`crate::exit::FAILURE`]) so systemd or Kubernetes restarts it. A monitor that keeps
 //! serving `/readyz` 200 while it polls nothing is worse than one that restarts.
 
 use std::any::Any;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use fargate_health_monitor::clock::Clock;
 use fargate_health_monitor::config::Server;
 use fargate_health_monitor::diff::Rules;
 use fargate_health_monitor::metrics::Metrics;
@@ -32,11 +33,12 @@ struct Harness {
 }
 
 fn service(state: &Arc<State>, guard: Guard) -> Service {
-    let metrics = Arc::new(Metrics::new(state.clone()));
+    let metrics = Arc::new(Metrics::new(state.clone(), Clock::wall()));
     Service::new(Arc::new(App {
         state: state.clone(),
         metrics,
         guard: Arc::new(guard),
+        clock: Clock::wall(),
     }))
 }
 

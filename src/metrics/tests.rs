@@ -178,7 +178,7 @@ fn labels_info_and_timestamps_are_encoded_as_the_contract_says() {
 #[test]
 fn the_full_render_has_the_registry_series_and_gzip_round_trips() {
     let state = Arc::new(state_with_three_profiles());
-    let metrics = Metrics::new(state);
+    let metrics = Metrics::new(state, Clock::wall());
     metrics.api().observe(
         "us-east-1",
         Operation::DescribeFargateProfile,
@@ -242,7 +242,7 @@ fn a_large_page_goes_out_in_chunks_and_stops_when_the_scraper_goes_away() {
         state.discovered(&key(&profile), labels.clone(), Timestamp::from_secs(100));
         state.apply(&observation(&profile, "ACTIVE", &[], 200));
     }
-    let metrics = Metrics::new(state.clone());
+    let metrics = Metrics::new(state.clone(), Clock::fixed(Timestamp::from_secs(260)));
     let mut whole = Recorder {
         text: Vec::new(),
         writes: Vec::new(),

@@ -15,7 +15,6 @@ mod world;
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::SystemTime;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -26,7 +25,8 @@ pub use world::{
     Profile, Scope, World,
 };
 
-use crate::model::{Operation, ProfileKey, Timestamp};
+use crate::clock::Clock;
+use crate::model::{Operation, ProfileKey};
 use server::SharedWorld;
 
 /// The access key id that [`Simulator::start`] maps to [`DEFAULT_ACCOUNT`].
@@ -45,21 +45,23 @@ pub const DEFAULT_ACCOUNT: &str = "111122223333";
 #[derive(Debug)]
 pub struct Simulator {
     world: SharedWorld,
+    /// "Now" for the world: faults' windows, the request log, credentials' expiry.
+    clock: Clock,
     aws_addr: SocketAddr,
     control_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Simulator {
-    /// Starts both ports on `127.0.0.1`, on ports the OS picks, with
+    /// Starts both ports on `127.0.0.1`, on ports the OS picks, on the wall clock, with
     /// [`DEFAULT_ACCESS_KEY_ID`] mapped to [`DEFAULT_ACCOUNT`] and nothing else.
     pub async fn start() -> io::Result<Self> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self::bind(loopback, loopback).await
+        Self::bind(loopback, loopback, Clock::wall()).await
     }
 
     /// Starts the AWS port and the control port on the given addresses.
-    pub async fn bind(aws: SocketAddr, control: SocketAddr) -> io::Result<Self> {
+    pub async fn bind(aws: SocketAddr, control: SocketAddr, clock: Clock) -> io::Result<Self> {
         let aws_listener = TcpListener::bind(aws).await?;
         let control_listener = TcpListener::bind(control).await?;
         let world = SharedWorld::default();
@@ -70,15 +72,18 @@ impl Simulator {
                 tokio::spawn(server::serve(
                     aws_listener,
                     world.clone(),
+                    clock.clone(),
                     server::handle_aws,
                 )),
                 tokio::spawn(server::serve(
                     control_listener,
                     world.clone(),
+                    clock.clone(),
                     server::handle_control,
                 )),
             ],
             world,
+            clock,
         };
         // Adding an access key cannot fail.
         let _ = simulator.apply(Command::AddAccessKey {
@@ -110,7 +115,7 @@ impl Simulator {
 
     /// Applies one command to the world.
     pub fn apply(&self, command: Command) -> Result<(), CommandError> {
-        let now = Timestamp::from_system_time(SystemTime::now());
+        let now = self.clock.now();
         server::lock(&self.world).apply(command, now)
     }
 
@@ -118,7 +123,7 @@ impl Simulator {
     /// lock: the requests logged before that position saw the world without the command, the
     /// rest with it (exact while the log stays below its limit of 200,000 requests).
     pub fn apply_logged(&self, command: Command) -> Result<usize, CommandError> {
-        let now = Timestamp::from_system_time(SystemTime::now());
+        let now = self.clock.now();
         let mut world = server::lock(&self.world);
         world.apply(command, now)?;
         Ok(world.logged())
@@ -126,7 +131,7 @@ impl Simulator {
 
     /// Adds a generated population of accounts, clusters and profiles.
     pub fn populate(&self, population: &Population) -> Result<(), CommandError> {
-        let now = Timestamp::from_system_time(SystemTime::now());
+        let now = self.clock.now();
         let mut world = server::lock(&self.world);
         for command in population.commands() {
             world.apply(command, now)?;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request as HttpRequest, Response, StatusCode, header};
@@ -21,7 +21,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use super::world::{Command, Failure, Health, Page, Profile, Refusal, Request, World};
-use crate::model::{Operation, ProfileKey, Timestamp};
+use crate::clock::Clock;
+use crate::model::{Operation, ProfileKey};
 
 /// The world shared by the servers and the Rust handle.
 pub type SharedWorld = Arc<Mutex<World>>;
@@ -37,9 +38,9 @@ const BODY_LIMIT: usize = 4 << 20;
 type Reply = Response<Full<Bytes>>;
 
 /// Serves connections from `listener` until the task is dropped.
-pub async fn serve<F, Fut>(listener: TcpListener, world: SharedWorld, handler: F)
+pub async fn serve<F, Fut>(listener: TcpListener, world: SharedWorld, clock: Clock, handler: F)
 where
-    F: Fn(HttpRequest<Incoming>, SharedWorld) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(HttpRequest<Incoming>, SharedWorld, Clock) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
     let mut connections = JoinSet::new();
@@ -54,12 +55,12 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
-        let world = world.clone();
+        let (world, clock) = (world.clone(), clock.clone());
         let handler = handler.clone();
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
             let service = service_fn(move |request| {
-                let reply = handler(request, world.clone());
+                let reply = handler(request, world.clone(), clock.clone());
                 async move { Ok::<_, Infallible>(reply.await) }
             });
             let _ = http1::Builder::new()
@@ -68,10 +69,6 @@ where
                 .await;
         });
     }
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
@@ -112,7 +109,7 @@ fn sts_error(status: StatusCode, code: &str, message: &str) -> Reply {
 }
 
 /// Handles one request to the AWS port.
-pub async fn handle_aws(request: HttpRequest<Incoming>, world: SharedWorld) -> Reply {
+pub async fn handle_aws(request: HttpRequest<Incoming>, world: SharedWorld, clock: Clock) -> Reply {
     let _in_flight = InFlight::begin(&world);
     let (parts, body) = request.into_parts();
     let form = if parts.method == Method::POST {
@@ -140,7 +137,7 @@ pub async fn handle_aws(request: HttpRequest<Incoming>, world: SharedWorld) -> R
         profile: route.profile.clone(),
     };
     let query = parts.uri.query().unwrap_or("");
-    let (delay, reply) = answer(&mut lock(&world), &mut request, &route, query);
+    let (delay, reply) = answer(&mut lock(&world), &mut request, &route, query, &clock);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
@@ -238,13 +235,25 @@ fn route(method: &Method, path: &str, form: &[u8]) -> Result<Route, Unrouted> {
 
 /// Answers a routed request, with faults applied, and logs it; also returns how long to delay
 /// the answer, in milliseconds.
-fn answer(world: &mut World, request: &mut Request, route: &Route, query: &str) -> (u64, Reply) {
-    let (delay, reply) = respond(world, request, route, query);
-    world.log(request, reply.status().as_u16(), now());
+fn answer(
+    world: &mut World,
+    request: &mut Request,
+    route: &Route,
+    query: &str,
+    clock: &Clock,
+) -> (u64, Reply) {
+    let (delay, reply) = respond(world, request, route, query, clock);
+    world.log(request, reply.status().as_u16(), clock.now());
     (delay, reply)
 }
 
-fn respond(world: &mut World, request: &mut Request, route: &Route, query: &str) -> (u64, Reply) {
+fn respond(
+    world: &mut World,
+    request: &mut Request,
+    route: &Route,
+    query: &str,
+    clock: &Clock,
+) -> (u64, Reply) {
     let sts = super::world::is_sts(request.operation);
     if request.access_key_id.is_none() || request.region.is_none() {
         let reply = match sts {
@@ -273,7 +282,7 @@ fn respond(world: &mut World, request: &mut Request, route: &Route, query: &str)
         };
         return (0, reply);
     };
-    let (delay, fault) = world.faults_for(request, now());
+    let (delay, fault) = world.faults_for(request, clock.now());
     if let Some(fault) = fault {
         return (delay, fault_reply(fault, sts));
     }
@@ -281,7 +290,7 @@ fn respond(world: &mut World, request: &mut Request, route: &Route, query: &str)
     let cluster = route.cluster.as_deref().unwrap_or_default();
     let reply = match request.operation {
         Operation::GetCallerIdentity => caller_identity(request, &account),
-        Operation::AssumeRole => assume_role(world, &route.params),
+        Operation::AssumeRole => assume_role(world, &route.params, clock),
         Operation::ListClusters => page_reply(
             paging(query).and_then(|(max, token)| {
                 world.list_clusters(&account, &region, max, token.as_deref())
@@ -435,7 +444,7 @@ fn caller_identity(request: &Request, account: &str) -> Reply {
     reply(StatusCode::OK, "text/xml", body)
 }
 
-fn assume_role(world: &mut World, params: &[(String, String)]) -> Reply {
+fn assume_role(world: &mut World, params: &[(String, String)], clock: &Clock) -> Reply {
     let param = |name: &str| {
         params
             .iter()
@@ -453,7 +462,7 @@ fn assume_role(world: &mut World, params: &[(String, String)]) -> Reply {
     let lifetime = Duration::from_secs(world.credential_lifetime().min(365 * 86_400));
     match world.assume_role(role_arn, session, param("ExternalId")) {
         Ok(creds) => {
-            let expiration = humantime::format_rfc3339_seconds(SystemTime::now() + lifetime);
+            let expiration = humantime::format_rfc3339_seconds(clock.system_time() + lifetime);
             let mut body = String::new();
             let _ = write!(
                 body,
@@ -537,7 +546,11 @@ fn xml_escape(text: &str) -> String {
 }
 
 /// Handles one request to the control port.
-pub async fn handle_control(request: HttpRequest<Incoming>, world: SharedWorld) -> Reply {
+pub async fn handle_control(
+    request: HttpRequest<Incoming>,
+    world: SharedWorld,
+    clock: Clock,
+) -> Reply {
     let (parts, body) = request.into_parts();
     match (&parts.method, parts.uri.path()) {
         (&Method::POST, "/v1/commands") => {
@@ -565,7 +578,7 @@ pub async fn handle_control(request: HttpRequest<Incoming>, world: SharedWorld) 
             let mut world = lock(&world);
             let count = commands.len();
             for (index, command) in commands.into_iter().enumerate() {
-                if let Err(error) = world.apply(command, now()) {
+                if let Err(error) = world.apply(command, clock.now()) {
                     return control_error(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         &format!("command {index}: {error}"),

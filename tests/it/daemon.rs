@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use fargate_health_monitor::clock::Clock;
 use fargate_health_monitor::config::{self, Config, ProcessEnvironment};
 use fargate_health_monitor::daemon::Daemon;
 use fargate_health_monitor::model::{IssueCode, Operation, ProfileKey, Status};
@@ -54,7 +55,8 @@ const FAST: &str = "interval = \"2s\"\ndiscovery_interval = \"1s\"\ntimeout = \"
 async fn start(simulator: &Simulator, poll: &str) -> Daemon {
     let config = config(simulator, poll);
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    Daemon::start(&config, sim_settings(config.poll.timeout), Some(listen))
+    let settings = sim_settings(config.poll.timeout);
+    Daemon::start(&config, settings, Some(listen), Clock::wall())
         .await
         .unwrap()
 }
