@@ -115,7 +115,7 @@ impl Query {
             && same(&self.account_id, &key.account_id)
             && same(&self.region, &key.region)
             && same(&self.cluster, &key.cluster)
-            && same(&self.profile, &key.profile)
+            && same(&self.profile, &key.name)
             && self
                 .status
                 .as_deref()
@@ -182,7 +182,7 @@ fn profile_view<'a>(entry: &'a Entry, health: &Health) -> ProfileView<'a> {
         account_id: &state.key.account_id,
         region: &state.key.region,
         cluster: &state.key.cluster,
-        profile: &state.key.profile,
+        profile: &state.key.name,
         labels: &entry.labels,
         up: state.up,
         error: state.last_error,
@@ -323,7 +323,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::diff::Rules;
-    use crate::model::{Incarnation, Input, IssueCode, Observation, ProfileKey, RawIssue, Status};
+    use crate::model::{Incarnation, Input, IssueCode, Observation, RawIssue, ResourceKey, Status};
     use crate::state::{Labels, State};
 
     /// `n` profiles in two clusters; every third with an issue whose message needs escaping,
@@ -334,7 +334,12 @@ pub(crate) mod tests {
         let labels = Arc::new(Labels::from([("env".to_owned(), "te\"st\n".to_owned())]));
         for i in 0..n {
             let cluster = if i % 2 == 0 { "prod" } else { "stage" };
-            let key = ProfileKey::new("111122223333", "us-east-1", cluster, format!("p-{i:05}"));
+            let key = ResourceKey::fargate_profile(
+                "111122223333",
+                "us-east-1",
+                cluster,
+                format!("p-{i:05}"),
+            );
             state.discovered(&key, labels.clone(), Timestamp::from_secs(100));
             if i == 7 {
                 continue;

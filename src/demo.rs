@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::config::{self, Config, Environment};
 use crate::daemon::{Daemon, StartError};
 use crate::eks::AwsSettings;
-use crate::model::{Operation, ProfileKey};
+use crate::model::{Operation, ResourceKey};
 use crate::page::escape;
 use crate::simulator::{
     self, Command, CommandError, Fault, FaultKind, Health, IssueSpec, Population, Scope, Simulator,
@@ -85,13 +85,19 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
     /// Each of these profiles has an open issue with this code.
-    IssueOpen { keys: Vec<ProfileKey>, code: String },
+    IssueOpen {
+        keys: Vec<ResourceKey>,
+        code: String,
+    },
     /// None of these profiles has an open issue with this code any more.
-    IssueResolved { keys: Vec<ProfileKey>, code: String },
+    IssueResolved {
+        keys: Vec<ResourceKey>,
+        code: String,
+    },
     /// The profile is in this status.
-    Status { key: ProfileKey, status: String },
+    Status { key: ResourceKey, status: String },
     /// The profile's ARN is not the one it had when the step began: a new incarnation.
-    NewIncarnation { key: ProfileKey },
+    NewIncarnation { key: ResourceKey },
     /// Describes in the account were throttled, and its lane on the page shows it.
     Throttled { account_id: String },
     /// Throttling is over: the account's lane no longer backs off, and every profile is up.
@@ -210,7 +216,7 @@ fn throttled_total(metrics: &str) -> u64 {
 fn has_series(
     metrics: &str,
     name: &str,
-    key: &ProfileKey,
+    key: &ResourceKey,
     labels: &[(&str, &str)],
     value: &str,
 ) -> bool {
@@ -225,19 +231,19 @@ fn has_series(
     })
 }
 
-fn is_of(line: &str, key: &ProfileKey) -> bool {
+fn is_of(line: &str, key: &ResourceKey) -> bool {
     [
         ("aws_account_id", &key.account_id),
         ("aws_region", &key.region),
         ("eks_cluster", &key.cluster),
-        ("fargate_profile", &key.profile),
+        ("fargate_profile", &key.name),
     ]
     .iter()
     .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
 }
 
 /// The `arn` label of the profile's info series.
-fn arn_of<'a>(metrics: &'a str, key: &ProfileKey) -> Option<&'a str> {
+fn arn_of<'a>(metrics: &'a str, key: &ResourceKey) -> Option<&'a str> {
     metrics
         .lines()
         .find(|line| line.starts_with("eks_fargate_profile_info{") && is_of(line, key))
@@ -256,10 +262,10 @@ fn section<'a>(page: &'a str, id: &str) -> &'a str {
 
 /// Whether a row of the section names the profile (cluster and profile cells) and holds each
 /// of `cells`.
-fn section_has_row(page: &str, id: &str, key: &ProfileKey, cells: &[&str]) -> bool {
+fn section_has_row(page: &str, id: &str, key: &ResourceKey, cells: &[&str]) -> bool {
     let account = format!("<td>{}</td>", escape(&key.account_id));
     let cluster = format!("<td>{}</td>", escape(&key.cluster));
-    let profile = format!("<td class=\"profile\">{}</td>", escape(&key.profile));
+    let profile = format!("<td class=\"profile\">{}</td>", escape(&key.name));
     section(page, id).split("<tr").any(|row| {
         row.contains(&account)
             && row.contains(&cluster)
@@ -276,8 +282,8 @@ fn lane_row<'a>(page: &'a str, account_id: &str) -> Option<&'a str> {
         .find(|row| row.starts_with('>') && row.contains(&account))
 }
 
-fn key(account: usize, cluster: usize, profile: usize) -> ProfileKey {
-    ProfileKey::new(
+fn key(account: usize, cluster: usize, profile: usize) -> ResourceKey {
+    ResourceKey::fargate_profile(
         simulator::account_id(account),
         REGION,
         format!("cluster-{cluster:04}"),
@@ -294,7 +300,7 @@ fn issue(code: &str, message: &str, resources: &[&str]) -> Health {
 pub fn story() -> Vec<Step> {
     let secs = Duration::from_secs;
     let denied = key(0, 0, 1);
-    let unreachable: Vec<ProfileKey> = (0..4).map(|p| key(1, 1, p)).collect();
+    let unreachable: Vec<ResourceKey> = (0..4).map(|p| key(1, 1, p)).collect();
     let cluster = format!(
         "{}/{}/{}",
         unreachable[0].account_id, unreachable[0].region, unreachable[0].cluster
@@ -302,7 +308,7 @@ pub fn story() -> Vec<Step> {
     let failing = key(0, 2, 2);
     let recreated = key(1, 0, 0);
     let throttled = simulator::account_id(0);
-    let clear = |keys: &[ProfileKey]| {
+    let clear = |keys: &[ResourceKey]| {
         keys.iter()
             .map(|key| Command::SetHealth {
                 key: key.clone(),
@@ -378,7 +384,7 @@ pub fn story() -> Vec<Step> {
         Step {
             at: secs(65),
             says: format!(
-                "{recreated} is deleted and created again: the old incarnation ends (profile_deleted) and a new one appears (a new arn in eks_fargate_profile_info)"
+                "{recreated} is deleted and created again: the old incarnation ends (resource_deleted) and a new one appears (a new arn in eks_fargate_profile_info)"
             ),
             commands: vec![Command::RecreateProfile {
                 key: recreated.clone(),

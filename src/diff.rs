@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{
     ErrorKind, EventKind, Incarnation, Input, Issue, IssueCode, Observation, PollFailure,
-    ProfileKey, ResolveReason, Status, Timestamp, merge_issues,
+    ResolveReason, ResourceKey, Status, Timestamp, merge_issues,
 };
 
 /// The knobs of the diff, from `[alerts]`.
@@ -34,8 +34,8 @@ pub const ABSENT_POLLS_TO_RESOLVE: u32 = 2;
 
 /// Everything known about one monitored profile.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProfileState {
-    pub key: ProfileKey,
+pub struct ResourceState {
+    pub key: ResourceKey,
     /// What the last successful describe said; `None` until one succeeded.
     pub known: Option<Known>,
     /// Whether the last describe succeeded.
@@ -47,9 +47,9 @@ pub struct ProfileState {
     pub last_error: Option<ErrorKind>,
 }
 
-impl ProfileState {
+impl ResourceState {
     /// A profile that discovery found and nobody has described yet: it exports only `up 0`.
-    pub fn discovered(key: ProfileKey) -> Self {
+    pub fn discovered(key: ResourceKey) -> Self {
         Self {
             key,
             known: None,
@@ -122,7 +122,7 @@ impl Sequence {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub sequence: u64,
-    pub key: ProfileKey,
+    pub key: ResourceKey,
     pub incarnation: Incarnation,
     /// The profile's status when the event happened.
     pub status: Status,
@@ -151,7 +151,7 @@ pub enum EventDetail {
         from: Option<Status>,
         to: Status,
     },
-    ProfileDeleted,
+    ResourceDeleted,
 }
 
 /// An issue as an event reports it: the issue and its episode.
@@ -169,7 +169,7 @@ impl Event {
             EventDetail::IssueUpdated { .. } => EventKind::IssueUpdated,
             EventDetail::IssueResolved { .. } => EventKind::IssueResolved,
             EventDetail::StatusChanged { .. } => EventKind::StatusChanged,
-            EventDetail::ProfileDeleted => EventKind::ProfileDeleted,
+            EventDetail::ResourceDeleted => EventKind::ResourceDeleted,
         }
     }
 
@@ -179,7 +179,7 @@ impl Event {
             EventDetail::IssueOpened { issue }
             | EventDetail::IssueUpdated { issue }
             | EventDetail::IssueResolved { issue, .. } => Some(issue),
-            EventDetail::StatusChanged { .. } | EventDetail::ProfileDeleted => None,
+            EventDetail::StatusChanged { .. } | EventDetail::ResourceDeleted => None,
         }
     }
 
@@ -206,7 +206,7 @@ impl Event {
                 parts.push(to.as_str().to_owned());
                 parts.push(self.sequence.to_string());
             }
-            EventDetail::ProfileDeleted => {}
+            EventDetail::ResourceDeleted => {}
         }
         digest("event", &parts, 32)
     }
@@ -216,7 +216,7 @@ impl Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     /// `None` when the profile is no longer monitored (gone or unselected).
-    pub next: Option<ProfileState>,
+    pub next: Option<ResourceState>,
     pub events: Vec<Event>,
 }
 
@@ -226,9 +226,9 @@ pub struct Transition {
 /// than the last attempt, and a repeat of the last successful observation, change nothing.
 ///
 /// Events come in a fixed order: the end of an old incarnation (its resolutions, then
-/// `profile_deleted`), then `status_changed`, then the issues in code order.
+/// `resource_deleted`), then `status_changed`, then the issues in code order.
 pub fn diff(
-    prev: Option<&ProfileState>,
+    prev: Option<&ResourceState>,
     input: &Input,
     rules: &Rules,
     sequence: &mut Sequence,
@@ -251,7 +251,7 @@ pub fn diff(
         Input::Overdue(overdue) => Some(not_polled(prev, &overdue.key)),
         Input::Gone(_) | Input::Unmonitored(_) => {
             let reason = match input {
-                Input::Gone(_) => ResolveReason::ProfileDeleted,
+                Input::Gone(_) => ResolveReason::ResourceDeleted,
                 _ => ResolveReason::Unmonitored,
             };
             if let Some(prev) = prev
@@ -268,7 +268,7 @@ pub fn diff(
     }
 }
 
-fn is_stale(prev: &ProfileState, input: &Input) -> bool {
+fn is_stale(prev: &ResourceState, input: &Input) -> bool {
     match input {
         Input::Observed(o) => {
             prev.last_attempt.is_some_and(|t| o.observed_at < t)
@@ -289,7 +289,7 @@ struct Emitter<'a> {
 impl Emitter<'_> {
     fn emit(
         &mut self,
-        key: &ProfileKey,
+        key: &ResourceKey,
         known: &Known,
         observed_at: Timestamp,
         detail: EventDetail,
@@ -306,11 +306,11 @@ impl Emitter<'_> {
 }
 
 fn observe(
-    prev: Option<&ProfileState>,
+    prev: Option<&ResourceState>,
     observation: &Observation,
     rules: &Rules,
     out: &mut Emitter<'_>,
-) -> ProfileState {
+) -> ResourceState {
     let key = &observation.key;
     let at = observation.observed_at;
     let issues = merge_issues(&observation.issues);
@@ -338,7 +338,7 @@ fn observe(
         }
         other => {
             if let Some(old) = other {
-                end_incarnation(key, old, at, ResolveReason::ProfileDeleted, out);
+                end_incarnation(key, old, at, ResolveReason::ResourceDeleted, out);
             }
             let mut known = Known {
                 incarnation: observation.incarnation.clone(),
@@ -358,7 +358,7 @@ fn observe(
         }
     };
 
-    ProfileState {
+    ResourceState {
         key: key.clone(),
         known: Some(known),
         up: true,
@@ -370,7 +370,7 @@ fn observe(
 
 /// Opens, updates and closes the episodes of one incarnation after a successful poll.
 fn update_episodes(
-    key: &ProfileKey,
+    key: &ResourceKey,
     known: &mut Known,
     mut issues: BTreeMap<IssueCode, Issue>,
     at: Timestamp,
@@ -437,7 +437,7 @@ fn update_episodes(
 /// Ends every open episode of an incarnation, then (unless it is only unmonitored) the
 /// incarnation itself.
 fn end_incarnation(
-    key: &ProfileKey,
+    key: &ResourceKey,
     known: &Known,
     at: Timestamp,
     reason: ResolveReason,
@@ -451,15 +451,15 @@ fn end_incarnation(
         };
         out.emit(key, known, at, detail);
     }
-    if reason == ResolveReason::ProfileDeleted {
-        out.emit(key, known, at, EventDetail::ProfileDeleted);
+    if reason == ResolveReason::ResourceDeleted {
+        out.emit(key, known, at, EventDetail::ResourceDeleted);
     }
 }
 
-fn fail(prev: Option<&ProfileState>, failure: &PollFailure) -> ProfileState {
+fn fail(prev: Option<&ResourceState>, failure: &PollFailure) -> ResourceState {
     let mut next = prev
         .cloned()
-        .unwrap_or_else(|| ProfileState::discovered(failure.key.clone()));
+        .unwrap_or_else(|| ResourceState::discovered(failure.key.clone()));
     next.up = false;
     next.last_attempt = Some(failure.observed_at);
     next.last_error = Some(failure.kind);
@@ -467,10 +467,10 @@ fn fail(prev: Option<&ProfileState>, failure: &PollFailure) -> ProfileState {
 }
 
 /// An overdue profile: `up` goes 0; what was known, the last attempt and its error stay.
-fn not_polled(prev: Option<&ProfileState>, key: &ProfileKey) -> ProfileState {
+fn not_polled(prev: Option<&ResourceState>, key: &ResourceKey) -> ResourceState {
     let mut next = prev
         .cloned()
-        .unwrap_or_else(|| ProfileState::discovered(key.clone()));
+        .unwrap_or_else(|| ResourceState::discovered(key.clone()));
     next.up = false;
     next
 }
@@ -486,7 +486,7 @@ fn episode_issue(episode: &Episode) -> EpisodeIssue {
 /// The id of the episode of `code` on an incarnation that began at `since`: a pure function of
 /// what the episode is, so it survives restarts with the persisted start.
 pub fn episode_id(
-    key: &ProfileKey,
+    key: &ResourceKey,
     incarnation: &Incarnation,
     code: &IssueCode,
     since: Timestamp,
@@ -497,12 +497,13 @@ pub fn episode_id(
     digest("episode", &parts, 16)
 }
 
-fn identity_parts(key: &ProfileKey, incarnation: &Incarnation) -> Vec<String> {
+fn identity_parts(key: &ResourceKey, incarnation: &Incarnation) -> Vec<String> {
     vec![
+        key.kind.name().to_owned(),
         key.account_id.clone(),
         key.region.clone(),
         key.cluster.clone(),
-        key.profile.clone(),
+        key.name.clone(),
         incarnation.arn.clone(),
         incarnation.created_at.as_millis().to_string(),
     ]

@@ -25,7 +25,7 @@ use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 
 use crate::config::Target;
 use crate::model::error_chain as chain;
-use crate::model::{ErrorKind, Incarnation, IssueCode, Observation, Operation, ProfileKey};
+use crate::model::{ErrorKind, Incarnation, IssueCode, Observation, Operation, ResourceKey};
 use crate::model::{MAX_ID_BYTES, MAX_ISSUES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_RESOURCE_IDS};
 use crate::model::{RawIssue, Status, Timestamp, bounded, for_display};
 use crate::secret::Secret;
@@ -66,7 +66,7 @@ pub struct FargateProfile {
 
 impl FargateProfile {
     /// The diff's input for this answer about `key`, observed at `observed_at`.
-    pub fn into_observation(self, key: ProfileKey, observed_at: Timestamp) -> Observation {
+    pub fn into_observation(self, key: ResourceKey, observed_at: Timestamp) -> Observation {
         let mut info = std::collections::BTreeMap::new();
         if let Some(role) = self.pod_execution_role_arn {
             info.insert("pod_execution_role_arn".to_owned(), role);
@@ -1074,7 +1074,7 @@ mod tests {
             assert!(profile.status.as_str().ends_with('…'));
             let before = profile_from_sdk(&sdk_profile(-1e9, "ACTIVE", "X", "m", vec![])).unwrap();
             assert_eq!(before.created_at, Timestamp::MIN);
-            assert_eq!(before.status, Status::Active);
+            assert_eq!(before.status, Status::from_wire("ACTIVE"));
             let fine = profile_from_sdk(&sdk_profile(1_795_428_240.5, "ACTIVE", "X", "m", vec![]))
                 .unwrap();
             assert_eq!(fine.created_at.as_millis(), 1_795_428_240_500);
@@ -1107,7 +1107,7 @@ mod tests {
                     prop_assert!(issue.message.len() <= MAX_MESSAGE_BYTES);
                     prop_assert!(issue.resource_ids.iter().all(|id| id.len() <= MAX_ID_BYTES));
                 }
-                let key = ProfileKey::new("111122223333", "us-east-1", "c", "p");
+                let key = ResourceKey::fargate_profile("111122223333", "us-east-1", "c", "p");
                 let observation = profile.into_observation(key, Timestamp::from_secs(1));
                 let _ = crate::model::merge_issues(&observation.issues);
             }

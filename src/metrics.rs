@@ -20,7 +20,7 @@ use prometheus::{Registry, TextEncoder};
 
 use crate::clock::Clock;
 use crate::eks::CallObserver;
-use crate::model::{ErrorKind, EventKind, IssueCode, Operation, Status, Timestamp};
+use crate::model::{ErrorKind, EventKind, Operation, Timestamp};
 use crate::state::{Entry, Outcome, Snapshot, State};
 
 /// The content type of the text exposition format.
@@ -361,11 +361,12 @@ const FAMILIES: &[Family] = &[
         help: "1 for the profile's current status, 0 for the other known statuses.",
         encode: |out, name, entry, labels| {
             if let Some(known) = &entry.state.known {
-                for status in Status::KNOWN {
-                    let value = f64::from(u8::from(*status == known.status));
-                    sample(out, name, labels, &[("status", status.as_str())], value);
+                let kind = entry.state.key.kind;
+                for status in kind.spec().statuses {
+                    let value = f64::from(u8::from(*status == known.status.as_str()));
+                    sample(out, name, labels, &[("status", status)], value);
                 }
-                if !known.status.is_known() {
+                if !kind.knows_status(&known.status) {
                     sample(out, name, labels, &[("status", known.status.as_str())], 1.0);
                 }
             }
@@ -376,11 +377,12 @@ const FAMILIES: &[Family] = &[
         help: "1 while an episode of the issue code is open, 0 for the other known codes.",
         encode: |out, name, entry, labels| {
             if let Some(known) = &entry.state.known {
-                for code in IssueCode::KNOWN {
-                    let value = f64::from(u8::from(known.episodes.contains_key(code)));
+                let kind = entry.state.key.kind;
+                for code in kind.known_codes() {
+                    let value = f64::from(u8::from(known.episodes.contains_key(&code)));
                     sample(out, name, labels, &[("code", code.as_str())], value);
                 }
-                for code in known.episodes.keys().filter(|code| !code.is_known()) {
+                for code in known.episodes.keys().filter(|code| !kind.knows_code(code)) {
                     sample(out, name, labels, &[("code", code.as_str())], 1.0);
                 }
             }
@@ -462,7 +464,7 @@ fn profile_labels(entry: &Entry) -> String {
         ("aws_account_id", key.account_id.as_str()),
         ("aws_region", key.region.as_str()),
         ("eks_cluster", key.cluster.as_str()),
-        ("fargate_profile", key.profile.as_str()),
+        ("fargate_profile", key.name.as_str()),
     ];
     let theirs = entry.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     for (i, (name, value)) in ours.into_iter().chain(theirs).enumerate() {

@@ -1,10 +1,10 @@
-//! The project's own vocabulary: profile identity, incarnations, statuses, issue codes, what a
-//! poll yields, error kinds and event kinds.
+//! The project's own vocabulary: resource kinds and identity, incarnations, statuses, issue
+//! codes, what a poll yields, error kinds and event kinds.
 //!
 //! SDK types stop at the AWS adapter; everything past it speaks these types. Values the API may
-//! grow (statuses, issue codes) are enums with an `Unknown` variant that keeps the wire value
-//! verbatim, so a new code from AWS is reported with its own label value and never dropped
-//! (DESIGN.md invariant 6).
+//! grow (statuses, issue codes) are strings kept verbatim, and each [`Kind`] says which of them
+//! this build knows, so a new code from AWS is reported with its own label value and never
+//! dropped (DESIGN.md invariant 6).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -164,137 +164,272 @@ pub fn for_display(text: &str, max_chars: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// The identity of a monitored Fargate profile (DESIGN.md "Identity").
+/// What a kind of EKS resource that carries `health.issues[]` is called and what its values are
+/// (DESIGN.md "Resource kinds"). The core works on any kind; an adapter and a family of series
+/// make a kind watched.
+#[derive(Debug)]
+pub struct KindSpec {
+    /// The wire name: the `kind` of payloads, the API, the state file and the `kind` label.
+    pub name: &'static str,
+    /// For people: "Fargate profile".
+    pub title: &'static str,
+    /// The `<Kind>` of Alertmanager's alert names: `EKS<Kind>HealthIssue`, `EKS<Kind>Failed`.
+    pub alert_name: &'static str,
+    /// The prefix of the kind's metric families, e.g. `eks_fargate_profile`.
+    pub metric_prefix: &'static str,
+    /// The label that carries the resource's name; `None` when the name is the cluster's.
+    pub name_label: Option<&'static str>,
+    /// The statuses this build knows, in the API's documented order.
+    pub statuses: &'static [&'static str],
+    /// The statuses an operator must act on (alerted by default).
+    pub alert_worthy: &'static [&'static str],
+    /// The issue codes this build knows, in the API's documented order.
+    pub codes: &'static [&'static str],
+}
+
+/// A kind of resource. Compared, ordered and hashed by its wire name.
+#[derive(Clone, Copy)]
+pub struct Kind(&'static KindSpec);
+
+static FARGATE_PROFILE: KindSpec = KindSpec {
+    name: "fargate_profile",
+    title: "Fargate profile",
+    alert_name: "FargateProfile",
+    metric_prefix: "eks_fargate_profile",
+    name_label: Some("fargate_profile"),
+    statuses: &[
+        "CREATING",
+        "ACTIVE",
+        "DELETING",
+        "CREATE_FAILED",
+        "DELETE_FAILED",
+    ],
+    alert_worthy: &["CREATE_FAILED", "DELETE_FAILED"],
+    codes: &[
+        "PodExecutionRoleAlreadyInUse",
+        "AccessDenied",
+        "ClusterUnreachable",
+        "InternalFailure",
+    ],
+};
+
+impl Kind {
+    /// An EKS Fargate profile.
+    pub const FARGATE_PROFILE: Kind = Kind(&FARGATE_PROFILE);
+
+    /// Every kind this build watches.
+    pub const ALL: &'static [Kind] = &[Kind::FARGATE_PROFILE];
+
+    /// A kind described by `spec` (the built-in kinds are constants; tests define their own).
+    pub const fn new(spec: &'static KindSpec) -> Self {
+        Self(spec)
+    }
+
+    /// The built-in kind with this wire name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|kind| kind.name() == name)
+    }
+
+    pub const fn spec(self) -> &'static KindSpec {
+        self.0
+    }
+
+    pub const fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    /// Whether this build knows `status` for this kind.
+    pub fn knows_status(self, status: &Status) -> bool {
+        self.0.statuses.contains(&status.as_str())
+    }
+
+    /// Whether this build knows `code` for this kind.
+    pub fn knows_code(self, code: &IssueCode) -> bool {
+        self.0.codes.contains(&code.as_str())
+    }
+
+    /// Whether `status` is one an operator must act on.
+    pub fn is_alert_worthy(self, status: &Status) -> bool {
+        self.0.alert_worthy.contains(&status.as_str())
+    }
+
+    /// The known statuses, as values.
+    pub fn known_statuses(self) -> impl Iterator<Item = Status> {
+        self.0.statuses.iter().map(|s| Status::from_wire(s))
+    }
+
+    /// The known codes, as values.
+    pub fn known_codes(self) -> impl Iterator<Item = IssueCode> {
+        self.0.codes.iter().map(|c| IssueCode::from_wire(c))
+    }
+
+    /// Every alert-worthy status of every built-in kind, without repeats: a sink's default.
+    pub fn alert_worthy_of_all() -> Vec<Status> {
+        let mut all: Vec<Status> = Vec::new();
+        for kind in Self::ALL {
+            for status in kind.0.alert_worthy {
+                if !all.iter().any(|s| s.as_str() == *status) {
+                    all.push(Status::from_wire(status));
+                }
+            }
+        }
+        all
+    }
+}
+
+impl PartialEq for Kind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Kind {}
+
+impl PartialOrd for Kind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Kind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+impl std::hash::Hash for Kind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = Cow::<str>::deserialize(deserializer)?;
+        Kind::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown resource kind {name:?}")))
+    }
+}
+
+/// The identity of a monitored resource (DESIGN.md "Identity", "Resource kinds"). For a
+/// cluster, `name` is the cluster's name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ProfileKey {
+pub struct ResourceKey {
+    pub kind: Kind,
     pub account_id: String,
     pub region: String,
     pub cluster: String,
-    pub profile: String,
+    pub name: String,
 }
 
-impl ProfileKey {
+impl ResourceKey {
     pub fn new(
+        kind: Kind,
+        account_id: impl Into<String>,
+        region: impl Into<String>,
+        cluster: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            account_id: account_id.into(),
+            region: region.into(),
+            cluster: cluster.into(),
+            name: name.into(),
+        }
+    }
+
+    /// A Fargate profile's key.
+    pub fn fargate_profile(
         account_id: impl Into<String>,
         region: impl Into<String>,
         cluster: impl Into<String>,
         profile: impl Into<String>,
     ) -> Self {
-        Self {
-            account_id: account_id.into(),
-            region: region.into(),
-            cluster: cluster.into(),
-            profile: profile.into(),
-        }
+        Self::new(Kind::FARGATE_PROFILE, account_id, region, cluster, profile)
     }
 }
 
-impl fmt::Display for ProfileKey {
-    /// `111122223333/us-east-1/prod/default`, the form used in log lines and messages.
+impl fmt::Display for ResourceKey {
+    /// `111122223333/us-east-1/prod/default` for a Fargate profile, the form used in log lines
+    /// and messages; other kinds put their kind first: `nodegroup 111122223333/us-east-1/prod/ng`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind != Kind::FARGATE_PROFILE {
+            write!(f, "{} ", self.kind)?;
+        }
         write!(
             f,
             "{}/{}/{}/{}",
-            self.account_id, self.region, self.cluster, self.profile
+            self.account_id, self.region, self.cluster, self.name
         )
     }
 }
 
-/// One life of a profile: Fargate profiles are immutable and are replaced by deleting and
-/// re-creating one with the same name, so a changed ARN or `createdAt` is a new incarnation
-/// (DESIGN.md invariant 3).
+/// One life of a resource: a resource deleted and re-created with the same name (as Fargate
+/// profiles, which are immutable, are replaced) has a new ARN or `createdAt`, so it is a new
+/// incarnation (DESIGN.md invariant 3).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Incarnation {
     pub arn: String,
     pub created_at: Timestamp,
 }
 
-macro_rules! open_enum {
-    (
-        $(#[$meta:meta])*
-        $name:ident { $($variant:ident => $wire:literal),+ $(,)? }
-    ) => {
+macro_rules! open_value {
+    ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum $name {
-            $($variant,)+
-            /// A value this build does not know, kept verbatim as the API sent it.
-            Unknown(String),
-        }
+        ///
+        /// Any string the API sends is kept verbatim; which values are known depends on the
+        /// resource's [`Kind`].
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
 
         impl $name {
-            /// Every value this build knows, in the API's documented order.
-            pub const KNOWN: &'static [$name] = &[$($name::$variant),+];
-
-            /// Maps a wire value; anything unrecognised becomes `Unknown` with the value kept.
+            /// The value as the API sent it.
             pub fn from_wire(value: &str) -> Self {
-                match value {
-                    $($wire => $name::$variant,)+
-                    other => $name::Unknown(other.to_owned()),
-                }
+                Self(value.to_owned())
             }
 
             /// The wire value, also used verbatim as the Prometheus label value.
             pub fn as_str(&self) -> &str {
-                match self {
-                    $($name::$variant => $wire,)+
-                    $name::Unknown(value) => value,
-                }
-            }
-
-            /// Whether this build knows the value.
-            pub fn is_known(&self) -> bool {
-                !matches!(self, $name::Unknown(_))
+                &self.0
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let value = String::deserialize(deserializer)?;
-                Ok($name::from_wire(&value))
+                f.write_str(&self.0)
             }
         }
     };
 }
 
-open_enum! {
-    /// A Fargate profile's `status`.
-    Status {
-        Creating => "CREATING",
-        Active => "ACTIVE",
-        Deleting => "DELETING",
-        CreateFailed => "CREATE_FAILED",
-        DeleteFailed => "DELETE_FAILED",
-    }
+open_value! {
+    /// A resource's `status`.
+    Status
 }
 
-impl Status {
-    /// Whether the status is a failure an operator must act on.
-    pub fn is_failed(&self) -> bool {
-        matches!(self, Status::CreateFailed | Status::DeleteFailed)
-    }
-}
-
-open_enum! {
-    /// The `code` of an entry in a Fargate profile's `health.issues`.
-    IssueCode {
-        PodExecutionRoleAlreadyInUse => "PodExecutionRoleAlreadyInUse",
-        AccessDenied => "AccessDenied",
-        ClusterUnreachable => "ClusterUnreachable",
-        InternalFailure => "InternalFailure",
-    }
+open_value! {
+    /// The `code` of an entry in a resource's `health.issues`.
+    IssueCode
 }
 
 /// One entry of `health.issues` as the API returned it, before merging.
@@ -305,7 +440,7 @@ pub struct RawIssue {
     pub resource_ids: Vec<String>,
 }
 
-/// An issue of a profile: all entries with one code, merged so that the API's order and
+/// An issue of a resource: all entries with one code, merged so that the API's order and
 /// repetition change nothing (DESIGN.md "Identity").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Issue {
@@ -325,12 +460,12 @@ pub type IssueSet = BTreeMap<IssueCode, Issue>;
 /// use fargate_health_monitor::model::{merge_issues, IssueCode, RawIssue};
 ///
 /// let raw = |message: &str, ids: &[&str]| RawIssue {
-///     code: IssueCode::AccessDenied,
+///     code: IssueCode::from_wire("AccessDenied"),
 ///     message: message.to_owned(),
 ///     resource_ids: ids.iter().map(|id| id.to_string()).collect(),
 /// };
 /// let issues = merge_issues(&[raw("role b", &["r2"]), raw("role a", &["r2", "r1"])]);
-/// let issue = &issues[&IssueCode::AccessDenied];
+/// let issue = &issues[&IssueCode::from_wire("AccessDenied")];
 /// assert_eq!(issue.message, "role a; role b");
 /// assert_eq!(issue.resource_ids, ["r1", "r2"]);
 /// ```
@@ -356,10 +491,10 @@ pub fn merge_issues<'a>(raw: impl IntoIterator<Item = &'a RawIssue>) -> IssueSet
         .collect()
 }
 
-/// A successful describe of one profile.
+/// A successful describe of one resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
-    pub key: ProfileKey,
+    pub key: ResourceKey,
     pub incarnation: Incarnation,
     pub status: Status,
     /// Extra labels for the resource's info series, named by the adapter (for a Fargate
@@ -369,39 +504,39 @@ pub struct Observation {
     pub observed_at: Timestamp,
 }
 
-/// A describe that did not give an answer about the profile (DESIGN.md invariant 1).
+/// A describe that did not give an answer about the resource (DESIGN.md invariant 1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PollFailure {
-    pub key: ProfileKey,
+    pub key: ResourceKey,
     pub kind: ErrorKind,
     pub observed_at: Timestamp,
 }
 
-/// A profile whose describe is overdue: due and not answered for a whole interval more (held
+/// A resource whose describe is overdue: due and not answered for a whole interval more (held
 /// back by its lane's backoff or rate, or failing). It is not a poll: like a failure it changes
 /// nothing but `up` (DESIGN.md invariant 1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Overdue {
-    pub key: ProfileKey,
+    pub key: ResourceKey,
     pub observed_at: Timestamp,
 }
 
-/// A profile the API says no longer exists: not found on describe and confirmed by a list
+/// A resource the API says no longer exists: not found on describe and confirmed by a list
 /// (DESIGN.md invariant 2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gone {
-    pub key: ProfileKey,
+    pub key: ResourceKey,
     pub observed_at: Timestamp,
 }
 
-/// A profile that the configuration no longer selects.
+/// A resource that the configuration no longer selects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unmonitored {
-    pub key: ProfileKey,
+    pub key: ResourceKey,
     pub observed_at: Timestamp,
 }
 
-/// Everything that can change what is known about a profile.
+/// Everything that can change what is known about a resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
     Observed(Observation),
@@ -412,8 +547,8 @@ pub enum Input {
 }
 
 impl Input {
-    /// The profile the input is about.
-    pub fn key(&self) -> &ProfileKey {
+    /// The resource the input is about.
+    pub fn key(&self) -> &ResourceKey {
         match self {
             Input::Observed(o) => &o.key,
             Input::Failed(f) => &f.key,
@@ -527,7 +662,7 @@ pub enum EventKind {
     IssueUpdated,
     IssueResolved,
     StatusChanged,
-    ProfileDeleted,
+    ResourceDeleted,
 }
 
 impl EventKind {
@@ -536,7 +671,7 @@ impl EventKind {
         EventKind::IssueUpdated,
         EventKind::IssueResolved,
         EventKind::StatusChanged,
-        EventKind::ProfileDeleted,
+        EventKind::ResourceDeleted,
     ];
 
     /// The wire name, used in payloads, config and the `kind` label.
@@ -546,12 +681,17 @@ impl EventKind {
             EventKind::IssueUpdated => "issue_updated",
             EventKind::IssueResolved => "issue_resolved",
             EventKind::StatusChanged => "status_changed",
-            EventKind::ProfileDeleted => "profile_deleted",
+            EventKind::ResourceDeleted => "resource_deleted",
         }
     }
 
     /// Parses a wire name.
+    /// Parses a wire name; `profile_deleted`, its name before version 2, still means
+    /// [`EventKind::ResourceDeleted`].
     pub fn from_name(name: &str) -> Option<Self> {
+        if name == "profile_deleted" {
+            return Some(EventKind::ResourceDeleted);
+        }
         Self::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
 }
@@ -568,9 +708,9 @@ impl fmt::Display for EventKind {
 pub enum ResolveReason {
     /// The code was absent long enough from successful polls.
     Cleared,
-    /// The profile, or this incarnation of it, no longer exists.
-    ProfileDeleted,
-    /// The configuration no longer selects the profile.
+    /// The resource, or this incarnation of it, no longer exists.
+    ResourceDeleted,
+    /// The configuration no longer selects the resource.
     Unmonitored,
 }
 
@@ -578,7 +718,7 @@ impl ResolveReason {
     pub const fn as_str(self) -> &'static str {
         match self {
             ResolveReason::Cleared => "cleared",
-            ResolveReason::ProfileDeleted => "profile_deleted",
+            ResolveReason::ResourceDeleted => "resource_deleted",
             ResolveReason::Unmonitored => "unmonitored",
         }
     }
@@ -654,28 +794,74 @@ mod tests {
     }
 
     #[test]
-    fn unknown_values_are_kept_verbatim() {
+    fn unknown_values_are_kept_verbatim_and_each_kind_says_what_it_knows() {
+        let kind = Kind::FARGATE_PROFILE;
         let code = IssueCode::from_wire("SubnetExhausted");
-        assert_eq!(code, IssueCode::Unknown("SubnetExhausted".into()));
         assert_eq!(code.as_str(), "SubnetExhausted");
-        assert!(!code.is_known());
+        assert!(!kind.knows_code(&code));
+        assert!(kind.knows_code(&IssueCode::from_wire("AccessDenied")));
         assert_eq!(Status::from_wire("PAUSED").as_str(), "PAUSED");
-        assert_eq!(Status::from_wire("ACTIVE"), Status::Active);
-        assert!(Status::from_wire("DELETE_FAILED").is_failed());
-        assert!(!Status::from_wire("DELETING").is_failed());
+        assert!(!kind.knows_status(&Status::from_wire("PAUSED")));
+        assert!(kind.is_alert_worthy(&Status::from_wire("DELETE_FAILED")));
+        assert!(!kind.is_alert_worthy(&Status::from_wire("DELETING")));
+        assert_eq!(kind.known_codes().count(), 4);
+        assert_eq!(kind.known_statuses().count(), 5);
     }
 
     #[test]
-    fn open_enums_round_trip_through_json() {
-        for status in Status::KNOWN
-            .iter()
-            .cloned()
-            .chain([Status::Unknown("X".into())])
+    fn values_and_keys_round_trip_through_json() {
+        for status in Kind::FARGATE_PROFILE
+            .known_statuses()
+            .chain([Status::from_wire("X")])
         {
             let json = serde_json::to_string(&status).unwrap();
             assert_eq!(json, format!("\"{}\"", status.as_str()));
             assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
         }
+        let key = ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "default");
+        let json = serde_json::to_string(&key).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"fargate_profile","account_id":"111122223333","region":"us-east-1","cluster":"prod","name":"default"}"#
+        );
+        assert_eq!(serde_json::from_str::<ResourceKey>(&json).unwrap(), key);
+        let unknown = json.replace("fargate_profile", "spaceship");
+        let error = serde_json::from_str::<ResourceKey>(&unknown).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown resource kind"),
+            "{error}"
+        );
+        assert_eq!(key.to_string(), "111122223333/us-east-1/prod/default");
+    }
+
+    #[test]
+    fn kinds_compare_by_name_and_defaults_cover_every_kind() {
+        static OTHER: KindSpec = KindSpec {
+            name: "widget",
+            title: "Widget",
+            alert_name: "Widget",
+            metric_prefix: "eks_widget",
+            name_label: Some("eks_widget"),
+            statuses: &["OK", "BROKEN"],
+            alert_worthy: &["BROKEN"],
+            codes: &["Wobbly"],
+        };
+        let other = Kind::new(&OTHER);
+        assert_ne!(other, Kind::FARGATE_PROFILE);
+        assert_eq!(Kind::new(&OTHER), other);
+        assert!(other > Kind::FARGATE_PROFILE);
+        assert_eq!(Kind::from_name("widget"), None);
+        assert_eq!(
+            Kind::from_name("fargate_profile"),
+            Some(Kind::FARGATE_PROFILE)
+        );
+        let key = ResourceKey::new(other, "1", "r", "c", "w");
+        assert_eq!(key.to_string(), "widget 1/r/c/w");
+        let defaults: Vec<String> = Kind::alert_worthy_of_all()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(defaults, ["CREATE_FAILED", "DELETE_FAILED"]);
     }
 
     #[test]
@@ -687,10 +873,10 @@ mod tests {
             raw("AccessDenied", "role b denied", &[]),
         ]);
         assert_eq!(merged.len(), 2);
-        let denied = &merged[&IssueCode::AccessDenied];
+        let denied = &merged[&IssueCode::from_wire("AccessDenied")];
         assert_eq!(denied.message, "role a denied; role b denied");
         assert_eq!(denied.resource_ids, ["r1", "r2", "r3"]);
-        let unreachable = &merged[&IssueCode::ClusterUnreachable];
+        let unreachable = &merged[&IssueCode::from_wire("ClusterUnreachable")];
         assert_eq!(unreachable.message, "");
         assert!(unreachable.resource_ids.is_empty());
     }
@@ -761,7 +947,11 @@ mod tests {
             Some(EventKind::IssueResolved)
         );
         assert_eq!(EventKind::from_name("issue_closed"), None);
-        assert_eq!(ResolveReason::ProfileDeleted.as_str(), "profile_deleted");
+        assert_eq!(ResolveReason::ResourceDeleted.as_str(), "resource_deleted");
+        assert_eq!(
+            EventKind::from_name("profile_deleted"),
+            Some(EventKind::ResourceDeleted)
+        );
     }
 }
 

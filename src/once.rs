@@ -11,13 +11,13 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::config::{Config, Target};
-use crate::diff::{self, ProfileState, Rules, Sequence};
+use crate::diff::{self, ResourceState, Rules, Sequence};
 use crate::discovery::{self, Problem};
 use crate::eks::{CallError, CredentialSource, Eks};
 use crate::exit;
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
 use crate::model::for_display;
-use crate::model::{ErrorKind, Input, Operation, PollFailure, ProfileKey, Status};
+use crate::model::{ErrorKind, Input, Operation, PollFailure, ResourceKey, Status};
 
 /// The most characters of a value shown in a table cell; longer ones end with `…`.
 pub const MAX_CELL_CHARS: usize = 64;
@@ -37,7 +37,7 @@ pub struct Report {
 #[derive(Clone, Debug, Serialize)]
 pub struct ProfileReport {
     #[serde(flatten)]
-    pub key: ProfileKey,
+    pub key: ResourceKey,
     pub labels: BTreeMap<String, String>,
     /// Whether the describe succeeded.
     pub up: bool,
@@ -91,7 +91,8 @@ pub struct TargetProblem {
 
 impl ProfileReport {
     fn unhealthy(&self) -> bool {
-        !self.issues.is_empty() || self.status.as_ref().is_some_and(Status::is_failed)
+        !self.issues.is_empty()
+            || (self.status.as_ref()).is_some_and(|status| self.key.kind.is_alert_worthy(status))
     }
 
     /// Distinct resource ids over the open issues.
@@ -99,7 +100,7 @@ impl ProfileReport {
         self.issues.iter().map(|issue| issue.resource_count).sum()
     }
 
-    fn from_state(state: &ProfileState, labels: &BTreeMap<String, String>) -> Self {
+    fn from_state(state: &ResourceState, labels: &BTreeMap<String, String>) -> Self {
         let known = state.known.as_ref();
         Self {
             key: state.key.clone(),
@@ -194,7 +195,7 @@ impl Report {
                     &p.key.account_id,
                     &p.key.region,
                     &p.key.cluster,
-                    &p.key.profile,
+                    &p.key.name,
                     &status,
                     &issues,
                     &resources,
@@ -355,7 +356,7 @@ pub async fn run<E: Eks>(
 
     let accounts =
         discovery::account_ids(config.targets.iter().zip(clients), &sts_limiter, policy).await;
-    let mut selected: BTreeMap<ProfileKey, usize> = BTreeMap::new();
+    let mut selected: BTreeMap<ResourceKey, usize> = BTreeMap::new();
     for (index, ((target, client), account)) in
         config.targets.iter().zip(clients).zip(accounts).enumerate()
     {
@@ -388,7 +389,7 @@ pub async fn run<E: Eks>(
         }
         // A profile selected by several targets is described once, under the first.
         for (cluster, profile) in found.profiles {
-            let key = ProfileKey::new(&account, &target.region, cluster, profile);
+            let key = ResourceKey::fargate_profile(&account, &target.region, cluster, profile);
             match selected.get(&key) {
                 Some(first) => tracing::warn!(
                     profile = %key,
@@ -415,7 +416,7 @@ async fn describe_all<E: Eks>(
     limiters: &Limiters,
     policy: &RetryPolicy,
     clock: &Clock,
-    selected: BTreeMap<ProfileKey, usize>,
+    selected: BTreeMap<ResourceKey, usize>,
 ) -> Vec<ProfileReport> {
     let rules = Rules {
         resolve_after: config.alerts.resolve_after,
@@ -428,7 +429,7 @@ async fn describe_all<E: Eks>(
             let labels = &config.targets[index].labels;
             async move {
                 let answer = paced(&limiter, policy, || {
-                    client.describe_fargate_profile(&key.cluster, &key.profile)
+                    client.describe_fargate_profile(&key.cluster, &key.name)
                 })
                 .await;
                 let observed_at = clock.now();
@@ -447,7 +448,7 @@ async fn describe_all<E: Eks>(
                     }
                 };
                 let next = diff::diff(None, &input, rules, &mut Sequence::default()).next;
-                let state = next.unwrap_or_else(|| ProfileState::discovered(input.key().clone()));
+                let state = next.unwrap_or_else(|| ResourceState::discovered(input.key().clone()));
                 ProfileReport {
                     error,
                     ..ProfileReport::from_state(&state, labels)

@@ -209,7 +209,7 @@ fn name_cells(html: &mut String, entry: &Entry) {
         shown(&key.account_id, NAME_CHARS),
         shown(&key.region, NAME_CHARS),
         shown(&key.cluster, NAME_CHARS),
-        shown(&key.profile, NAME_CHARS),
+        shown(&key.name, NAME_CHARS),
         shown(&labels.join(", "), NAME_CHARS * 2),
     );
 }
@@ -569,16 +569,16 @@ mod tests {
     use super::*;
     use crate::diff::Rules;
     use crate::limits::LaneStatus;
-    use crate::model::{Incarnation, Input, IssueCode, Observation, ProfileKey, RawIssue, Status};
+    use crate::model::{Incarnation, Input, IssueCode, Observation, RawIssue, ResourceKey, Status};
     use crate::state::{Labels, State, Subscription};
 
     const HOSTILE: &str = "<script>alert(\"x\")</script>&'";
 
-    fn observe(state: &State, key: &ProfileKey, status: &str, issues: Vec<RawIssue>, at: i64) {
+    fn observe(state: &State, key: &ResourceKey, status: &str, issues: Vec<RawIssue>, at: i64) {
         state.apply(&Input::Observed(Observation {
             key: key.clone(),
             incarnation: Incarnation {
-                arn: format!("arn:aws:eks:us-east-1:1:fargateprofile/{}/1", key.profile),
+                arn: format!("arn:aws:eks:us-east-1:1:fargateprofile/{}/1", key.name),
                 created_at: Timestamp::from_secs(1),
             },
             status: Status::from_wire(status),
@@ -592,7 +592,7 @@ mod tests {
     fn every_value_from_aws_or_the_config_is_escaped() {
         let state = State::new(Rules::default(), Vec::new());
         let labels = Arc::new(Labels::from([("team".to_owned(), HOSTILE.to_owned())]));
-        let key = ProfileKey::new("111122223333", "us-east-1", HOSTILE, HOSTILE);
+        let key = ResourceKey::fargate_profile("111122223333", "us-east-1", HOSTILE, HOSTILE);
         state.discovered(&key, labels, Timestamp::from_secs(100));
         let issue = RawIssue {
             code: IssueCode::from_wire(HOSTILE),
@@ -622,9 +622,9 @@ mod tests {
         let state = State::new(Rules::default(), vec![subscription]);
         state.set_stale_after(Duration::from_secs(60));
         let labels = Arc::new(Labels::new());
-        let keys: Vec<ProfileKey> = ["a-healthy", "b-broken", "c-failed", "d-unseen"]
+        let keys: Vec<ResourceKey> = ["a-healthy", "b-broken", "c-failed", "d-unseen"]
             .iter()
-            .map(|name| ProfileKey::new("111122223333", "us-east-1", "prod", *name))
+            .map(|name| ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", *name))
             .collect();
         for key in &keys {
             state.discovered(key, labels.clone(), Timestamp::from_secs(100));
@@ -732,7 +732,7 @@ mod tests {
     #[test]
     fn a_cell_is_bounded_however_many_codes_or_characters_a_profile_brings() {
         let state = State::new(Rules::default(), Vec::new());
-        let key = ProfileKey::new("1", "us-east-1", "c", "p".repeat(300));
+        let key = ResourceKey::fargate_profile("1", "us-east-1", "c", "p".repeat(300));
         state.discovered(&key, Arc::new(Labels::new()), Timestamp::from_secs(1));
         let issues = (0..1000)
             .map(|i| RawIssue {

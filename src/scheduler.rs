@@ -42,7 +42,7 @@ use crate::eks::{CallError, Eks};
 use crate::limits::{Backoff, Limiters, RetryPolicy, later, paced};
 use crate::logging::Repeats;
 use crate::model::{
-    ErrorKind, Gone, Input, Operation, Overdue, PollFailure, ProfileKey, Shard, Timestamp,
+    ErrorKind, Gone, Input, Operation, Overdue, PollFailure, ResourceKey, Shard, Timestamp,
     Unmonitored,
 };
 use crate::once::TargetProblem;
@@ -121,7 +121,7 @@ enum Message {
         discovery: Discovery,
     },
     Described {
-        key: ProfileKey,
+        key: ResourceKey,
         outcome: Box<Outcome>,
     },
 }
@@ -325,7 +325,7 @@ struct Slot {
 struct Cycle {
     started: Instant,
     /// Profiles still to start in this cycle, stalest first.
-    queue: VecDeque<ProfileKey>,
+    queue: VecDeque<ResourceKey>,
     next_at: Instant,
     spacing: Duration,
 }
@@ -345,11 +345,11 @@ struct Core<E> {
     shared: Arc<Shared<E>>,
     state: Arc<State>,
     tx: Tx,
-    profiles: BTreeMap<ProfileKey, Slot>,
+    profiles: BTreeMap<ResourceKey, Slot>,
     /// Profiles with no describe finished yet, for readiness.
     never_done: usize,
     /// What each target's last discovery selected; `None` before its first.
-    selections: Vec<Option<BTreeSet<ProfileKey>>>,
+    selections: Vec<Option<BTreeSet<ResourceKey>>>,
     /// The problems each target's last discovery reported, to log changes only.
     reported: Vec<BTreeSet<String>>,
     cycle: Cycle,
@@ -458,7 +458,7 @@ impl<E: Eks + 'static> Core<E> {
     }
 
     fn start_cycle(&mut self, now: Instant) {
-        let mut order: Vec<(&ProfileKey, &Slot)> = self.profiles.iter().collect();
+        let mut order: Vec<(&ResourceKey, &Slot)> = self.profiles.iter().collect();
         // Stalest first: never described, then by the start of the last describe. One still in
         // flight from the last cycle was started late in it, so it comes late in this one.
         order.sort_by_key(|(key, slot)| (slot.last_start, *key));
@@ -494,7 +494,7 @@ impl<E: Eks + 'static> Core<E> {
 
     /// Marks every profile overdue that had no answer for more than two intervals (one past
     /// when it was due); returns all that are overdue now.
-    fn mark_overdue(&mut self, now: Instant) -> Vec<ProfileKey> {
+    fn mark_overdue(&mut self, now: Instant) -> Vec<ResourceKey> {
         let limit = self.shared.settings.interval.saturating_mul(2);
         let mut overdue = Vec::new();
         for (key, slot) in &mut self.profiles {
@@ -516,7 +516,7 @@ impl<E: Eks + 'static> Core<E> {
 
     /// The WARN about overdue profiles: how many, and why per account and region with the rate
     /// in force; once a minute at most while it persists, with the count of repeats not logged.
-    fn log_overdue(&mut self, overdue: &[ProfileKey], late: usize) {
+    fn log_overdue(&mut self, overdue: &[ResourceKey], late: usize) {
         let now = Instant::now();
         if overdue.is_empty() {
             if let Some(suppressed) = self.overrun_log.ended() {
@@ -576,7 +576,7 @@ impl<E: Eks + 'static> Core<E> {
     }
 
     /// Starts one describe, unless one is running for the profile.
-    fn dispatch(&mut self, key: &ProfileKey) {
+    fn dispatch(&mut self, key: &ResourceKey) {
         let Some(slot) = self.profiles.get_mut(key) else {
             return;
         };
@@ -599,7 +599,7 @@ impl<E: Eks + 'static> Core<E> {
         });
     }
 
-    fn described(&mut self, key: ProfileKey, outcome: Outcome) {
+    fn described(&mut self, key: ResourceKey, outcome: Outcome) {
         let Some(slot) = self.profiles.get_mut(&key) else {
             return;
         };
@@ -621,7 +621,7 @@ impl<E: Eks + 'static> Core<E> {
                 self.state.apply(&input);
             }
             Outcome::ClusterGone { observed_at } => {
-                let gone: Vec<ProfileKey> = self
+                let gone: Vec<ResourceKey> = self
                     .profiles
                     .keys()
                     .filter(|k| {
@@ -647,7 +647,7 @@ impl<E: Eks + 'static> Core<E> {
     }
 
     /// Stops scheduling a profile and drops it from every selection.
-    fn forget(&mut self, key: &ProfileKey) {
+    fn forget(&mut self, key: &ResourceKey) {
         if self
             .profiles
             .remove(key)
@@ -679,14 +679,16 @@ impl<E: Eks + 'static> Core<E> {
                 );
             }
         }
-        let new: BTreeSet<ProfileKey> = discovery
+        let new: BTreeSet<ResourceKey> = discovery
             .profiles
             .into_iter()
-            .map(|(cluster, profile)| ProfileKey::new(&account_id, region, cluster, profile))
+            .map(|(cluster, profile)| {
+                ResourceKey::fargate_profile(&account_id, region, cluster, profile)
+            })
             .chain(kept)
             .collect();
-        let removed: Vec<ProfileKey> = old.difference(&new).cloned().collect();
-        let added: Vec<ProfileKey> = new.difference(&old).cloned().collect();
+        let removed: Vec<ResourceKey> = old.difference(&new).cloned().collect();
+        let added: Vec<ResourceKey> = new.difference(&old).cloned().collect();
         self.selections[index] = Some(new);
         for key in removed {
             self.unselected(key);
@@ -710,7 +712,7 @@ impl<E: Eks + 'static> Core<E> {
     /// Ends profiles the state file knew that discovery did not select again and `unlisted`
     /// says are gone: the listing that covers them did not show them (deleted while the daemon
     /// was down), or no target selects them any more (unmonitored).
-    fn end_restored(&self, gone: impl Fn(&ProfileKey) -> bool) {
+    fn end_restored(&self, gone: impl Fn(&ResourceKey) -> bool) {
         for key in self.state.restored_keys() {
             let observed_at = self.shared.clock.now();
             let input = if gone(&key) {
@@ -730,7 +732,7 @@ impl<E: Eks + 'static> Core<E> {
     }
 
     /// A target selects a profile it did not select before.
-    fn selected(&mut self, key: ProfileKey, index: usize) {
+    fn selected(&mut self, key: ResourceKey, index: usize) {
         let labels = self.shared.labels[index].clone();
         match self.profiles.get_mut(&key) {
             Some(slot) => {
@@ -767,7 +769,7 @@ impl<E: Eks + 'static> Core<E> {
 
     /// A target's listing no longer shows a profile: the API says it is gone, unless another
     /// target still selects it.
-    fn unselected(&mut self, key: ProfileKey) {
+    fn unselected(&mut self, key: ResourceKey) {
         let still = self
             .selections
             .iter()
@@ -900,7 +902,7 @@ fn describe_ended(joined: Result<(), tokio::task::JoinError>) {
 /// Logs a profile's describe starting or stopping to fail (ERROR when a person must act), or
 /// failing in another way: once a minute at most while it comes and goes, with the failures
 /// not logged since the last line.
-fn log_describe(key: &ProfileKey, slot: &mut Slot, error: Option<ErrorKind>) {
+fn log_describe(key: &ResourceKey, slot: &mut Slot, error: Option<ErrorKind>) {
     match error {
         Some(kind) if slot.logged_error != Some(kind) => {
             let now = Instant::now();
@@ -933,7 +935,7 @@ fn log_describe(key: &ProfileKey, slot: &mut Slot, error: Option<ErrorKind>) {
 async fn describe<E: Eks>(
     shared: &Shared<E>,
     target: usize,
-    key: &ProfileKey,
+    key: &ResourceKey,
     sent: &AtomicBool,
 ) -> Option<Outcome> {
     let client = &shared.watched[target].client;
@@ -949,7 +951,7 @@ async fn describe<E: Eks>(
             }
             sent.store(true, Ordering::Relaxed);
             client
-                .describe_fargate_profile(&key.cluster, &key.profile)
+                .describe_fargate_profile(&key.cluster, &key.name)
                 .await
         })
     })
@@ -983,7 +985,7 @@ async fn describe<E: Eks>(
         observed_at,
     }));
     Some(match listed {
-        Ok(names) if !names.contains(&key.profile) => gone,
+        Ok(names) if !names.contains(&key.name) => gone,
         Err(error) if error.kind == ErrorKind::NotFound => {
             let clusters = Box::pin(discovery::list_all(&limiter, policy, |token| {
                 client.list_clusters(token)
@@ -1000,11 +1002,11 @@ async fn describe<E: Eks>(
 }
 
 /// Whether a target's patterns select a profile (its account aside) in this instance's shard.
-fn covers(target: &Target, shard: Shard, key: &ProfileKey) -> bool {
+fn covers(target: &Target, shard: Shard, key: &ResourceKey) -> bool {
     shard.owns(&key.account_id, &key.region, &key.cluster)
         && target.region == key.region
         && target.cluster.matches(&key.cluster)
-        && target.profiles.iter().any(|p| p.matches(&key.profile))
+        && target.profiles.iter().any(|p| p.matches(&key.name))
 }
 
 fn stopped(operation: Operation) -> CallError {

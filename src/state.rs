@@ -16,9 +16,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::diff::{self, Event, EventDetail, Known, ProfileState, Rules, Sequence};
+use crate::diff::{self, Event, EventDetail, Known, ResourceState, Rules, Sequence};
 use crate::limits::LaneStatus;
-use crate::model::{EventKind, Input, ProfileKey, Status, Timestamp};
+use crate::model::{EventKind, Input, ResourceKey, Status, Timestamp};
 
 /// The static labels of a target, attached to every series and event of its profiles.
 pub type Labels = BTreeMap<String, String>;
@@ -128,7 +128,7 @@ impl Serialize for Saving {
         /// A [`SavedProfile`] by reference.
         #[derive(Serialize)]
         struct Profile<'a> {
-            key: &'a ProfileKey,
+            key: &'a ResourceKey,
             labels: &'a Labels,
             known: &'a Known,
         }
@@ -163,7 +163,7 @@ impl Serialize for Saving {
 /// One profile as the state file keeps it: its incarnation, status and open episodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedProfile {
-    pub key: ProfileKey,
+    pub key: ResourceKey,
     pub labels: Labels,
     pub known: Known,
 }
@@ -186,7 +186,7 @@ pub struct SinkError {
 /// One monitored profile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    pub state: ProfileState,
+    pub state: ResourceState,
     pub labels: Arc<Labels>,
     /// When discovery first selected it.
     pub discovered_at: Timestamp,
@@ -233,12 +233,12 @@ pub struct State {
 struct Inner {
     rules: Rules,
     subscriptions: Vec<Subscription>,
-    profiles: BTreeMap<ProfileKey, Arc<Entry>>,
+    profiles: BTreeMap<ResourceKey, Arc<Entry>>,
     /// Profiles from the state file, or from before a reload, that discovery has not selected
     /// again yet.
-    restored: BTreeMap<ProfileKey, Restored>,
+    restored: BTreeMap<ResourceKey, Restored>,
     /// Monitored profiles that the targets of a reloaded config have not selected again yet.
-    reselect: BTreeSet<ProfileKey>,
+    reselect: BTreeSet<ResourceKey>,
     sequence: Sequence,
     events_total: [u64; EventKind::ALL.len()],
     overruns: u64,
@@ -258,7 +258,7 @@ struct Inner {
 /// A profile waiting to be selected again, with what was known of it.
 #[derive(Clone, Debug)]
 struct Restored {
-    state: ProfileState,
+    state: ResourceState,
     labels: Labels,
 }
 
@@ -293,7 +293,7 @@ impl State {
             .profiles
             .into_iter()
             .map(|profile| {
-                let mut state = ProfileState::discovered(profile.key.clone());
+                let mut state = ResourceState::discovered(profile.key.clone());
                 state.known = Some(profile.known);
                 let restored = Restored {
                     state,
@@ -327,7 +327,7 @@ impl State {
     /// Adds a profile that discovery selected; it exports `up 0` until described, with what
     /// the state file knew of it, if anything. A profile already known only takes the new
     /// labels.
-    pub fn discovered(&self, key: &ProfileKey, labels: Arc<Labels>, at: Timestamp) {
+    pub fn discovered(&self, key: &ResourceKey, labels: Arc<Labels>, at: Timestamp) {
         let mut inner = self.lock();
         let restored = inner.restored.remove(key);
         inner.reselect.remove(key);
@@ -336,7 +336,7 @@ impl State {
             Some(_) => {}
             None => {
                 let state = restored.map_or_else(
-                    || ProfileState::discovered(key.clone()),
+                    || ResourceState::discovered(key.clone()),
                     |restored| restored.state,
                 );
                 let entry = Entry {
@@ -380,7 +380,7 @@ impl State {
 
     /// Profiles known from the state file, or monitored before a reload, that discovery has
     /// not selected again.
-    pub fn restored_keys(&self) -> Vec<ProfileKey> {
+    pub fn restored_keys(&self) -> Vec<ResourceKey> {
         let inner = self.lock();
         inner
             .restored
@@ -566,7 +566,7 @@ impl State {
         let before = queue.len();
         queue.retain(|p| now.since(p.enqueued_at) <= max_age);
         let expired = (before - queue.len()) as u64;
-        let mut blocked: BTreeSet<&ProfileKey> = BTreeSet::new();
+        let mut blocked: BTreeSet<&ResourceKey> = BTreeSet::new();
         let mut next = None;
         let mut wake: Option<Timestamp> = None;
         for pending in queue.iter() {
@@ -624,7 +624,7 @@ impl State {
         let Some(queue) = inner.outbox.get(sink) else {
             return vec![first.clone()];
         };
-        let mut seen: BTreeSet<&ProfileKey> = BTreeSet::new();
+        let mut seen: BTreeSet<&ResourceKey> = BTreeSet::new();
         let mut group = Vec::new();
         for pending in queue {
             if !seen.insert(&pending.event.key) {
@@ -746,7 +746,7 @@ impl State {
     }
 
     /// The entry of one profile.
-    pub fn get(&self, key: &ProfileKey) -> Option<Arc<Entry>> {
+    pub fn get(&self, key: &ResourceKey) -> Option<Arc<Entry>> {
         self.lock().profiles.get(key).cloned()
     }
 
@@ -845,8 +845,8 @@ mod tests {
         ErrorKind, Gone, Incarnation, IssueCode, Observation, PollFailure, RawIssue,
     };
 
-    fn key() -> ProfileKey {
-        ProfileKey::new("111122223333", "us-east-1", "prod", "default")
+    fn key() -> ResourceKey {
+        ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "default")
     }
 
     fn observed(at: i64, codes: &[&str]) -> Input {
@@ -901,7 +901,10 @@ mod tests {
             observed_at: Timestamp::from_secs(30),
         });
         let kinds: Vec<EventKind> = state.apply(&gone).iter().map(Event::kind).collect();
-        assert_eq!(kinds, [EventKind::IssueResolved, EventKind::ProfileDeleted]);
+        assert_eq!(
+            kinds,
+            [EventKind::IssueResolved, EventKind::ResourceDeleted]
+        );
         assert!(state.get(&key()).is_none());
 
         let snapshot = state.snapshot();
@@ -910,7 +913,7 @@ mod tests {
         assert_eq!(count(EventKind::IssueOpened), 1);
         assert_eq!(count(EventKind::IssueResolved), 1);
         assert_eq!(count(EventKind::StatusChanged), 1);
-        assert_eq!(count(EventKind::ProfileDeleted), 1);
+        assert_eq!(count(EventKind::ResourceDeleted), 1);
         assert_eq!(count(EventKind::IssueUpdated), 0);
     }
 
@@ -937,11 +940,11 @@ mod tests {
         }
     }
 
-    fn other_key() -> ProfileKey {
-        ProfileKey::new("111122223333", "us-east-1", "prod", "other")
+    fn other_key() -> ResourceKey {
+        ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "other")
     }
 
-    fn observed_key(key: ProfileKey, at: i64, codes: &[&str]) -> Input {
+    fn observed_key(key: ResourceKey, at: i64, codes: &[&str]) -> Input {
         let Input::Observed(mut observation) = observed(at, codes) else {
             unreachable!()
         };
@@ -1027,7 +1030,7 @@ mod tests {
         second.restore(saved);
         second.discovered(&key(), Arc::default(), Timestamp::from_secs(20));
         second.apply(&observed(30, &["AccessDenied", "ClusterUnreachable"]));
-        let never = ProfileKey::new("111122223333", "us-east-1", "prod", "never");
+        let never = ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "never");
         second.discovered(&never, Arc::default(), Timestamp::from_secs(20));
         let (generation, copied) = second.to_save();
         let (same_generation, saving) = second.to_write();

@@ -28,7 +28,7 @@ impl Health {
         let known = state.known.as_ref();
         Self {
             issues: known.map_or(0, |k| k.episodes.len()),
-            failed: known.is_some_and(|k| k.status.is_failed()),
+            failed: known.is_some_and(|k| state.key.kind.is_alert_worthy(&k.status)),
             not_described: !state.up,
             stale: is_stale(entry, now, stale_after),
         }
@@ -90,12 +90,13 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::diff::ProfileState;
-    use crate::model::ProfileKey;
+    use crate::diff::ResourceState;
+    use crate::model::ResourceKey;
     use crate::state::Labels;
 
     fn entry(last_attempt: Option<i64>) -> Entry {
-        let mut state = ProfileState::discovered(ProfileKey::new("1", "us-east-1", "c", "p"));
+        let mut state =
+            ResourceState::discovered(ResourceKey::fargate_profile("1", "us-east-1", "c", "p"));
         state.last_attempt = last_attempt.map(Timestamp::from_secs);
         Entry {
             state,

@@ -612,14 +612,14 @@ async fn write_now(state: &Arc<State>, path: &Path) -> (u64, io::Result<Written>
 mod tests {
     use super::*;
     use crate::diff::Known;
-    use crate::model::{Incarnation, ProfileKey, Status, Timestamp};
+    use crate::model::{Incarnation, ResourceKey, Status, Timestamp};
     use crate::state::SavedProfile;
 
     fn saved(sequence: u64) -> Saved {
         Saved {
             sequence,
             profiles: vec![SavedProfile {
-                key: ProfileKey::new("111122223333", "us-east-1", "prod", "default"),
+                key: ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "default"),
                 labels: Default::default(),
                 known: Known {
                     incarnation: Incarnation {
@@ -693,7 +693,7 @@ mod tests {
         };
         let state = State::new(Rules::default(), vec![subscription]);
         for name in ["web", "jobs"] {
-            let key = ProfileKey::new("111122223333", "us-east-1", "prod", name);
+            let key = ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", name);
             let labels = Arc::new(Labels::from([("env".to_owned(), "prod".to_owned())]));
             state.discovered(&key, labels, Timestamp::from_secs(1));
             state.apply(&Input::Observed(Observation {

@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fargate_health_monitor::model::{Operation, ProfileKey};
+use fargate_health_monitor::model::{Operation, ResourceKey};
 use fargate_health_monitor::simulator::{FaultKind, LoggedRequest, Scope};
 use serde_json::Value;
 
@@ -45,7 +45,7 @@ pub struct Incarnation {
 pub enum Change {
     /// The profile as it is after the change; `None` once deleted.
     Profile {
-        key: ProfileKey,
+        key: ResourceKey,
         now: Option<Incarnation>,
     },
     /// Every fault in force after the change.
@@ -113,7 +113,7 @@ struct Event {
     id: String,
     kind: String,
     sequence: u64,
-    key: ProfileKey,
+    key: ResourceKey,
     arn: String,
     code: Option<String>,
     episode: Option<String>,
@@ -130,7 +130,7 @@ impl Event {
         let text = |v: &Value| v.as_str().map(str::to_owned);
         let resource = body.get("profile").or_else(|| body.get("resource"))?;
         let name = resource.get("profile").or_else(|| resource.get("name"))?;
-        let key = ProfileKey::new(
+        let key = ResourceKey::fargate_profile(
             resource["account_id"].as_str()?,
             resource["region"].as_str()?,
             resource["cluster"].as_str()?,
@@ -162,7 +162,7 @@ impl Event {
             self.sequence,
             self.id,
             self.key.cluster,
-            self.key.profile,
+            self.key.name,
             self.arn,
             self.episode
                 .as_deref()
@@ -212,7 +212,7 @@ fn scope_matches(scope: &Scope, request: &LoggedRequest) -> bool {
 
 /// The successful describes per incarnation (by ARN), in log order, and the count of failed ones.
 fn observations(history: &History) -> (BTreeMap<String, Vec<Seen>>, usize) {
-    let mut profiles: BTreeMap<ProfileKey, Incarnation> = BTreeMap::new();
+    let mut profiles: BTreeMap<ResourceKey, Incarnation> = BTreeMap::new();
     let mut faults: Vec<(Scope, FaultKind)> = Vec::new();
     let mut applied = history.applied.iter().peekable();
     let mut seen: BTreeMap<String, Vec<Seen>> = BTreeMap::new();
@@ -243,7 +243,7 @@ fn observations(history: &History) -> (BTreeMap<String, Vec<Seen>>, usize) {
         ) else {
             continue;
         };
-        let key = ProfileKey::new(account, region, cluster, profile);
+        let key = ResourceKey::fargate_profile(account, region, cluster, profile);
         let matching = faults
             .iter()
             .filter(|(scope, _)| scope_matches(scope, request));
@@ -341,7 +341,7 @@ pub fn check(history: &History, deliveries: &[Delivery]) -> Report {
     }
     // When each incarnation left the world.
     let mut removed: BTreeMap<String, i64> = BTreeMap::new();
-    let mut current: BTreeMap<ProfileKey, Incarnation> = BTreeMap::new();
+    let mut current: BTreeMap<ResourceKey, Incarnation> = BTreeMap::new();
     for applied in &history.applied {
         if let Change::Profile { key, now } = &applied.change {
             if let Some(old) = current.get(key)
@@ -588,7 +588,7 @@ pub fn check(history: &History, deliveries: &[Delivery]) -> Report {
         name: "(d) per-profile order by sequence",
         ..Outcome::default()
     };
-    let mut last: BTreeMap<&ProfileKey, &Event> = BTreeMap::new();
+    let mut last: BTreeMap<&ResourceKey, &Event> = BTreeMap::new();
     for event in &distinct {
         order.checked += 1;
         if let Some(before) = last.get(&event.key)
@@ -686,8 +686,8 @@ mod tests {
     /// 2026-01-01T00:00:00Z.
     const T0: i64 = 1_767_225_600_000;
 
-    fn key() -> ProfileKey {
-        ProfileKey::new("111122223333", "us-east-1", "prod", "default")
+    fn key() -> ResourceKey {
+        ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "default")
     }
 
     /// A history built one describe at a time, every 2 s from T0, one daemon life throughout.

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use clap::Parser;
-use fargate_health_monitor::model::{ProfileKey, Timestamp};
+use fargate_health_monitor::model::{ResourceKey, Timestamp};
 use fargate_health_monitor::simulator::{
     self, Command, CommandError, Fault, FaultKind, Health, IssueSpec, Scope, Simulator,
 };
@@ -343,19 +343,19 @@ struct Soak {
     rng: Rng,
     applied: Vec<Applied>,
     /// Each profile's codes (with their message); `None` while deleted.
-    codes: BTreeMap<ProfileKey, Option<BTreeMap<String, String>>>,
+    codes: BTreeMap<ResourceKey, Option<BTreeMap<String, String>>>,
     active: Vec<Active>,
     /// Deleted profiles and when they come back.
-    re_add: Vec<(ProfileKey, Instant)>,
+    re_add: Vec<(ResourceKey, Instant)>,
     figures: Figures,
 }
 
 impl Soak {
-    fn keys(&self) -> Vec<ProfileKey> {
+    fn keys(&self) -> Vec<ResourceKey> {
         self.codes.keys().cloned().collect()
     }
 
-    fn existing(&self) -> Vec<ProfileKey> {
+    fn existing(&self) -> Vec<ResourceKey> {
         self.codes
             .iter()
             .filter(|(_, codes)| codes.is_some())
@@ -376,7 +376,7 @@ impl Soak {
     }
 
     /// Applies a command and records the profile as it is now.
-    fn apply_profile(&mut self, key: &ProfileKey, command: Command) -> Result<(), CommandError> {
+    fn apply_profile(&mut self, key: &ResourceKey, command: Command) -> Result<(), CommandError> {
         let position = self.sim.apply_logged(command)?;
         let at_ms = now_ms();
         let now = self.sim.with_world(|world| {
@@ -451,7 +451,7 @@ impl Soak {
         Ok(())
     }
 
-    fn set_codes(&mut self, key: &ProfileKey, codes: BTreeMap<String, String>) -> bool {
+    fn set_codes(&mut self, key: &ResourceKey, codes: BTreeMap<String, String>) -> bool {
         let health = self.health(&codes);
         let command = Command::SetHealth {
             key: key.clone(),
@@ -464,7 +464,7 @@ impl Soak {
         true
     }
 
-    fn codes_of(&self, key: &ProfileKey) -> Option<BTreeMap<String, String>> {
+    fn codes_of(&self, key: &ResourceKey) -> Option<BTreeMap<String, String>> {
         self.codes.get(key).cloned().flatten()
     }
 
@@ -490,7 +490,7 @@ impl Soak {
                 if codes.remove(&code).is_some() {
                     self.figures.cleared += 1;
                 } else {
-                    codes.insert(code.clone(), format!("{code} on {}", key.profile));
+                    codes.insert(code.clone(), format!("{code} on {}", key.name));
                     self.figures.opened += 1;
                 }
                 self.set_codes(&key, codes);
@@ -515,7 +515,7 @@ impl Soak {
                     return;
                 };
                 let n = self.rng.range(1, 1000);
-                codes.insert(code.clone(), format!("{code} on {} (#{n})", key.profile));
+                codes.insert(code.clone(), format!("{code} on {} (#{n})", key.name));
                 if self.set_codes(&key, codes) {
                     self.figures.messages += 1;
                 }
@@ -603,7 +603,7 @@ impl Soak {
     /// Brings back the deleted profiles whose time has come (all with `all`).
     fn re_add_due(&mut self, all: bool) {
         let now = Instant::now();
-        let due: Vec<ProfileKey> = self
+        let due: Vec<ResourceKey> = self
             .re_add
             .iter()
             .filter(|(_, at)| all || *at <= now)
@@ -614,7 +614,7 @@ impl Soak {
             let mut codes = BTreeMap::new();
             if self.rng.chance(50) {
                 let code = (*self.rng.pick(&CODES)).to_owned();
-                codes.insert(code.clone(), format!("{code} on {}", key.profile));
+                codes.insert(code.clone(), format!("{code} on {}", key.name));
             }
             let health = self.health(&codes);
             let command = Command::AddProfile {
@@ -726,7 +726,8 @@ async fn soak(args: &Args) -> anyhow::Result<bool> {
     });
     for cluster in CLUSTERS {
         for profile in PROFILES {
-            let key = ProfileKey::new(simulator::DEFAULT_ACCOUNT, REGION, cluster, profile);
+            let key =
+                ResourceKey::fargate_profile(simulator::DEFAULT_ACCOUNT, REGION, cluster, profile);
             let mut codes = BTreeMap::new();
             if soak.rng.chance(40) {
                 let code = (*soak.rng.pick(&CODES)).to_owned();

@@ -273,7 +273,6 @@ pub mod defaults {
     pub const RETRY_MAX: Duration = Duration::from_secs(300);
     pub const GROUP_WAIT: Duration = Duration::from_secs(30);
     pub const RESEND_INTERVAL: Duration = Duration::from_secs(60);
-    pub const STATUSES: [&str; 2] = ["CREATE_FAILED", "DELETE_FAILED"];
 }
 
 /// The range every duration and number key accepts (inclusive), checked by `check`, at start

@@ -18,7 +18,7 @@ use super::{
     Alerts, Config, ConfigError, Delivery, Environment, Loaded, Pattern, Poll, Server, Sink,
     SinkKind, State, Target, Tls, defaults, files, ranges,
 };
-use crate::model::{EventKind, Shard, Status};
+use crate::model::{EventKind, Kind, Shard, Status};
 use crate::secret::{Secret, SecretUrl, is_loopback};
 
 const TOP_KEYS: &[&str] = &["server", "poll", "state", "alerts", "targets", "sinks"];
@@ -983,18 +983,17 @@ fn statuses(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<BTreeSet<Status>> {
         if t.has("statuses") {
             return None;
         }
-        return Some(
-            defaults::STATUSES
-                .iter()
-                .map(|s| Status::from_wire(s))
-                .collect(),
-        );
+        return Some(Kind::alert_worthy_of_all().into_iter().collect());
     };
     let mut statuses = BTreeSet::new();
     for item in &list.value {
         let status = Status::from_wire(&item.value);
-        if !status.is_known() {
-            let known: Vec<&str> = Status::KNOWN.iter().map(Status::as_str).collect();
+        if !Kind::ALL.iter().any(|kind| kind.knows_status(&status)) {
+            let known: BTreeSet<&str> = Kind::ALL
+                .iter()
+                .flat_map(|kind| kind.spec().statuses.iter().copied())
+                .collect();
+            let known: Vec<&str> = known.into_iter().collect();
             r.warn(
                 &item.span,
                 format!(

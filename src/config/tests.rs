@@ -199,7 +199,7 @@ events = ["issue_opened", "issue_closed"]
             "3:1: unknown key `intervall` in [poll] (did you mean `interval`?)",
             "4:15: `concurrency` must be between 1 and 1024, not 0",
             "9:16: `endpoint_url`: \"not a url\" is not an http:// or https:// URL",
-            "14:27: unknown event kind \"issue_closed\"; use any of issue_opened, issue_updated, issue_resolved, status_changed, profile_deleted",
+            "14:27: unknown event kind \"issue_closed\"; use any of issue_opened, issue_updated, issue_resolved, status_changed, resource_deleted",
         ]
     );
 }
@@ -553,9 +553,12 @@ fn sink_defaults() {
     assert_eq!(delivery.events.len(), 4);
     assert_eq!(
         delivery.statuses,
-        [Status::CreateFailed, Status::DeleteFailed]
-            .into_iter()
-            .collect()
+        [
+            Status::from_wire("CREATE_FAILED"),
+            Status::from_wire("DELETE_FAILED")
+        ]
+        .into_iter()
+        .collect()
     );
 }
 
@@ -588,7 +591,7 @@ type = "webhook"
 url = "https://hooks.example.com/fargate"
 secret = ["new-key", "${{TOKEN}}"]
 headers = {{ Authorization = "Bearer ${{TOKEN}}", "X-Team" = "platform" }}
-events = ["issue_opened", "issue_updated", "issue_resolved", "status_changed", "profile_deleted"]
+events = ["issue_opened", "issue_updated", "issue_resolved", "status_changed", "resource_deleted"]
 statuses = ["CREATE_FAILED", "DELETING"]
 
 [[sinks]]
@@ -653,7 +656,7 @@ secret_file = "hook-secret"
         [("Authorization", "Bearer tok"), ("X-Team", "platform")]
     );
     assert_eq!(delivery.events.len(), 5);
-    assert!(delivery.statuses.contains(&Status::Deleting));
+    assert!(delivery.statuses.contains(&Status::from_wire("DELETING")));
 
     let SinkKind::Alertmanager {
         urls,

@@ -11,8 +11,8 @@ use crate::model::{Gone, Overdue, RawIssue, Unmonitored};
 const ARN_1: &str = "arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/default/1111";
 const ARN_2: &str = "arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/default/2222";
 
-fn key() -> ProfileKey {
-    ProfileKey::new("111122223333", "us-east-1", "prod", "default")
+fn key() -> ResourceKey {
+    ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "default")
 }
 
 fn incarnation(arn: &str, created: i64) -> Incarnation {
@@ -73,7 +73,7 @@ fn unmonitored(at: i64) -> Input {
 /// Applies inputs one after another, keeping the state and the events.
 #[derive(Debug, Default)]
 struct Replay {
-    state: Option<ProfileState>,
+    state: Option<ResourceState>,
     sequence: Sequence,
     rules: Rules,
 }
@@ -119,7 +119,7 @@ fn describe(event: &Event) -> String {
             from.as_ref().map_or("null", Status::as_str),
             to
         ),
-        EventDetail::ProfileDeleted => "deleted".to_owned(),
+        EventDetail::ResourceDeleted => "deleted".to_owned(),
     }
 }
 
@@ -151,7 +151,7 @@ fn first_sight_reports_status_from_null_and_opens_each_issue() {
     assert_eq!(state.last_success, Some(Timestamp::from_secs(10)));
     assert_eq!(r.episodes().len(), 2);
     assert_eq!(
-        r.episodes()[&IssueCode::AccessDenied].since,
+        r.episodes()[&IssueCode::from_wire("AccessDenied")].since,
         Timestamp::from_secs(10)
     );
 }
@@ -172,7 +172,9 @@ fn an_open_issue_seen_again_emits_nothing() {
         "ACTIVE",
         vec![raw("AccessDenied", "m", &["a"])],
     ));
-    let id = r.episodes()[&IssueCode::AccessDenied].id.clone();
+    let id = r.episodes()[&IssueCode::from_wire("AccessDenied")]
+        .id
+        .clone();
     assert!(
         r.apply(observed(
             70,
@@ -181,7 +183,7 @@ fn an_open_issue_seen_again_emits_nothing() {
         ))
         .is_empty()
     );
-    assert_eq!(r.episodes()[&IssueCode::AccessDenied].id, id);
+    assert_eq!(r.episodes()[&IssueCode::from_wire("AccessDenied")].id, id);
 }
 
 #[test]
@@ -219,7 +221,9 @@ fn a_changed_message_or_resource_list_updates_the_episode() {
         "ACTIVE",
         vec![raw("AccessDenied", "m1", &["a"])],
     ));
-    let id = r.episodes()[&IssueCode::AccessDenied].id.clone();
+    let id = r.episodes()[&IssueCode::from_wire("AccessDenied")]
+        .id
+        .clone();
 
     let events = r.apply(observed(
         70,
@@ -252,7 +256,9 @@ fn an_episode_ends_after_two_consecutive_successful_polls_without_the_code() {
         "ACTIVE",
         vec![raw("AccessDenied", "m", &["a"])],
     ));
-    let id = r.episodes()[&IssueCode::AccessDenied].id.clone();
+    let id = r.episodes()[&IssueCode::from_wire("AccessDenied")]
+        .id
+        .clone();
     assert!(
         r.apply(observed(70, "ACTIVE", vec![])).is_empty(),
         "one absent poll is not enough"
@@ -277,7 +283,9 @@ fn an_episode_ends_after_two_consecutive_successful_polls_without_the_code() {
 fn a_flap_inside_the_window_keeps_the_episode() {
     let mut r = Replay::default();
     r.apply(observed(10, "ACTIVE", vec![raw("AccessDenied", "m", &[])]));
-    let id = r.episodes()[&IssueCode::AccessDenied].id.clone();
+    let id = r.episodes()[&IssueCode::from_wire("AccessDenied")]
+        .id
+        .clone();
     assert!(r.apply(observed(70, "ACTIVE", vec![])).is_empty());
     assert!(
         r.apply(observed(130, "ACTIVE", vec![raw("AccessDenied", "m", &[])]))
@@ -285,7 +293,7 @@ fn a_flap_inside_the_window_keeps_the_episode() {
     );
     // The absence starts over: one more absent poll is again not enough.
     assert!(r.apply(observed(190, "ACTIVE", vec![])).is_empty());
-    assert_eq!(r.episodes()[&IssueCode::AccessDenied].id, id);
+    assert_eq!(r.episodes()[&IssueCode::from_wire("AccessDenied")].id, id);
     assert_eq!(
         described(&r.apply(observed(250, "ACTIVE", vec![]))),
         ["resolved AccessDenied cleared"]
@@ -437,7 +445,7 @@ fn every_status_transition_is_reported_with_its_origin() {
     let events = r.apply(observed(50, "ACTIVE", vec![]));
     assert_eq!(
         events[0].status,
-        Status::Active,
+        Status::from_wire("ACTIVE"),
         "the event carries the new status"
     );
 }
@@ -456,7 +464,7 @@ fn unknown_codes_and_statuses_are_reported_verbatim() {
     );
     assert_eq!(
         events[1].episode_issue().unwrap().issue.code,
-        IssueCode::Unknown("SubnetExhausted".into())
+        IssueCode::from_wire("SubnetExhausted")
     );
     r.apply(observed(70, "PAUSED", vec![]));
     assert_eq!(
@@ -476,7 +484,9 @@ fn a_new_incarnation_ends_the_old_one_and_starts_without_history() {
         "ACTIVE",
         vec![raw("AccessDenied", "m", &[])],
     ));
-    let old_id = r.episodes()[&IssueCode::AccessDenied].id.clone();
+    let old_id = r.episodes()[&IssueCode::from_wire("AccessDenied")]
+        .id
+        .clone();
 
     let events = r.apply(observed_as(
         &new,
@@ -487,7 +497,7 @@ fn a_new_incarnation_ends_the_old_one_and_starts_without_history() {
     assert_eq!(
         described(&events),
         [
-            "resolved AccessDenied profile_deleted",
+            "resolved AccessDenied resource_deleted",
             "deleted",
             "status null->ACTIVE",
             "opened AccessDenied"
@@ -524,8 +534,8 @@ fn a_gone_profile_resolves_its_episodes_then_is_deleted() {
     assert_eq!(
         described(&t.events),
         [
-            "resolved A profile_deleted",
-            "resolved B profile_deleted",
+            "resolved A resource_deleted",
+            "resolved B resource_deleted",
             "deleted"
         ]
     );
@@ -573,7 +583,7 @@ fn sequence_numbers_keep_increasing_across_a_delete_and_re_create() {
 #[test]
 fn episode_ids_depend_on_what_the_episode_is() {
     let inc = incarnation(ARN_1, 1000);
-    let code = IssueCode::AccessDenied;
+    let code = IssueCode::from_wire("AccessDenied");
     let a = episode_id(&key(), &inc, &code, Timestamp::from_secs(10));
     assert_eq!(a, episode_id(&key(), &inc, &code, Timestamp::from_secs(10)));
     assert_eq!(a.len(), 16);
@@ -583,7 +593,7 @@ fn episode_ids_depend_on_what_the_episode_is() {
         episode_id(
             &key(),
             &inc,
-            &IssueCode::ClusterUnreachable,
+            &IssueCode::from_wire("ClusterUnreachable"),
             Timestamp::from_secs(10)
         )
     );
@@ -625,12 +635,12 @@ fn the_state_round_trips_through_json() {
     r.apply(observed(70, "PAUSED", vec![raw("NewCode", "", &[])]));
     let state = r.state.clone().unwrap();
     assert!(
-        state.known.as_ref().unwrap().episodes[&IssueCode::AccessDenied]
+        state.known.as_ref().unwrap().episodes[&IssueCode::from_wire("AccessDenied")]
             .absent
             .is_some()
     );
     let json = serde_json::to_string(&state).unwrap();
-    let back: ProfileState = serde_json::from_str(&json).unwrap();
+    let back: ResourceState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, state);
     // The restored state goes on exactly as the original would.
     let mut sequence = r.sequence;
@@ -703,12 +713,12 @@ fn scripted_history_of_one_profile() {
             &["resolved AccessDenied cleared"]),
         // re-create under the same name
         (observed_as(&second, 780, "CREATING", vec![]),
-            &["resolved ClusterUnreachable profile_deleted", "deleted", "status null->CREATING"]),
+            &["resolved ClusterUnreachable resource_deleted", "deleted", "status null->CREATING"]),
         (observed_as(&second, 840, "CREATE_FAILED", vec![denied()]),
             &["status CREATING->CREATE_FAILED", "opened AccessDenied"]),
         // delete
         (failed(900, ErrorKind::NotFound), &[]),
-        (gone(901), &["resolved AccessDenied profile_deleted", "deleted"]),
+        (gone(901), &["resolved AccessDenied resource_deleted", "deleted"]),
     ];
     let mut r = Replay::default();
     for (step, (input, expected)) in script.into_iter().enumerate() {

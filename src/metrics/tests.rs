@@ -2,11 +2,13 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::diff::Rules;
-use crate::model::{Incarnation, Input, IssueCode, Observation, ProfileKey, RawIssue};
+use crate::model::{
+    Incarnation, Input, IssueCode, Kind, Observation, RawIssue, ResourceKey, Status,
+};
 use crate::state::Labels;
 
-fn key(profile: &str) -> ProfileKey {
-    ProfileKey::new("111122223333", "us-east-1", "prod", profile)
+fn key(profile: &str) -> ResourceKey {
+    ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", profile)
 }
 
 fn observation(profile: &str, status: &str, issues: &[(&str, &[&str])], at: i64) -> Input {
@@ -78,13 +80,17 @@ fn issues_show_1_for_open_codes_0_for_other_known_codes_and_unknowns_verbatim() 
     let text = render_snapshot(&state.snapshot(), Timestamp::from_secs(260));
     let broken = "fargate_profile=\"broken\"";
     let issues = samples(&text, "eks_fargate_profile_health_issues", &[broken]);
-    assert_eq!(issues.len(), IssueCode::KNOWN.len() + 1, "{issues:?}");
+    assert_eq!(
+        issues.len(),
+        Kind::FARGATE_PROFILE.spec().codes.len() + 1,
+        "{issues:?}"
+    );
     for line in &issues {
         let open = line.contains("code=\"AccessDenied\"") || line.contains("code=\"BrandNewCode\"");
         assert!(line.ends_with(if open { "} 1" } else { "} 0" }), "{line}");
     }
     let healthy = samples(&text, "eks_fargate_profile_health_issues", &["\"healthy\""]);
-    assert_eq!(healthy.len(), IssueCode::KNOWN.len());
+    assert_eq!(healthy.len(), Kind::FARGATE_PROFILE.spec().codes.len());
     assert!(healthy.iter().all(|line| line.ends_with("} 0")));
 
     let resources = samples(
@@ -107,7 +113,10 @@ fn issues_show_1_for_open_codes_0_for_other_known_codes_and_unknowns_verbatim() 
     assert!(starts.iter().all(|l| l.ends_with("} 200")));
 
     let statuses = samples(&text, "eks_fargate_profile_status", &[broken]);
-    assert_eq!(statuses.len(), Status::KNOWN.len() + 1);
+    assert_eq!(
+        statuses.len(),
+        Kind::FARGATE_PROFILE.spec().statuses.len() + 1
+    );
     assert!(
         statuses
             .iter()

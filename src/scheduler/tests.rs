@@ -500,7 +500,7 @@ async fn a_new_profile_is_described_at_once_and_one_missing_from_a_listing_is_go
     );
     sleep(10).await;
     assert!(harness.state.is_ready());
-    let key = |name: &str| ProfileKey::new(account, "us-east-1", "prod", name);
+    let key = |name: &str| ResourceKey::fargate_profile(account, "us-east-1", "prod", name);
     harness
         .world()
         .clusters
@@ -547,7 +547,7 @@ async fn a_not_found_describe_is_confirmed_by_a_list_before_the_profile_is_gone(
         Duration::from_millis(10),
     );
     sleep(10).await;
-    let key = |name: &str| ProfileKey::new(account, "us-east-1", "prod", name);
+    let key = |name: &str| ResourceKey::fargate_profile(account, "us-east-1", "prod", name);
     // p000 is deleted, p001 describes as not found but is still listed.
     {
         let mut world = harness.world();

@@ -26,7 +26,7 @@ pub use world::{
 };
 
 use crate::clock::Clock;
-use crate::model::{Operation, ProfileKey};
+use crate::model::{Operation, ResourceKey};
 use server::SharedWorld;
 
 /// The access key id that [`Simulator::start`] maps to [`DEFAULT_ACCOUNT`].
@@ -140,7 +140,7 @@ impl Simulator {
     }
 
     /// Adds (or replaces) a profile with a status and health, creating its cluster if needed.
-    pub fn add_profile(&self, key: &ProfileKey, status: &str, health: Health) {
+    pub fn add_profile(&self, key: &ResourceKey, status: &str, health: Health) {
         let command = Command::AddProfile {
             key: key.clone(),
             status: status.to_owned(),

@@ -1,7 +1,7 @@
 //! A generated world for `simulate`, `demo` and the benchmark: accounts × regions × clusters ×
 //! profiles, a share of them with health issues, and a role per extra account.
 
-use crate::model::{IssueCode, ProfileKey};
+use crate::model::{IssueCode, Kind, ResourceKey};
 
 use super::world::{Command, Health, IssueSpec};
 use super::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCOUNT};
@@ -69,17 +69,22 @@ impl Population {
                 for c in 0..self.clusters_per_region {
                     let cluster = format!("cluster-{c:04}");
                     for p in 0..self.profiles_per_cluster {
-                        let key =
-                            ProfileKey::new(&account, region, &cluster, format!("profile-{p:02}"));
+                        let key = ResourceKey::fargate_profile(
+                            &account,
+                            region,
+                            &cluster,
+                            format!("profile-{p:02}"),
+                        );
                         index += 1;
                         // Spread evenly: profile n is unhealthy when the count of unhealthy
                         // ones so far falls behind the share.
                         let health = if (unhealthy as f64) < share * index as f64 {
                             unhealthy += 1;
-                            let code = &IssueCode::KNOWN[unhealthy % IssueCode::KNOWN.len()];
+                            let codes = Kind::FARGATE_PROFILE.spec().codes;
+                            let code = IssueCode::from_wire(codes[unhealthy % codes.len()]);
                             Health::Issues(vec![IssueSpec {
                                 code: code.as_str().to_owned(),
-                                message: format!("simulated {} on {}", code.as_str(), key.profile),
+                                message: format!("simulated {} on {}", code.as_str(), key.name),
                                 resource_ids: vec![format!("eni-{index:08x}")],
                             }])
                         } else {

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 use super::world::{Command, Failure, Health, Page, Profile, Refusal, Request, World};
 use crate::clock::Clock;
-use crate::model::{Operation, ProfileKey};
+use crate::model::{Operation, ResourceKey};
 
 /// The world shared by the servers and the Rust handle.
 pub type SharedWorld = Arc<Mutex<World>>;
@@ -305,7 +305,7 @@ fn respond(
         ),
         Operation::DescribeFargateProfile => {
             let profile = route.profile.as_deref().unwrap_or_default();
-            let key = ProfileKey::new(account, region, cluster, profile);
+            let key = ResourceKey::fargate_profile(account, region, cluster, profile);
             match world.describe(&key) {
                 Ok(found) => json_reply(
                     StatusCode::OK,
@@ -403,7 +403,7 @@ fn page_reply(page: Result<Page, Refusal>, member: &str) -> Reply {
 }
 
 /// A `fargateProfile` member as EKS serves it.
-fn profile_json(key: &ProfileKey, profile: &Profile) -> Value {
+fn profile_json(key: &ResourceKey, profile: &Profile) -> Value {
     let mut body = json!({
         "fargateProfileName": profile.name,
         "fargateProfileArn": profile.arn,

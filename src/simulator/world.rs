@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Operation, ProfileKey, Timestamp};
+use crate::model::{Operation, ResourceKey, Timestamp};
 
 /// Whether an operation is served by STS (Query/XML) rather than EKS (REST-JSON).
 pub const fn is_sts(operation: Operation) -> bool {
@@ -86,12 +86,12 @@ impl Scope {
     }
 
     /// Requests about one profile.
-    pub fn profile(key: &ProfileKey) -> Self {
+    pub fn profile(key: &ResourceKey) -> Self {
         Self {
             account_id: Some(key.account_id.clone()),
             region: Some(key.region.clone()),
             cluster: Some(key.cluster.clone()),
-            profile: Some(key.profile.clone()),
+            profile: Some(key.name.clone()),
             operations: Vec::new(),
         }
     }
@@ -198,30 +198,30 @@ pub enum Command {
     },
     /// Adds a profile (and its cluster when missing), replacing one of the same name.
     AddProfile {
-        #[serde(flatten)]
-        key: ProfileKey,
+        #[serde(flatten, with = "profile_ref")]
+        key: ResourceKey,
         #[serde(default = "default_status")]
         status: String,
         #[serde(default)]
         health: Health,
     },
     DeleteProfile {
-        #[serde(flatten)]
-        key: ProfileKey,
+        #[serde(flatten, with = "profile_ref")]
+        key: ResourceKey,
     },
     /// Deletes a profile and creates it again with the same name: a new ARN and `createdAt`.
     RecreateProfile {
-        #[serde(flatten)]
-        key: ProfileKey,
+        #[serde(flatten, with = "profile_ref")]
+        key: ResourceKey,
     },
     SetStatus {
-        #[serde(flatten)]
-        key: ProfileKey,
+        #[serde(flatten, with = "profile_ref")]
+        key: ResourceKey,
         status: String,
     },
     SetHealth {
-        #[serde(flatten)]
-        key: ProfileKey,
+        #[serde(flatten, with = "profile_ref")]
+        key: ResourceKey,
         health: Health,
     },
     AddFault {
@@ -236,8 +236,8 @@ pub enum Command {
     ClearRequestLog,
     /// Sets a profile's `createdAt` (seconds since the epoch) to any value, in range or not.
     SetCreatedAt {
-        #[serde(flatten)]
-        key: ProfileKey,
+        #[serde(flatten, with = "profile_ref")]
+        key: ResourceKey,
         created_at: f64,
     },
     /// How long credentials from `AssumeRole` are valid (default 3600 s); a short lifetime
@@ -245,6 +245,43 @@ pub enum Command {
     SetCredentialLifetime {
         seconds: u64,
     },
+}
+
+/// A profile as the control API names it: `account_id`, `region`, `cluster` and `profile`.
+mod profile_ref {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::model::ResourceKey;
+
+    #[derive(Serialize, Deserialize)]
+    struct ProfileRef {
+        account_id: String,
+        region: String,
+        cluster: String,
+        profile: String,
+    }
+
+    pub fn serialize<S: Serializer>(key: &ResourceKey, serializer: S) -> Result<S::Ok, S::Error> {
+        ProfileRef {
+            account_id: key.account_id.clone(),
+            region: key.region.clone(),
+            cluster: key.cluster.clone(),
+            profile: key.name.clone(),
+        }
+        .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<ResourceKey, D::Error> {
+        let r = ProfileRef::deserialize(deserializer)?;
+        Ok(ResourceKey::fargate_profile(
+            r.account_id,
+            r.region,
+            r.cluster,
+            r.profile,
+        ))
+    }
 }
 
 fn default_status() -> String {
@@ -255,7 +292,7 @@ fn default_status() -> String {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     #[error("no such profile: {0}")]
-    NoSuchProfile(ProfileKey),
+    NoSuchProfile(ResourceKey),
     #[error("no such cluster: {account_id}/{region}/{cluster}")]
     NoSuchCluster {
         account_id: String,
@@ -406,11 +443,11 @@ impl World {
                 self.clusters
                     .entry(cluster_key(&key))
                     .or_default()
-                    .insert(key.profile, profile);
+                    .insert(key.name, profile);
             }
             Command::DeleteProfile { key } => {
                 self.cluster_mut(&key)?
-                    .remove(&key.profile)
+                    .remove(&key.name)
                     .ok_or_else(|| CommandError::NoSuchProfile(key.clone()))?;
             }
             Command::RecreateProfile { key } => {
@@ -444,7 +481,7 @@ impl World {
 
     fn new_profile(
         &mut self,
-        key: &ProfileKey,
+        key: &ResourceKey,
         status: String,
         health: Health,
         now: Timestamp,
@@ -452,13 +489,13 @@ impl World {
         self.serial += 1;
         let serial = self.serial;
         Profile {
-            name: key.profile.clone(),
+            name: key.name.clone(),
             arn: format!(
                 "arn:aws:eks:{}:{}:fargateprofile/{}/{}/{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
                 key.region,
                 key.account_id,
                 key.cluster,
-                key.profile,
+                key.name,
                 serial,
                 now.as_millis() & 0xffff,
                 serial & 0xfff,
@@ -472,14 +509,14 @@ impl World {
                 key.account_id, key.cluster
             ),
             subnets: vec![format!("subnet-{:08x}", serial)],
-            namespace: key.profile.clone(),
+            namespace: key.name.clone(),
             health,
         }
     }
 
     fn cluster_mut(
         &mut self,
-        key: &ProfileKey,
+        key: &ResourceKey,
     ) -> Result<&mut BTreeMap<String, Profile>, CommandError> {
         self.clusters
             .get_mut(&cluster_key(key))
@@ -490,25 +527,25 @@ impl World {
             })
     }
 
-    fn profile_mut(&mut self, key: &ProfileKey) -> Result<&mut Profile, CommandError> {
+    fn profile_mut(&mut self, key: &ResourceKey) -> Result<&mut Profile, CommandError> {
         self.cluster_mut(key)?
-            .get_mut(&key.profile)
+            .get_mut(&key.name)
             .ok_or_else(|| CommandError::NoSuchProfile(key.clone()))
     }
 
     /// A profile as it is now, if it exists.
-    pub fn profile(&self, key: &ProfileKey) -> Option<&Profile> {
-        self.clusters.get(&cluster_key(key))?.get(&key.profile)
+    pub fn profile(&self, key: &ResourceKey) -> Option<&Profile> {
+        self.clusters.get(&cluster_key(key))?.get(&key.name)
     }
 
     /// Every profile, in key order.
-    pub fn profiles(&self) -> impl Iterator<Item = (ProfileKey, &Profile)> {
+    pub fn profiles(&self) -> impl Iterator<Item = (ResourceKey, &Profile)> {
         self.clusters
             .iter()
             .flat_map(|((account, region, cluster), profiles)| {
                 profiles.values().map(move |profile| {
                     (
-                        ProfileKey::new(account, region, cluster, &profile.name),
+                        ResourceKey::fargate_profile(account, region, cluster, &profile.name),
                         profile,
                     )
                 })
@@ -595,15 +632,12 @@ impl World {
     }
 
     /// `DescribeFargateProfile`.
-    pub fn describe(&self, key: &ProfileKey) -> Result<&Profile, Refusal> {
+    pub fn describe(&self, key: &ResourceKey) -> Result<&Profile, Refusal> {
         let profiles = self.clusters.get(&cluster_key(key)).ok_or_else(|| {
             Refusal::NotFound(format!("No cluster found for name: {}.", key.cluster))
         })?;
-        profiles.get(&key.profile).ok_or_else(|| {
-            Refusal::NotFound(format!(
-                "No Fargate Profile found with name: {}.",
-                key.profile
-            ))
+        profiles.get(&key.name).ok_or_else(|| {
+            Refusal::NotFound(format!("No Fargate Profile found with name: {}.", key.name))
         })
     }
 
@@ -721,7 +755,7 @@ impl World {
     }
 }
 
-fn cluster_key(key: &ProfileKey) -> ClusterKey {
+fn cluster_key(key: &ResourceKey) -> ClusterKey {
     (
         key.account_id.clone(),
         key.region.clone(),
@@ -769,8 +803,8 @@ mod tests {
 
     const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
 
-    fn key(profile: &str) -> ProfileKey {
-        ProfileKey::new("111122223333", "us-east-1", "prod", profile)
+    fn key(profile: &str) -> ResourceKey {
+        ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", profile)
     }
 
     fn add(world: &mut World, profile: &str) {

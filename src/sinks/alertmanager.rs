@@ -79,7 +79,7 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
         base.insert("aws_account_id".into(), key.account_id.clone());
         base.insert("aws_region".into(), key.region.clone());
         base.insert("eks_cluster".into(), key.cluster.clone());
-        base.insert("fargate_profile".into(), key.profile.clone());
+        base.insert("fargate_profile".into(), key.name.clone());
         let mut annotations = BTreeMap::new();
         if let Some(runbook) = &settings.runbook_url {
             annotations.insert("runbook_url".to_owned(), runbook.to_string());
@@ -93,7 +93,7 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
             let mut annotations = annotations.clone();
             annotations.insert(
                 "summary".into(),
-                format!("Fargate profile {}/{} has {code}", key.cluster, key.profile),
+                format!("Fargate profile {}/{} has {code}", key.cluster, key.name),
             );
             let resources = episode.issue.resource_ids.len();
             annotations.insert(
@@ -103,7 +103,7 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
                     episode.issue.message,
                     resources,
                     if resources == 1 { "" } else { "s" },
-                    key.profile,
+                    key.name,
                     key.account_id,
                     key.region,
                     key.cluster
@@ -118,7 +118,7 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
             };
             alerts.insert(label_key(&alert), alert);
         }
-        if known.status.is_failed() {
+        if key.kind.is_alert_worthy(&known.status) {
             let status = known.status.as_str();
             let mut labels = base;
             labels.insert("alertname".into(), "EKSFargateProfileFailed".into());
@@ -127,16 +127,13 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
             let mut annotations = annotations;
             annotations.insert(
                 "summary".into(),
-                format!(
-                    "Fargate profile {}/{} is {status}",
-                    key.cluster, key.profile
-                ),
+                format!("Fargate profile {}/{} is {status}", key.cluster, key.name),
             );
             annotations.insert(
                 "description".into(),
                 format!(
                     "Fargate profile {} in account {}, region {}, cluster {} is {status}",
-                    key.profile, key.account_id, key.region, key.cluster
+                    key.name, key.account_id, key.region, key.cluster
                 ),
             );
             let alert = Alert {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::config::defaults;
 use crate::diff::EventDetail;
 use crate::limits::Backoff;
-use crate::model::{EventKind, Status};
+use crate::model::{EventKind, Kind, Status};
 use crate::state::{Pending, Subscription};
 
 use super::webhook::RESOURCE_IDS_CAP;
@@ -65,10 +65,7 @@ impl LogSink {
                 .into_iter()
                 .filter(|k| *k != EventKind::IssueUpdated)
                 .collect(),
-            statuses: defaults::STATUSES
-                .iter()
-                .map(|s| Status::from_wire(s))
-                .collect(),
+            statuses: Kind::alert_worthy_of_all().into_iter().collect(),
             max_queue: defaults::MAX_QUEUE,
         }
     }
@@ -104,7 +101,7 @@ fn log(sink: &str, pending: &Pending) {
                 account_id = %key.account_id,
                 region = %key.region,
                 cluster = %key.cluster,
-                fargate_profile = %key.profile,
+                fargate_profile = %key.name,
                 labels,
                 code = issue.issue.code.as_str(),
                 resource_count = issue.issue.resource_ids.len(),
@@ -129,7 +126,7 @@ fn log(sink: &str, pending: &Pending) {
                 account_id = %key.account_id,
                 region = %key.region,
                 cluster = %key.cluster,
-                fargate_profile = %key.profile,
+                fargate_profile = %key.name,
                 labels,
                 code = issue.issue.code.as_str(),
                 episode_id = %issue.episode_id,
@@ -148,14 +145,14 @@ fn log(sink: &str, pending: &Pending) {
                 account_id = %key.account_id,
                 region = %key.region,
                 cluster = %key.cluster,
-                fargate_profile = %key.profile,
+                fargate_profile = %key.name,
                 labels,
                 from = from.as_ref().map_or("none", Status::as_str),
                 to = to.as_str(),
                 "status changed"
             );
         }
-        EventDetail::ProfileDeleted => {
+        EventDetail::ResourceDeleted => {
             tracing::info!(
                 sink,
                 event = kind,
@@ -164,7 +161,7 @@ fn log(sink: &str, pending: &Pending) {
                 account_id = %key.account_id,
                 region = %key.region,
                 cluster = %key.cluster,
-                fargate_profile = %key.profile,
+                fargate_profile = %key.name,
                 labels,
                 arn = %event.incarnation.arn,
                 "profile deleted"

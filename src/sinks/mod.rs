@@ -399,7 +399,7 @@ mod tests {
     use super::*;
     use crate::diff::Rules;
     use crate::model::{
-        EventKind, Incarnation, Input, IssueCode, Observation, ProfileKey, RawIssue, Status,
+        EventKind, Incarnation, Input, IssueCode, Observation, RawIssue, ResourceKey, Status,
     };
     use crate::state::Subscription;
 
@@ -433,7 +433,7 @@ mod tests {
             max_queue: 100,
         };
         let state = Arc::new(State::new(Rules::default(), vec![subscription]));
-        let key = ProfileKey::new("111122223333", "us-east-1", "prod", "web");
+        let key = ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "web");
         state.discovered(&key, Arc::default(), Timestamp::from_secs(1));
         state.apply(&Input::Observed(Observation {
             key,
@@ -565,7 +565,7 @@ url = "http://127.0.0.1:9"
         ));
         let at = Timestamp::from_secs(1_795_428_240);
         let state = Arc::new(State::new(Rules::default(), subscriptions(&config)));
-        let key = ProfileKey::new("111122223333", "us-east-1", "prod", "web");
+        let key = ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "web");
         state.discovered(&key, Arc::default(), at);
         state.apply(&Input::Observed(Observation {
             key,

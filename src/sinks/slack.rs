@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::clock::Clock;
 use crate::config::Delivery;
 use crate::diff::EventDetail;
-use crate::model::ProfileKey;
+use crate::model::ResourceKey;
 use crate::secret::SecretUrl;
 use crate::state::Pending;
 
@@ -121,12 +121,12 @@ pub fn remediation(code: &str) -> &'static str {
 }
 
 /// The AWS console page of a profile.
-pub fn console_url(key: &ProfileKey) -> String {
+pub fn console_url(key: &ResourceKey) -> String {
     format!(
         "https://{region}.console.aws.amazon.com/eks/home?region={region}#/clusters/{cluster}/fargate-profiles/{profile}",
         region = key.region,
         cluster = key.cluster,
-        profile = key.profile
+        profile = key.name
     )
 }
 
@@ -190,12 +190,12 @@ pub fn message(batch: &[Pending]) -> Value {
     };
     let event = &first.event;
     let key = &event.key;
-    let profiles: Vec<String> = batch.iter().map(|p| p.event.key.profile.clone()).collect();
+    let profiles: Vec<String> = batch.iter().map(|p| p.event.key.name.clone()).collect();
     let many = batch.len() > 1;
     let where_ = if many {
         format!("{} profiles of cluster {}", batch.len(), key.cluster)
     } else {
-        format!("{}/{}", key.cluster, key.profile)
+        format!("{}/{}", key.cluster, key.name)
     };
     let scope = format!("account {}, {}", key.account_id, key.region);
     let mut blocks = Vec::new();
@@ -227,8 +227,8 @@ pub fn message(batch: &[Pending]) -> Value {
             ));
             let why = match reason.as_str() {
                 "cleared" => "the issue cleared",
-                "profile_deleted" => "the profile was deleted",
-                _ => "the profile is no longer monitored",
+                "resource_deleted" => "it was deleted",
+                _ => "it is no longer monitored",
             };
             (
                 format!(":white_check_mark: Resolved: {code} on {where_}"),
@@ -248,7 +248,7 @@ pub fn message(batch: &[Pending]) -> Value {
                 to.as_str()
             ),
         ),
-        EventDetail::ProfileDeleted => (
+        EventDetail::ResourceDeleted => (
             format!(":wastebasket: {where_} was deleted"),
             format!("{where_} was deleted ({scope})"),
             "*Profile deleted*".to_owned(),
@@ -259,7 +259,7 @@ pub fn message(batch: &[Pending]) -> Value {
     let profile_field = if many {
         listed(&profiles, limits::FIELD_TEXT - 32)
     } else {
-        key.profile.clone()
+        key.name.clone()
     };
     let mut pairs = vec![
         ("Account", key.account_id.clone()),
@@ -316,7 +316,7 @@ pub fn message(batch: &[Pending]) -> Value {
             format!(
                 "<{}|{} in the AWS console>",
                 console_url(&p.event.key),
-                p.event.key.profile
+                p.event.key.name
             )
         })
         .collect();

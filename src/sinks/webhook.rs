@@ -216,7 +216,7 @@ pub fn payload(pending: &Pending) -> Vec<u8> {
             account_id: &event.key.account_id,
             region: &event.key.region,
             cluster: &event.key.cluster,
-            profile: &event.key.profile,
+            profile: &event.key.name,
             arn: &event.incarnation.arn,
             status: event.status.as_str(),
             labels: &pending.labels,
@@ -272,7 +272,7 @@ mod tests {
     fn the_payload_caps_resource_ids_and_keeps_the_true_count() {
         use crate::diff::{EpisodeIssue, Event};
         use crate::model::{
-            Incarnation, Issue, IssueCode, ProfileKey, ResolveReason, Status, Timestamp,
+            Incarnation, Issue, IssueCode, ResolveReason, ResourceKey, Status, Timestamp,
         };
 
         let ids: Vec<String> = (0..1500).map(|i| format!("subnet-{i:05}")).collect();
@@ -287,7 +287,7 @@ mod tests {
         };
         let event = Event {
             sequence: 7,
-            key: ProfileKey::new("111122223333", "us-east-1", "prod", "default"),
+            key: ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "default"),
             incarnation: Incarnation {
                 arn: "arn".into(),
                 created_at: Timestamp::from_secs(1),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use fargate_health_monitor::clock::Clock;
 use fargate_health_monitor::config::{self, Config, ProcessEnvironment};
 use fargate_health_monitor::daemon::Daemon;
-use fargate_health_monitor::model::{IssueCode, Operation, ProfileKey, Status};
+use fargate_health_monitor::model::{Kind, Operation, ResourceKey};
 use fargate_health_monitor::simulator::{
     self, Command as SimCommand, FaultKind, Health, IssueSpec, Scope, Simulator,
 };
@@ -23,8 +23,8 @@ use crate::support::{
 
 const ACCOUNT: &str = simulator::DEFAULT_ACCOUNT;
 
-fn key(cluster: &str, profile: &str) -> ProfileKey {
-    ProfileKey::new(ACCOUNT, "us-east-1", cluster, profile)
+fn key(cluster: &str, profile: &str) -> ResourceKey {
+    ResourceKey::fargate_profile(ACCOUNT, "us-east-1", cluster, profile)
 }
 
 fn issue(code: &str, resources: &[&str]) -> Health {
@@ -110,7 +110,7 @@ async fn an_access_denied_profile_shows_1_for_that_code_and_0_for_the_others() {
     let daemon = start(&simulator, FAST).await;
     let denied = "fargate_profile=\"denied\"";
     let text = until_value(&daemon, ISSUES, &[denied, "AccessDenied"], Some(1.0)).await;
-    for code in IssueCode::KNOWN {
+    for code in Kind::FARGATE_PROFILE.known_codes() {
         let expected = if code.as_str() == "AccessDenied" {
             1.0
         } else {
@@ -304,7 +304,7 @@ async fn unknown_codes_and_statuses_get_their_own_label_values() {
         ),
         Some(1.0)
     );
-    for status in Status::KNOWN {
+    for status in Kind::FARGATE_PROFILE.known_statuses() {
         let status = format!("status=\"{}\"", status.as_str());
         assert_eq!(
             value(&text, "eks_fargate_profile_status", &[odd, &status]),

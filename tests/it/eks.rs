@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use fargate_health_monitor::eks::{Connector, Eks, Page, StaticCredentials};
-use fargate_health_monitor::model::{ErrorKind, IssueCode, Operation, ProfileKey, Status};
+use fargate_health_monitor::model::{ErrorKind, IssueCode, Operation, ResourceKey, Status};
 use fargate_health_monitor::simulator::{
     Command, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCOUNT, FaultKind, Health, IssueSpec, Scope, Simulator,
 };
@@ -12,8 +12,8 @@ use crate::support::{eventually, sim_client, sim_settings, sim_target};
 
 const REGION: &str = "us-east-1";
 
-fn key(cluster: &str, profile: &str) -> ProfileKey {
-    ProfileKey::new(DEFAULT_ACCOUNT, REGION, cluster, profile)
+fn key(cluster: &str, profile: &str) -> ResourceKey {
+    ResourceKey::fargate_profile(DEFAULT_ACCOUNT, REGION, cluster, profile)
 }
 
 /// Reads every page of a list operation.
@@ -46,12 +46,12 @@ async fn lists_page_through_every_cluster_and_profile() {
     }
     // Another region and another account are not listed.
     sim.add_profile(
-        &ProfileKey::new(DEFAULT_ACCOUNT, "eu-west-1", "eu", "x"),
+        &ResourceKey::fargate_profile(DEFAULT_ACCOUNT, "eu-west-1", "eu", "x"),
         "ACTIVE",
         Health::Absent,
     );
     sim.add_profile(
-        &ProfileKey::new("999988887777", REGION, "other", "x"),
+        &ResourceKey::fargate_profile("999988887777", REGION, "other", "x"),
         "ACTIVE",
         Health::Absent,
     );
@@ -97,14 +97,11 @@ async fn describe_converts_status_issues_and_creation_time() {
         sick.created_at.as_millis(),
         (served.created_at * 1000.0).round() as i64
     );
-    assert_eq!(sick.status, Status::Unknown("SOME_FUTURE_STATUS".into()));
+    assert_eq!(sick.status, Status::from_wire("SOME_FUTURE_STATUS"));
     assert_eq!(sick.status.as_str(), "SOME_FUTURE_STATUS");
     let codes: Vec<&str> = sick.issues.iter().map(|i| i.code.as_str()).collect();
     assert_eq!(codes, ["AccessDenied", "SomeFutureCode", "AccessDenied"]);
-    assert_eq!(
-        sick.issues[1].code,
-        IssueCode::Unknown("SomeFutureCode".into())
-    );
+    assert_eq!(sick.issues[1].code, IssueCode::from_wire("SomeFutureCode"));
     assert_eq!(sick.issues[2].resource_ids, ["r1", "r2"]);
     assert_eq!(
         sick.pod_execution_role_arn.as_deref(),
@@ -121,7 +118,7 @@ async fn describe_converts_status_issues_and_creation_time() {
         .await
         .unwrap();
     assert!(absent.issues.is_empty());
-    assert_eq!(absent.status, Status::CreateFailed);
+    assert_eq!(absent.status, Status::from_wire("CREATE_FAILED"));
 }
 
 #[tokio::test]
@@ -229,7 +226,7 @@ async fn a_role_target_is_polled_under_the_assumed_account_beside_a_default_targ
     })
     .unwrap();
     sim.add_profile(&key("prod", "home"), "ACTIVE", Health::Absent);
-    let away = ProfileKey::new(other_account, REGION, "prod", "away");
+    let away = ResourceKey::fargate_profile(other_account, REGION, "prod", "away");
     sim.add_profile(&away, "ACTIVE", Health::Absent);
 
     let mut connector = Connector::new(sim_settings(Duration::from_secs(5)));
@@ -373,7 +370,7 @@ async fn answers_from_other_servers_are_read_and_classified_too() {
     assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
     let profile = client.describe_fargate_profile("a", "r").await.unwrap();
     assert_eq!(profile.created_at.as_millis(), 1_700_000_000_000);
-    assert_eq!(profile.issues[0].code, IssueCode::Unknown("Unknown".into()));
+    assert_eq!(profile.issues[0].code, IssueCode::from_wire("Unknown"));
     assert_eq!(profile.issues[0].message, "no code here");
 }
 
@@ -482,7 +479,7 @@ async fn run_keeps_running_when_a_role_cannot_be_assumed_and_says_what_to_fix() 
         .unwrap();
     sim.add_profile(&key("prod", "home"), "ACTIVE", Health::Absent);
     sim.add_profile(
-        &ProfileKey::new(other, REGION, "prod", "away"),
+        &ResourceKey::fargate_profile(other, REGION, "prod", "away"),
         "ACTIVE",
         Health::Absent,
     );

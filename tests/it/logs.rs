@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use fargate_health_monitor::model::ProfileKey;
+use fargate_health_monitor::model::ResourceKey;
 use fargate_health_monitor::simulator::{
     self, Command as SimCommand, FaultKind, Health, IssueSpec, Scope, Simulator,
 };
@@ -149,8 +149,8 @@ fn the_test_parser_is_strict_and_round_trips() {
 }
 
 /// A profile of the simulator's default account in `us-east-1/prod`.
-fn key(profile: &str) -> ProfileKey {
-    ProfileKey::new(simulator::DEFAULT_ACCOUNT, "us-east-1", "prod", profile)
+fn key(profile: &str) -> ResourceKey {
+    ResourceKey::fargate_profile(simulator::DEFAULT_ACCOUNT, "us-east-1", "prod", profile)
 }
 
 /// A profile name with a space, quotes, `=` and a backslash.

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use fargate_health_monitor::model::{Operation, ProfileKey};
+use fargate_health_monitor::model::{Operation, ResourceKey};
 use fargate_health_monitor::simulator::{
     self, DEFAULT_ACCOUNT, FaultKind, Health, IssueSpec, Scope, Simulator,
 };
@@ -13,8 +13,8 @@ use crate::support::{binary, run};
 
 const REGION: &str = "us-east-1";
 
-fn key(cluster: &str, profile: &str) -> ProfileKey {
-    ProfileKey::new(DEFAULT_ACCOUNT, REGION, cluster, profile)
+fn key(cluster: &str, profile: &str) -> ResourceKey {
+    ResourceKey::fargate_profile(DEFAULT_ACCOUNT, REGION, cluster, profile)
 }
 
 /// A `[[targets]]` table for the simulator, with extra TOML lines.
@@ -339,7 +339,7 @@ async fn a_role_target_reports_the_assumed_account() {
     .unwrap();
     sim.add_profile(&key("prod", "home"), "ACTIVE", Health::Absent);
     sim.add_profile(
-        &ProfileKey::new(other, REGION, "prod", "away"),
+        &ResourceKey::fargate_profile(other, REGION, "prod", "away"),
         "ACTIVE",
         Health::Absent,
     );
@@ -569,7 +569,7 @@ async fn named_profiles_with_static_keys_and_credential_process_sign_their_calls
         })
         .unwrap();
         sim.add_profile(
-            &ProfileKey::new(account, REGION, "prod", "default"),
+            &ResourceKey::fargate_profile(account, REGION, "prod", "default"),
             "ACTIVE",
             Health::Absent,
         );
@@ -714,7 +714,7 @@ async fn the_default_chain_takes_eks_pod_identity_credentials() {
     })
     .unwrap();
     sim.add_profile(
-        &ProfileKey::new("555566667777", REGION, "prod", "default"),
+        &ResourceKey::fargate_profile("555566667777", REGION, "prod", "default"),
         "ACTIVE",
         Health::Absent,
     );
@@ -849,7 +849,7 @@ async fn a_role_behind_an_unreachable_sts_exits_2_and_says_why() {
 async fn assume_role_denied_throttled_or_failing_exits_2_and_says_why() {
     let sim = Simulator::start().await.unwrap();
     sim.add_profile(
-        &ProfileKey::new("222233334444", REGION, "prod", "away"),
+        &ResourceKey::fargate_profile("222233334444", REGION, "prod", "away"),
         "ACTIVE",
         Health::Absent,
     );

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use fargate_health_monitor::model::ProfileKey;
+use fargate_health_monitor::model::ResourceKey;
 use fargate_health_monitor::simulator::{self, Health, IssueSpec};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
@@ -167,8 +167,8 @@ impl Receiver {
 }
 
 /// A profile of the simulator's default account in `us-east-1/prod`.
-pub fn key(profile: &str) -> ProfileKey {
-    ProfileKey::new(simulator::DEFAULT_ACCOUNT, "us-east-1", "prod", profile)
+pub fn key(profile: &str) -> ResourceKey {
+    ResourceKey::fargate_profile(simulator::DEFAULT_ACCOUNT, "us-east-1", "prod", profile)
 }
 
 /// One issue of `code` on one resource.

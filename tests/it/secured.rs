@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fargate_health_monitor::model::ProfileKey;
+use fargate_health_monitor::model::ResourceKey;
 use fargate_health_monitor::simulator::{self, Health, IssueSpec, Simulator};
 use serde_json::Value;
 
@@ -86,8 +86,8 @@ fn stop(mut child: Child) {
     assert_eq!(status.code(), Some(0));
 }
 
-fn key(profile: &str) -> ProfileKey {
-    ProfileKey::new(simulator::DEFAULT_ACCOUNT, "us-east-1", "prod", profile)
+fn key(profile: &str) -> ResourceKey {
+    ResourceKey::fargate_profile(simulator::DEFAULT_ACCOUNT, "us-east-1", "prod", profile)
 }
 
 #[tokio::test]

@@ -34,7 +34,10 @@ async fn the_control_api_scripts_the_world_the_sdk_sees() {
         .describe_fargate_profile("prod", "default")
         .await
         .unwrap();
-    assert_eq!(described.issues[0].code, IssueCode::ClusterUnreachable);
+    assert_eq!(
+        described.issues[0].code,
+        IssueCode::from_wire("ClusterUnreachable")
+    );
     assert_eq!(described.issues[0].resource_ids, ["eni-1"]);
 
     // Re-create: a new ARN; then a status change; then deletion.
@@ -66,7 +69,7 @@ async fn the_control_api_scripts_the_world_the_sdk_sees() {
         .describe_fargate_profile("prod", "default")
         .await
         .unwrap();
-    assert_eq!(deleting.status, Status::Deleting);
+    assert_eq!(deleting.status, Status::from_wire("DELETING"));
     let mut delete = profile.clone();
     delete["op"] = json!("delete_profile");
     assert_eq!(
@@ -135,7 +138,7 @@ fn signed(key: &str, region: &str, service: &str) -> String {
 #[tokio::test]
 async fn the_wire_formats_follow_aws() {
     let sim = Simulator::start().await.unwrap();
-    let key = fargate_health_monitor::model::ProfileKey::new(
+    let key = fargate_health_monitor::model::ResourceKey::fargate_profile(
         "111122223333",
         "us-east-1",
         "prod",

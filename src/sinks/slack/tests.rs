@@ -7,7 +7,7 @@ use crate::model::{Incarnation, Issue, IssueCode, ResolveReason, Status, Timesta
 fn pending(profile: &str, detail: EventDetail) -> Pending {
     let event = Event {
         sequence: 3,
-        key: ProfileKey::new("111122223333", "us-east-1", "prod", profile),
+        key: ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", profile),
         incarnation: Incarnation {
             arn: format!("arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/{profile}/1"),
             created_at: Timestamp::from_secs(1),
