@@ -150,7 +150,7 @@ impl Daemon {
             store::Loaded::Found(saved) => {
                 tracing::info!(
                     path = %path.display(),
-                    profiles = saved.profiles.len(),
+                    resources = saved.resources.len(),
                     pending = saved.outbox.len(),
                     "state file loaded"
                 );

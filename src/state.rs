@@ -106,7 +106,7 @@ impl Outcome {
 pub struct Saved {
     /// The last event sequence number handed out.
     pub sequence: u64,
-    pub profiles: Vec<SavedProfile>,
+    pub resources: Vec<SavedResource>,
     pub outbox: Vec<Pending>,
 }
 
@@ -117,7 +117,7 @@ pub struct Saved {
 pub struct Saving {
     sequence: u64,
     entries: Vec<Arc<Entry>>,
-    restored: Vec<SavedProfile>,
+    restored: Vec<SavedResource>,
     outbox: Vec<Pending>,
 }
 
@@ -125,7 +125,7 @@ impl Serialize for Saving {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
 
-        /// A [`SavedProfile`] by reference.
+        /// A [`SavedResource`] by reference.
         #[derive(Serialize)]
         struct Profile<'a> {
             key: &'a ResourceKey,
@@ -154,7 +154,7 @@ impl Serialize for Saving {
 
         let mut saved = serializer.serialize_struct("Saved", 3)?;
         saved.serialize_field("sequence", &self.sequence)?;
-        saved.serialize_field("profiles", &Profiles(self))?;
+        saved.serialize_field("resources", &Profiles(self))?;
         saved.serialize_field("outbox", &self.outbox)?;
         saved.end()
     }
@@ -162,7 +162,7 @@ impl Serialize for Saving {
 
 /// One profile as the state file keeps it: its incarnation, status and open episodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SavedProfile {
+pub struct SavedResource {
     pub key: ResourceKey,
     pub labels: Labels,
     pub known: Known,
@@ -290,7 +290,7 @@ impl State {
         let mut inner = self.lock();
         inner.sequence = Sequence::starting_after(saved.sequence);
         inner.restored = saved
-            .profiles
+            .resources
             .into_iter()
             .map(|profile| {
                 let mut state = ResourceState::discovered(profile.key.clone());
@@ -488,7 +488,7 @@ impl State {
                 .restored
                 .iter()
                 .filter_map(|(key, restored)| {
-                    Some(SavedProfile {
+                    Some(SavedResource {
                         key: key.clone(),
                         labels: restored.labels.clone(),
                         known: restored.state.known.clone()?,
@@ -503,11 +503,11 @@ impl State {
     /// What the state file should hold, copied (for tests and the last log line).
     pub fn to_save(&self) -> (u64, Saved) {
         let inner = self.lock();
-        let mut profiles: Vec<SavedProfile> = inner
+        let mut profiles: Vec<SavedResource> = inner
             .profiles
             .values()
             .filter_map(|entry| {
-                Some(SavedProfile {
+                Some(SavedResource {
                     key: entry.state.key.clone(),
                     labels: (*entry.labels).clone(),
                     known: entry.state.known.clone()?,
@@ -515,7 +515,7 @@ impl State {
             })
             .collect();
         profiles.extend(inner.restored.iter().filter_map(|(key, restored)| {
-            Some(SavedProfile {
+            Some(SavedResource {
                 key: key.clone(),
                 labels: restored.labels.clone(),
                 known: restored.state.known.clone()?,
@@ -523,7 +523,7 @@ impl State {
         }));
         let saved = Saved {
             sequence: inner.sequence.last(),
-            profiles,
+            resources: profiles,
             outbox: inner.outbox.values().flatten().cloned().collect(),
         };
         (inner.generation, saved)
@@ -1035,7 +1035,7 @@ mod tests {
         let (generation, copied) = second.to_save();
         let (same_generation, saving) = second.to_write();
         assert_eq!(generation, same_generation);
-        assert_eq!(copied.profiles.len(), 2);
+        assert_eq!(copied.resources.len(), 2);
         assert!(!copied.outbox.is_empty());
         assert_eq!(
             serde_json::to_value(&saving).unwrap(),

@@ -32,12 +32,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::limits::Backoff;
-use crate::state::{Pending, Saved, SavedProfile, State};
+use crate::state::{Pending, Saved, SavedResource, State};
 
-/// The version of the file's format; a file of another version is not read. Files of this
-/// version written before the checksum was added (they have no `sha256` key) are still read;
-/// the next write adds it.
-pub const FORMAT_VERSION: u32 = 1;
+mod v1;
+
+/// The version of the file's format. A file of version 1 (0.1.0: Fargate profiles only) is
+/// migrated as it is read ([`v1`]); a file of any other version is not read. Files written
+/// before the checksum was added (they have no `sha256` key) are still read; the next write
+/// adds it.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The largest state file read: far above what 100,000 profiles and full outboxes take
 /// (about 450 bytes a profile, 1 KB an undelivered event), far below what would exhaust memory.
@@ -75,10 +78,16 @@ struct FileOut<'a, T> {
 struct FileIn {
     version: u32,
     sequence: u64,
-    profiles: Vec<SavedProfile>,
+    resources: Vec<SavedResource>,
     outbox: Vec<Pending>,
     #[serde(default)]
     sha256: Option<String>,
+}
+
+/// The one key read first, to know how to read the rest.
+#[derive(Deserialize)]
+struct Version {
+    version: u32,
 }
 
 /// Why bytes are not a state file.
@@ -111,19 +120,31 @@ pub fn decode(bytes: &[u8]) -> Result<Saved, DecodeError> {
         }
         None => None,
     };
-    let file: FileIn =
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let json = |e: serde_json::Error| DecodeError::Json(e.to_string());
+    let file: FileIn = match serde_json::from_slice::<Version>(bytes)
+        .map_err(json)?
+        .version
+    {
+        v1::VERSION => {
+            let document = serde_json::from_slice(bytes).map_err(json)?;
+            let migrated = v1::migrate(document).map_err(DecodeError::Json)?;
+            tracing::info!("state file of version 1 migrated; the next write is version 2");
+            serde_json::from_value(migrated).map_err(json)?
+        }
+        FORMAT_VERSION => serde_json::from_slice(bytes).map_err(json)?,
+        other => return Err(DecodeError::Version(other)),
+    };
+    if file.version != FORMAT_VERSION {
+        return Err(DecodeError::Version(file.version));
+    }
     match (&file.sha256, checksum) {
         (None, None) => {}
         (Some(key), Some(hex)) if key.as_bytes() == hex => {}
         _ => return Err(DecodeError::ChecksumDamaged),
     }
-    if file.version != FORMAT_VERSION {
-        return Err(DecodeError::Version(file.version));
-    }
     Ok(Saved {
         sequence: file.sequence,
-        profiles: file.profiles,
+        resources: file.resources,
         outbox: file.outbox,
     })
 }
@@ -613,12 +634,12 @@ mod tests {
     use super::*;
     use crate::diff::Known;
     use crate::model::{Incarnation, ResourceKey, Status, Timestamp};
-    use crate::state::SavedProfile;
+    use crate::state::SavedResource;
 
     fn saved(sequence: u64) -> Saved {
         Saved {
             sequence,
-            profiles: vec![SavedProfile {
+            resources: vec![SavedResource {
                 key: ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "default"),
                 labels: Default::default(),
                 known: Known {
@@ -715,7 +736,7 @@ mod tests {
         let mut saved = state.to_save().1;
         // Not in the file: what is read back holds 0.
         saved.outbox.iter_mut().for_each(|p| p.generation = 0);
-        assert_eq!((saved.profiles.len(), saved.outbox.len()), (2, 2));
+        assert_eq!((saved.resources.len(), saved.outbox.len()), (2, 2));
         saved
     }
 

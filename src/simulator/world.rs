@@ -234,6 +234,12 @@ pub enum Command {
     },
     /// Empties the request log and restarts the count of requests in flight at once.
     ClearRequestLog,
+    /// Sets a profile's ARN to any value (to rebuild a world that a state file describes).
+    SetArn {
+        #[serde(flatten, with = "profile_ref")]
+        key: ResourceKey,
+        arn: String,
+    },
     /// Sets a profile's `createdAt` (seconds since the epoch) to any value, in range or not.
     SetCreatedAt {
         #[serde(flatten, with = "profile_ref")]
@@ -471,6 +477,7 @@ impl World {
                 self.log.clear();
                 self.max_in_flight = self.in_flight;
             }
+            Command::SetArn { key, arn } => self.profile_mut(&key)?.arn = arn,
             Command::SetCreatedAt { key, created_at } => {
                 self.profile_mut(&key)?.created_at = created_at;
             }

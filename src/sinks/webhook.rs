@@ -1,4 +1,4 @@
-//! The generic `webhook` sink: one `POST` per event with the JSON payload version 1, its
+//! The generic `webhook` sink: one `POST` per event with the JSON payload version 2, its
 //! `X-Fargate-Health-*` headers and, with a `secret`, both signatures (DESIGN.md "Generic
 //! webhook payload"), dated by the sink's clock. The answer is classified by
 //! [`super::http`]: 2xx delivered, 408, 429 and 5xx retried, anything else rejected.
@@ -130,7 +130,7 @@ struct Payload<'a> {
     kind: &'static str,
     sequence: u64,
     observed_at: String,
-    profile: ProfilePart<'a>,
+    resource: ResourcePart<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     issue: Option<IssuePart<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,11 +138,12 @@ struct Payload<'a> {
 }
 
 #[derive(Serialize)]
-struct ProfilePart<'a> {
+struct ResourcePart<'a> {
+    kind: &'static str,
     account_id: &'a str,
     region: &'a str,
     cluster: &'a str,
-    profile: &'a str,
+    name: &'a str,
     arn: &'a str,
     status: &'a str,
     labels: &'a BTreeMap<String, String>,
@@ -170,7 +171,8 @@ struct StatusPart<'a> {
     to: &'a str,
 }
 
-/// The JSON body, version 1.
+/// The JSON body, version 2 (DESIGN.md "Resource kinds"): `resource` names the kind and the
+/// name of what the event is about.
 pub fn payload(pending: &Pending) -> Vec<u8> {
     let event: &Event = &pending.event;
     let issue = event.episode_issue().map(|episode| {
@@ -207,16 +209,17 @@ pub fn payload(pending: &Pending) -> Vec<u8> {
         _ => None,
     };
     let body = Payload {
-        version: "1",
+        version: "2",
         id: &pending.id,
         kind: event.kind().as_str(),
         sequence: event.sequence,
         observed_at: event.observed_at.to_rfc3339(),
-        profile: ProfilePart {
+        resource: ResourcePart {
+            kind: event.key.kind.name(),
             account_id: &event.key.account_id,
             region: &event.key.region,
             cluster: &event.key.cluster,
-            profile: &event.key.name,
+            name: &event.key.name,
             arn: &event.incarnation.arn,
             status: event.status.as_str(),
             labels: &pending.labels,
@@ -311,7 +314,7 @@ mod tests {
             generation: 0,
         };
         let body: serde_json::Value = serde_json::from_slice(&payload(&pending)).unwrap();
-        assert_eq!(body["version"], "1");
+        assert_eq!(body["version"], "2");
         assert_eq!(body["kind"], "issue_resolved");
         assert_eq!(body["sequence"], 7);
         assert_eq!(body["observed_at"], "2023-11-14T22:17:50Z");
@@ -323,7 +326,11 @@ mod tests {
         assert_eq!(body["issue"]["duration_seconds"], 270);
         assert_eq!(body["issue"]["reason"], "cleared");
         assert_eq!(body["issue"]["resolved_at"], "2023-11-14T22:17:50Z");
-        assert_eq!(body["profile"]["labels"]["env"], "prod");
+        assert_eq!(body["resource"]["labels"]["env"], "prod");
+        assert_eq!(body["resource"]["kind"], "fargate_profile");
+        assert_eq!(body["resource"]["name"], "default");
+        assert_eq!(body["resource"]["cluster"], "prod");
+        assert!(body.get("profile").is_none());
         assert!(body.get("status").is_none());
     }
 }

@@ -64,7 +64,7 @@ type = "webhook"
 url = "http://{receiver}/hook"
 secret = ["{NEW_SECRET}", "{OLD_SECRET}"]
 headers = {{ X-Team = "platform" }}
-events = ["issue_opened", "issue_resolved", "status_changed", "profile_deleted"]
+events = ["issue_opened", "issue_resolved", "status_changed", "resource_deleted"]
 retry_initial = "100ms"
 retry_max = "300ms"
 {more}
@@ -161,19 +161,25 @@ async fn an_issue_opens_once_survives_an_outage_and_resolves_with_the_same_episo
     let opened = receiver.until_delivered("issue_opened", "web").await;
     assert_signed(&opened);
     let body = &opened.body;
-    assert_eq!(body["version"], "1");
-    assert!(body["observed_at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(body["profile"]["account_id"], simulator::DEFAULT_ACCOUNT);
-    assert_eq!(body["profile"]["region"], "us-east-1");
-    assert_eq!(body["profile"]["cluster"], "prod");
-    assert_eq!(body["profile"]["status"], "ACTIVE");
+    assert_eq!(body["version"], "2");
     assert!(
-        body["profile"]["arn"]
+        body.get("profile").is_none(),
+        "version 2 has `resource` instead"
+    );
+    assert_eq!(body["resource"]["kind"], "fargate_profile");
+    assert_eq!(body["resource"]["name"], "web");
+    assert!(body["observed_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(body["resource"]["account_id"], simulator::DEFAULT_ACCOUNT);
+    assert_eq!(body["resource"]["region"], "us-east-1");
+    assert_eq!(body["resource"]["cluster"], "prod");
+    assert_eq!(body["resource"]["status"], "ACTIVE");
+    assert!(
+        body["resource"]["arn"]
             .as_str()
             .unwrap()
             .starts_with("arn:aws:eks:")
     );
-    assert_eq!(body["profile"]["labels"]["env"], "test");
+    assert_eq!(body["resource"]["labels"]["env"], "test");
     assert_eq!(body["issue"]["code"], "AccessDenied");
     assert_eq!(
         body["issue"]["resource_ids"],
@@ -418,15 +424,15 @@ async fn a_recreated_profile_ends_the_old_episode_and_opens_a_new_one() {
         })
         .unwrap();
     let resolved = receiver.until_delivered("issue_resolved", "web").await;
-    assert_eq!(resolved.body["issue"]["reason"], "profile_deleted");
+    assert_eq!(resolved.body["issue"]["reason"], "resource_deleted");
     assert_eq!(
         resolved.body["issue"]["episode_id"],
         opened.body["issue"]["episode_id"]
     );
-    let deleted = receiver.until_delivered("profile_deleted", "web").await;
+    let deleted = receiver.until_delivered("resource_deleted", "web").await;
     assert_eq!(
-        deleted.body["profile"]["arn"],
-        opened.body["profile"]["arn"]
+        deleted.body["resource"]["arn"],
+        opened.body["resource"]["arn"]
     );
     let reopened = eventually(30, "a new episode", || async {
         receiver.delivered("issue_opened", "web").into_iter().nth(1)
@@ -437,8 +443,8 @@ async fn a_recreated_profile_ends_the_old_episode_and_opens_a_new_one() {
         opened.body["issue"]["episode_id"]
     );
     assert_ne!(
-        reopened.body["profile"]["arn"],
-        opened.body["profile"]["arn"]
+        reopened.body["resource"]["arn"],
+        opened.body["resource"]["arn"]
     );
     assert_eq!(stop(daemon, "-TERM").await, Some(0));
 }
@@ -716,7 +722,7 @@ async fn forty_profiles_hit_in_one_cycle_make_one_slack_message_and_forty_webhoo
         let opened = receiver
             .got()
             .into_iter()
-            .filter(|r| r.body["version"] == "1" && r.kind() == "issue_opened")
+            .filter(|r| r.body["version"] == "2" && r.kind() == "issue_opened")
             .count();
         (opened == 40).then_some(())
     })
@@ -918,7 +924,7 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
         1,
         "nothing alerted again"
     );
-    assert!(receiver.delivered("profile_deleted", "jobs").is_empty());
+    assert!(receiver.delivered("resource_deleted", "jobs").is_empty());
     assert!(
         setup
             .log("run.log")

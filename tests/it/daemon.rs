@@ -366,7 +366,7 @@ async fn a_deleted_profile_vanishes_and_a_recreated_one_starts_a_new_episode() {
     let deleted = value(
         &text,
         "fargate_health_monitor_events_total",
-        &["profile_deleted"],
+        &["resource_deleted"],
     );
     assert!(deleted >= Some(1.0), "{events:?}");
     let text = eventually(20, "the new incarnation", || async {

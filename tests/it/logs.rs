@@ -242,7 +242,7 @@ sts_endpoint_url = "{url}"
 
 [[sinks]]
 type = "log"
-events = ["issue_opened", "issue_updated", "issue_resolved", "status_changed", "profile_deleted"]
+events = ["issue_opened", "issue_updated", "issue_resolved", "status_changed", "resource_deleted"]
 
 [[sinks]]
 name = "hook"
@@ -458,7 +458,7 @@ async fn every_line_a_scenario_logs_is_logfmt_and_json_lines_keep_every_field() 
     }
     let deleted = events
         .iter()
-        .find(|e| e["event"] == "profile_deleted")
+        .find(|e| e["event"] == "resource_deleted")
         .expect("profile deleted");
     assert!(deleted["arn"].as_str().unwrap().starts_with("arn:aws:eks:"));
 }

@@ -8,6 +8,7 @@ mod daemon;
 mod demo;
 mod eks;
 mod logs;
+mod migration;
 mod once;
 mod ops;
 mod receiver;

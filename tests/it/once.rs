@@ -104,7 +104,7 @@ fn profile<'a>(json: &'a Value, name: &str) -> &'a Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["profile"] == name)
+        .find(|p| p["name"] == name && p["kind"] == "fargate_profile")
         .unwrap_or_else(|| panic!("no profile {name} in {json:#}"))
 }
 

@@ -32,8 +32,9 @@ impl Received {
     pub fn id(&self) -> &str {
         self.body["id"].as_str().unwrap_or_default()
     }
+    /// The resource's name (a Fargate profile's, in these tests).
     pub fn profile(&self) -> &str {
-        self.body["profile"]["profile"].as_str().unwrap_or_default()
+        self.body["resource"]["name"].as_str().unwrap_or_default()
     }
 }
 
