@@ -10,6 +10,7 @@
 //! scrape of 10,000 profiles (23 MB of text) never holds the whole page in memory, and a
 //! scraper that stops reading holds no thread: only its place in the snapshot.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -496,9 +497,18 @@ fn sample(out: &mut String, name: &str, labels: &str, extra: &[(&str, &str)], va
 
 /// The self series that count what the state knows.
 fn encode_state(out: &mut String, snapshot: &Snapshot, now: Timestamp) {
-    let name = format!("{PREFIX}profiles");
-    header(out, &name, "gauge", "Profiles monitored now.");
-    let _ = writeln!(out, "{name} {}", snapshot.profiles.len());
+    let name = format!("{PREFIX}resources");
+    header(out, &name, "gauge", "Resources monitored now, by kind.");
+    let mut by_kind: BTreeMap<&str, usize> = crate::model::Kind::ALL
+        .iter()
+        .map(|kind| (kind.name(), 0))
+        .collect();
+    for entry in &snapshot.profiles {
+        *by_kind.entry(entry.state.key.kind.name()).or_default() += 1;
+    }
+    for (kind, count) in by_kind {
+        let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {count}");
+    }
 
     let name = format!("{PREFIX}oldest_observation_age_seconds");
     header(

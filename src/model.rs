@@ -730,6 +730,26 @@ impl fmt::Display for ResolveReason {
     }
 }
 
+/// A second kind, for the tests only: the core must hold for a kind it has never heard of.
+#[cfg(test)]
+pub mod fake {
+    use super::{Kind, KindSpec};
+
+    static WIDGET_SPEC: KindSpec = KindSpec {
+        name: "widget",
+        title: "Widget",
+        alert_name: "Widget",
+        metric_prefix: "eks_widget",
+        name_label: Some("eks_widget"),
+        statuses: &["BUILDING", "OK", "WOBBLING", "BROKEN"],
+        alert_worthy: &["WOBBLING", "BROKEN"],
+        codes: &["Wobbly", "Squeaky"],
+    };
+
+    /// The fake kind: statuses BUILDING, OK, WOBBLING (degraded), BROKEN (failed).
+    pub const WIDGET: Kind = Kind::new(&WIDGET_SPEC);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -836,19 +856,9 @@ mod tests {
 
     #[test]
     fn kinds_compare_by_name_and_defaults_cover_every_kind() {
-        static OTHER: KindSpec = KindSpec {
-            name: "widget",
-            title: "Widget",
-            alert_name: "Widget",
-            metric_prefix: "eks_widget",
-            name_label: Some("eks_widget"),
-            statuses: &["OK", "BROKEN"],
-            alert_worthy: &["BROKEN"],
-            codes: &["Wobbly"],
-        };
-        let other = Kind::new(&OTHER);
+        let other = fake::WIDGET;
         assert_ne!(other, Kind::FARGATE_PROFILE);
-        assert_eq!(Kind::new(&OTHER), other);
+        assert_eq!(Kind::new(fake::WIDGET.spec()), other);
         assert!(other > Kind::FARGATE_PROFILE);
         assert_eq!(Kind::from_name("widget"), None);
         assert_eq!(

@@ -953,3 +953,58 @@ fn event_ids_come_from_what_the_event_is() {
     let distinct: BTreeSet<&String> = first.iter().map(|(_, id)| id).collect();
     assert_eq!(distinct.len(), first.len());
 }
+
+/// The diff for a kind it has never heard of (the tests' fake `widget`): the same rules, its
+/// own statuses and codes, and events whose ids differ from a Fargate profile's of the same
+/// name.
+#[test]
+fn a_second_kind_goes_through_the_same_diff_with_its_own_codes_and_statuses() {
+    use crate::model::fake::WIDGET;
+    let widget = ResourceKey::new(WIDGET, "111122223333", "us-east-1", "prod", "default");
+    let inc = incarnation("arn:aws:eks:us-east-1:111122223333:widget/prod/default/1", 1000);
+    let observe = |at: i64, status: &str, issues: Vec<RawIssue>| {
+        Input::Observed(Observation {
+            key: widget.clone(),
+            incarnation: inc.clone(),
+            status: Status::from_wire(status),
+            info: BTreeMap::new(),
+            issues,
+            observed_at: Timestamp::from_secs(at),
+        })
+    };
+    let mut replay = Replay::default();
+    let first = replay.apply(observe(10, "BUILDING", vec![raw("Wobbly", "w", &["x"])]));
+    assert_eq!(described(&first), ["status null->BUILDING", "opened Wobbly"]);
+    assert!(first.iter().all(|e| e.key.kind == WIDGET));
+    let degraded = replay.apply(observe(
+        20,
+        "WOBBLING",
+        vec![raw("Wobbly", "w", &["x"]), raw("Rattly", "new", &[])],
+    ));
+    assert_eq!(
+        described(&degraded),
+        ["status BUILDING->WOBBLING", "opened Rattly"]
+    );
+    assert!(WIDGET.is_alert_worthy(&degraded[0].status));
+    assert!(!WIDGET.knows_code(&IssueCode::from_wire("Rattly")));
+    replay.apply(observe(30, "OK", vec![]));
+    let cleared = replay.apply(observe(40, "OK", vec![]));
+    assert_eq!(
+        described(&cleared),
+        ["resolved Rattly cleared", "resolved Wobbly cleared"]
+    );
+    let gone = replay.apply(Input::Gone(Gone {
+        key: widget.clone(),
+        observed_at: Timestamp::from_secs(50),
+    }));
+    assert_eq!(described(&gone), ["deleted"]);
+    assert!(replay.state.is_none());
+
+    // The same names as a Fargate profile: other events, other ids.
+    let mut profile = Replay::default();
+    let opened = profile.apply(observed_as(&inc, 10, "BUILDING", vec![raw("Wobbly", "w", &["x"])]));
+    assert_eq!(described(&opened), described(&first));
+    for (a, b) in opened.iter().zip(&first) {
+        assert_ne!(a.id(), b.id(), "the kind is part of an event's identity");
+    }
+}

@@ -159,8 +159,8 @@ fn labels_info_and_timestamps_are_encoded_as_the_contract_says() {
     );
     assert_eq!(success.len(), 2);
     assert_eq!(
-        samples(&text, "fargate_health_monitor_profiles", &[]),
-        ["fargate_health_monitor_profiles 3"]
+        samples(&text, "fargate_health_monitor_resources", &[]),
+        ["fargate_health_monitor_resources{kind=\"fargate_profile\"} 3"]
     );
     // The stalest profile was discovered at 100 and never attempted.
     assert_eq!(

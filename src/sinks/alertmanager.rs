@@ -79,7 +79,11 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
         base.insert("aws_account_id".into(), key.account_id.clone());
         base.insert("aws_region".into(), key.region.clone());
         base.insert("eks_cluster".into(), key.cluster.clone());
-        base.insert("fargate_profile".into(), key.name.clone());
+        let kind = key.kind.spec();
+        if let Some(name_label) = kind.name_label {
+            base.insert(name_label.into(), key.name.clone());
+        }
+        let title = kind.title;
         let mut annotations = BTreeMap::new();
         if let Some(runbook) = &settings.runbook_url {
             annotations.insert("runbook_url".to_owned(), runbook.to_string());
@@ -87,19 +91,22 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
         for episode in known.episodes.values() {
             let code = episode.issue.code.as_str();
             let mut labels = base.clone();
-            labels.insert("alertname".into(), "EKSFargateProfileHealthIssue".into());
+            labels.insert(
+                "alertname".into(),
+                format!("EKS{}HealthIssue", kind.alert_name),
+            );
             labels.insert("code".into(), code.to_owned());
             labels.insert("severity".into(), "warning".into());
             let mut annotations = annotations.clone();
             annotations.insert(
                 "summary".into(),
-                format!("Fargate profile {}/{} has {code}", key.cluster, key.name),
+                format!("{title} {}/{} has {code}", key.cluster, key.name),
             );
             let resources = episode.issue.resource_ids.len();
             annotations.insert(
                 "description".into(),
                 format!(
-                    "{} ({} resource{}) on Fargate profile {} in account {}, region {}, cluster {}",
+                    "{} ({} resource{}) on {title} {} in account {}, region {}, cluster {}",
                     episode.issue.message,
                     resources,
                     if resources == 1 { "" } else { "s" },
@@ -121,18 +128,24 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
         if key.kind.is_alert_worthy(&known.status) {
             let status = known.status.as_str();
             let mut labels = base;
-            labels.insert("alertname".into(), "EKSFargateProfileFailed".into());
+            labels.insert("alertname".into(), format!("EKS{}Failed", kind.alert_name));
             labels.insert("status".into(), status.to_owned());
-            labels.insert("severity".into(), "critical".into());
+            // FAILED needs a person now; DEGRADED (node groups, add-ons) works, impaired.
+            let severity = if status.ends_with("FAILED") {
+                "critical"
+            } else {
+                "warning"
+            };
+            labels.insert("severity".into(), severity.into());
             let mut annotations = annotations;
             annotations.insert(
                 "summary".into(),
-                format!("Fargate profile {}/{} is {status}", key.cluster, key.name),
+                format!("{title} {}/{} is {status}", key.cluster, key.name),
             );
             annotations.insert(
                 "description".into(),
                 format!(
-                    "Fargate profile {} in account {}, region {}, cluster {} is {status}",
+                    "{title} {} in account {}, region {}, cluster {} is {status}",
                     key.name, key.account_id, key.region, key.cluster
                 ),
             );
@@ -295,6 +308,55 @@ mod tests {
         assert_eq!(ends_at(at, &max).since(at), RESEND_CEILING * 4);
         let usual = settings_with(Duration::from_secs(60));
         assert_eq!(ends_at(at, &usual).since(at), Duration::from_secs(240));
+    }
+
+    #[test]
+    fn each_kind_has_its_own_alert_names_and_a_degraded_status_is_a_warning() {
+        use crate::model::fake::WIDGET;
+        use crate::model::{Incarnation, Input, IssueCode, Observation, RawIssue, ResourceKey};
+        let state = State::new(Rules::default(), Vec::new());
+        let key = ResourceKey::new(WIDGET, "111122223333", "us-east-1", "prod", "w1");
+        let at = Timestamp::from_secs(1_700_000_000);
+        state.discovered(&key, Default::default(), at);
+        state.apply(&Input::Observed(Observation {
+            key: key.clone(),
+            incarnation: Incarnation {
+                arn: "arn:widget".into(),
+                created_at: at,
+            },
+            status: crate::model::Status::from_wire("WOBBLING"),
+            info: Default::default(),
+            issues: vec![RawIssue {
+                code: IssueCode::from_wire("Wobbly"),
+                message: "it wobbles".into(),
+                resource_ids: vec!["x".into()],
+            }],
+            observed_at: at,
+        }));
+        let alerts = firing(&state.snapshot(), &settings_with(Duration::from_secs(60)));
+        let labels: Vec<BTreeMap<&str, &str>> = alerts
+            .values()
+            .map(|a| {
+                a.labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(labels.len(), 2, "{labels:?}");
+        let issue = labels.iter().find(|l| l["alertname"] == "EKSWidgetHealthIssue");
+        let issue = issue.expect("the issue alert");
+        assert_eq!((issue["code"], issue["severity"]), ("Wobbly", "warning"));
+        assert_eq!(issue["eks_widget"], "w1");
+        assert!(!issue.contains_key("fargate_profile"));
+        let failed = labels.iter().find(|l| l["alertname"] == "EKSWidgetFailed");
+        let failed = failed.expect("the status alert");
+        assert_eq!((failed["status"], failed["severity"]), ("WOBBLING", "warning"));
+        let summary = alerts
+            .values()
+            .find_map(|a| a.annotations.get("summary"))
+            .unwrap();
+        assert!(summary.starts_with("Widget prod/w1"), "{summary}");
     }
 
     fn settings_with(resend_interval: Duration) -> Settings {
