@@ -8,11 +8,45 @@ use std::io;
 use serde::Serialize;
 
 use crate::metrics;
-use crate::model::{ErrorKind, Timestamp};
+use crate::model::{ErrorKind, Kind, Timestamp};
 use crate::state::{Entry, Snapshot};
 use crate::status::{Health, Summary};
 
-/// The parameters a query may hold, in the order error messages list them.
+/// The two views of the API: `/api/v1/profiles`, the Fargate profiles (each with `profile`),
+/// and `/api/v1/resources`, every kind (each with `kind` and `name`, `?kind=` to filter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum View {
+    #[default]
+    Profiles,
+    Resources,
+}
+
+impl View {
+    /// The key of the document's list.
+    fn list(self) -> &'static str {
+        match self {
+            View::Profiles => "profiles",
+            View::Resources => "resources",
+        }
+    }
+}
+
+/// The parameters of `/api/v1/resources`, in the order error messages list them.
+pub const RESOURCE_PARAMETERS: [&str; 11] = [
+    "unhealthy",
+    "stale",
+    "up",
+    "kind",
+    "account_id",
+    "region",
+    "cluster",
+    "name",
+    "status",
+    "code",
+    "pretty",
+];
+
+/// The parameters of `/api/v1/profiles`, in the order error messages list them.
 pub const PARAMETERS: [&str; 10] = [
     "unhealthy",
     "stale",
@@ -40,7 +74,11 @@ pub struct Query {
     pub account_id: Option<String>,
     pub region: Option<String>,
     pub cluster: Option<String>,
+    /// The resource's name (`profile` in the profiles view, `name` in the resources view).
     pub profile: Option<String>,
+    /// The resource's kind; the profiles view holds only Fargate profiles.
+    pub kind: Option<Kind>,
+    pub view: View,
     /// The status from the last successful describe, exactly as EKS spells it.
     pub status: Option<String>,
     /// An open issue with this code.
@@ -53,14 +91,27 @@ impl Query {
     /// Parses a URL query (`None`: no `?`). An unknown or repeated parameter, a flag that is
     /// not `true` or `false`, or an overlong value is an error a person can act on.
     pub fn parse(query: Option<&str>) -> Result<Self, String> {
+        let mut parsed = Self::parse_in(query, &PARAMETERS)?;
+        parsed.kind = Some(Kind::FARGATE_PROFILE);
+        Ok(parsed)
+    }
+
+    /// Parses the query of `/api/v1/resources`: `name` instead of `profile`, and `kind`.
+    pub fn parse_resources(query: Option<&str>) -> Result<Self, String> {
+        let mut parsed = Self::parse_in(query, &RESOURCE_PARAMETERS)?;
+        parsed.view = View::Resources;
+        Ok(parsed)
+    }
+
+    fn parse_in(query: Option<&str>, parameters: &[&'static str]) -> Result<Self, String> {
         let mut parsed = Self::default();
         let mut seen = Vec::new();
         for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let Some(&known) = PARAMETERS.iter().find(|p| **p == name) else {
+            let Some(&known) = parameters.iter().find(|p| **p == name) else {
                 return Err(format!(
                     "unknown parameter \"{}\"; known: {}",
                     crate::model::for_display(&name, 64),
-                    PARAMETERS.join(", ")
+                    parameters.join(", ")
                 ));
             };
             if seen.contains(&known) {
@@ -92,7 +143,18 @@ impl Query {
                 "account_id" => parsed.account_id = text()?,
                 "region" => parsed.region = text()?,
                 "cluster" => parsed.cluster = text()?,
-                "profile" => parsed.profile = text()?,
+                "profile" | "name" => parsed.profile = text()?,
+                "kind" => {
+                    let kind = Kind::from_name(&value).ok_or_else(|| {
+                        let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                        format!(
+                            "kind \"{}\" is not one this build knows: {}",
+                            crate::model::for_display(&value, 64),
+                            kinds.join(", ")
+                        )
+                    })?;
+                    parsed.kind = Some(kind);
+                }
                 "status" => parsed.status = text()?,
                 "code" => parsed.code = text()?,
                 // `?pretty` alone, or `?pretty=true`.
@@ -112,6 +174,7 @@ impl Query {
         self.unhealthy.is_none_or(|u| u == health.is_unhealthy())
             && self.stale.is_none_or(|s| s == health.stale)
             && self.up.is_none_or(|u| u == state.up)
+            && self.kind.is_none_or(|kind| kind == key.kind)
             && same(&self.account_id, &key.account_id)
             && same(&self.region, &key.region)
             && same(&self.cluster, &key.cluster)
@@ -142,15 +205,39 @@ struct Head {
 struct Document<'a> {
     #[serde(flatten)]
     head: Head,
-    profiles: Vec<ProfileView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profiles: Option<Vec<ProfileView<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<Vec<ProfileView<'a>>>,
+}
+
+impl<'a> Document<'a> {
+    fn new(head: Head, view: View, list: Vec<ProfileView<'a>>) -> Self {
+        let (profiles, resources) = match view {
+            View::Profiles => (Some(list), None),
+            View::Resources => (None, Some(list)),
+        };
+        Self {
+            head,
+            profiles,
+            resources,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
 struct ProfileView<'a> {
+    /// In the resources view only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
     account_id: &'a str,
     region: &'a str,
     cluster: &'a str,
-    profile: &'a str,
+    /// The name: `profile` in the profiles view, `name` in the resources view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
     labels: &'a BTreeMap<String, String>,
     up: bool,
     /// How the last describe failed, while `up` is false.
@@ -175,14 +262,17 @@ struct IssueView<'a> {
     since: String,
 }
 
-fn profile_view<'a>(entry: &'a Entry, health: &Health) -> ProfileView<'a> {
+fn profile_view<'a>(entry: &'a Entry, health: &Health, view: View) -> ProfileView<'a> {
     let state = &entry.state;
     let known = state.known.as_ref();
+    let resources = view == View::Resources;
     ProfileView {
+        kind: resources.then(|| state.key.kind.name()),
         account_id: &state.key.account_id,
         region: &state.key.region,
         cluster: &state.key.cluster,
-        profile: &state.key.name,
+        profile: (!resources).then_some(state.key.name.as_str()),
+        name: resources.then_some(state.key.name.as_str()),
         labels: &entry.labels,
         up: state.up,
         error: state.last_error,
@@ -215,6 +305,7 @@ pub struct ProfilesPage {
     /// The selected profiles' indexes in the snapshot, with their health.
     selected: Vec<(usize, Health)>,
     head: Option<Head>,
+    view: View,
     pretty: bool,
     /// The next of `selected` to encode.
     next: usize,
@@ -246,6 +337,7 @@ impl ProfilesPage {
             snapshot,
             selected,
             head: Some(head),
+            view: query.view,
             pretty: query.pretty,
             next: 0,
             done: false,
@@ -269,10 +361,7 @@ impl ProfilesPage {
         let mut out = Vec::with_capacity(metrics::CHUNK + 4096);
         if let Some(head) = self.head.take() {
             if self.selected.is_empty() {
-                out = self.encode(&Document {
-                    head,
-                    profiles: Vec::new(),
-                })?;
+                out = self.encode(&Document::new(head, self.view, Vec::new()))?;
                 out.push(b'\n');
                 self.done = true;
                 return Ok(Some(out));
@@ -281,18 +370,22 @@ impl ProfilesPage {
             out = self.encode(&head)?;
             let close = if self.pretty { 2 } else { 1 };
             out.truncate(out.len().saturating_sub(close));
-            out.extend_from_slice(if self.pretty {
-                b",\n  \"profiles\": [\n"
-            } else {
-                b",\"profiles\":["
-            });
+            let list = self.view.list();
+            out.extend_from_slice(
+                if self.pretty {
+                    format!(",\n  \"{list}\": [\n")
+                } else {
+                    format!(",\"{list}\":[")
+                }
+                .as_bytes(),
+            );
         }
         while let Some(&(index, health)) = self.selected.get(self.next) {
             if self.next > 0 {
                 out.extend_from_slice(if self.pretty { b",\n" } else { b"," });
             }
             let entry = &self.snapshot.profiles[index];
-            let profile = self.encode(&profile_view(entry, &health))?;
+            let profile = self.encode(&profile_view(entry, &health, self.view))?;
             if self.pretty {
                 // JSON strings escape line breaks, so every one here is the printer's.
                 out.extend_from_slice(PROFILE_INDENT);
@@ -389,18 +482,16 @@ pub(crate) mod tests {
             let health = Health::of(entry, now, snapshot.stale_after);
             if query.selects(entry, &health) {
                 summary.add(&health);
-                profiles.push(profile_view(entry, &health));
+                profiles.push(profile_view(entry, &health, query.view));
             }
         }
-        let document = Document {
-            head: Head {
-                ready: state.is_ready(),
-                generated_at: now.to_rfc3339(),
-                stale_after_seconds: 60,
-                summary,
-            },
-            profiles,
+        let head = Head {
+            ready: state.is_ready(),
+            generated_at: now.to_rfc3339(),
+            stale_after_seconds: 60,
+            summary,
         };
+        let document = Document::new(head, query.view, profiles);
         let mut out = if query.pretty {
             serde_json::to_vec_pretty(&document).unwrap()
         } else {
@@ -423,21 +514,69 @@ pub(crate) mod tests {
                 "unhealthy=true&pretty",
                 "code=Nope",
             ] {
-                let query = Query::parse(Some(query)).unwrap();
-                let mut page = ProfilesPage::new(state.snapshot(), state.is_ready(), now, &query);
-                let encoded = chunks(&mut page);
-                assert_eq!(
-                    String::from_utf8_lossy(&encoded),
-                    String::from_utf8_lossy(&whole(&state, now, &query)),
-                    "{n} profiles, {query:?}"
-                );
-                let parsed: serde_json::Value = serde_json::from_slice(&encoded).unwrap();
-                assert_eq!(
-                    parsed["summary"]["monitored"],
-                    parsed["profiles"].as_array().unwrap().len()
-                );
+                for (query, list) in [
+                    (Query::parse(Some(query)).unwrap(), "profiles"),
+                    (Query::parse_resources(Some(query)).unwrap(), "resources"),
+                ] {
+                    let mut page =
+                        ProfilesPage::new(state.snapshot(), state.is_ready(), now, &query);
+                    let encoded = chunks(&mut page);
+                    assert_eq!(
+                        String::from_utf8_lossy(&encoded),
+                        String::from_utf8_lossy(&whole(&state, now, &query)),
+                        "{n} profiles, {query:?}"
+                    );
+                    let parsed: serde_json::Value = serde_json::from_slice(&encoded).unwrap();
+                    assert_eq!(
+                        parsed["summary"]["monitored"],
+                        parsed[list].as_array().unwrap().len()
+                    );
+                }
             }
         }
+    }
+
+    #[test]
+    fn the_resources_view_holds_every_kind_with_kind_and_name_and_the_profiles_view_only_profiles()
+    {
+        use crate::model::fake::WIDGET;
+        let now = Timestamp::from_secs(230);
+        let state = state_with(3);
+        let widget = ResourceKey::new(WIDGET, "111122223333", "us-east-1", "prod", "w1");
+        state.discovered(&widget, Default::default(), Timestamp::from_secs(100));
+        let document = |query: Query| -> serde_json::Value {
+            let mut page = ProfilesPage::new(state.snapshot(), state.is_ready(), now, &query);
+            serde_json::from_slice(&chunks(&mut page)).unwrap()
+        };
+        let all = document(Query::parse_resources(None).unwrap());
+        let resources = all["resources"].as_array().unwrap();
+        assert_eq!(resources.len(), 4);
+        assert!(all.get("profiles").is_none());
+        let w = resources.iter().find(|r| r["kind"] == "widget").unwrap();
+        assert_eq!(w["name"], "w1");
+        assert!(w.get("profile").is_none());
+        assert!(
+            resources
+                .iter()
+                .all(|r| r["kind"].is_string() && r["name"].is_string())
+        );
+        let kind = Query::parse_resources(Some("kind=fargate_profile&name=p-00001")).unwrap();
+        let one = document(kind);
+        assert_eq!(one["resources"].as_array().unwrap().len(), 1);
+        assert_eq!(one["resources"][0]["name"], "p-00001");
+        let profiles = document(Query::parse(None).unwrap());
+        let profiles = profiles["profiles"].as_array().unwrap();
+        assert_eq!(profiles.len(), 3, "the widget is not a profile");
+        assert!(
+            profiles
+                .iter()
+                .all(|p| p.get("kind").is_none() && p["profile"].is_string())
+        );
+        let refused = Query::parse_resources(Some("kind=spaceship")).unwrap_err();
+        assert!(refused.contains("fargate_profile"), "{refused}");
+        assert!(Query::parse(Some("kind=fargate_profile")).is_err());
+        assert!(Query::parse(Some("name=x")).is_err());
+        assert!(Query::parse_resources(Some("profile=x")).is_err());
     }
 
     fn selected(state: &State, now: Timestamp, query: &str) -> (Vec<String>, serde_json::Value) {
@@ -538,8 +677,12 @@ pub(crate) mod tests {
                 .unwrap_err()
                 .contains("longer than 512 bytes")
         );
-        assert_eq!(Query::parse(None).unwrap(), Query::default());
-        assert_eq!(Query::parse(Some("")).unwrap(), Query::default());
+        let profiles = Query {
+            kind: Some(Kind::FARGATE_PROFILE),
+            ..Query::default()
+        };
+        assert_eq!(Query::parse(None).unwrap(), profiles);
+        assert_eq!(Query::parse(Some("")).unwrap(), profiles);
         let query = Query::parse(Some("pretty&cluster=a%20b&unhealthy=false")).unwrap();
         assert!(query.pretty);
         assert_eq!(query.cluster.as_deref(), Some("a b"));

@@ -668,6 +668,10 @@ async fn respond(service: &Service, request: &Request<Incoming>, client: Option<
             Ok(query) => profiles_reply(service, head, query).await,
             Err(problem) => text_owned(StatusCode::BAD_REQUEST, format!("{problem}\n")),
         },
+        "/api/v1/resources" => match api::Query::parse_resources(request.uri().query()) {
+            Ok(query) => profiles_reply(service, head, query).await,
+            Err(problem) => text_owned(StatusCode::BAD_REQUEST, format!("{problem}\n")),
+        },
         "/" => status_page(service).await,
         _ => text(StatusCode::NOT_FOUND, "not found; see /\n"),
     };

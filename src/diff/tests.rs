@@ -961,7 +961,10 @@ fn event_ids_come_from_what_the_event_is() {
 fn a_second_kind_goes_through_the_same_diff_with_its_own_codes_and_statuses() {
     use crate::model::fake::WIDGET;
     let widget = ResourceKey::new(WIDGET, "111122223333", "us-east-1", "prod", "default");
-    let inc = incarnation("arn:aws:eks:us-east-1:111122223333:widget/prod/default/1", 1000);
+    let inc = incarnation(
+        "arn:aws:eks:us-east-1:111122223333:widget/prod/default/1",
+        1000,
+    );
     let observe = |at: i64, status: &str, issues: Vec<RawIssue>| {
         Input::Observed(Observation {
             key: widget.clone(),
@@ -974,7 +977,10 @@ fn a_second_kind_goes_through_the_same_diff_with_its_own_codes_and_statuses() {
     };
     let mut replay = Replay::default();
     let first = replay.apply(observe(10, "BUILDING", vec![raw("Wobbly", "w", &["x"])]));
-    assert_eq!(described(&first), ["status null->BUILDING", "opened Wobbly"]);
+    assert_eq!(
+        described(&first),
+        ["status null->BUILDING", "opened Wobbly"]
+    );
     assert!(first.iter().all(|e| e.key.kind == WIDGET));
     let degraded = replay.apply(observe(
         20,
@@ -1002,7 +1008,12 @@ fn a_second_kind_goes_through_the_same_diff_with_its_own_codes_and_statuses() {
 
     // The same names as a Fargate profile: other events, other ids.
     let mut profile = Replay::default();
-    let opened = profile.apply(observed_as(&inc, 10, "BUILDING", vec![raw("Wobbly", "w", &["x"])]));
+    let opened = profile.apply(observed_as(
+        &inc,
+        10,
+        "BUILDING",
+        vec![raw("Wobbly", "w", &["x"])],
+    ));
     assert_eq!(described(&opened), described(&first));
     for (a, b) in opened.iter().zip(&first) {
         assert_ne!(a.id(), b.id(), "the kind is part of an event's identity");

@@ -344,14 +344,19 @@ mod tests {
             })
             .collect();
         assert_eq!(labels.len(), 2, "{labels:?}");
-        let issue = labels.iter().find(|l| l["alertname"] == "EKSWidgetHealthIssue");
+        let issue = labels
+            .iter()
+            .find(|l| l["alertname"] == "EKSWidgetHealthIssue");
         let issue = issue.expect("the issue alert");
         assert_eq!((issue["code"], issue["severity"]), ("Wobbly", "warning"));
         assert_eq!(issue["eks_widget"], "w1");
         assert!(!issue.contains_key("fargate_profile"));
         let failed = labels.iter().find(|l| l["alertname"] == "EKSWidgetFailed");
         let failed = failed.expect("the status alert");
-        assert_eq!((failed["status"], failed["severity"]), ("WOBBLING", "warning"));
+        assert_eq!(
+            (failed["status"], failed["severity"]),
+            ("WOBBLING", "warning")
+        );
         let summary = alerts
             .values()
             .find_map(|a| a.annotations.get("summary"))

@@ -153,7 +153,11 @@ async fn an_access_denied_profile_shows_1_for_that_code_and_0_for_the_others() {
         Some(0.0)
     );
     assert_eq!(
-        value(&text, "fargate_health_monitor_resources", &["kind=\"fargate_profile\""]),
+        value(
+            &text,
+            "fargate_health_monitor_resources",
+            &["kind=\"fargate_profile\""]
+        ),
         Some(2.0)
     );
     assert!(
