@@ -127,6 +127,8 @@ enum Message {
 }
 
 /// The result of one describe, after confirmation of a `not_found`.
+// Short-lived, one per describe and moved at once: boxing would add an allocation per call.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     Input(Input),
     /// The profile's cluster is gone: so is every profile in it.
