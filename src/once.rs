@@ -171,15 +171,16 @@ impl Report {
     /// The report as an aligned table, then the errors and problems, then a summary line.
     pub fn to_table(&self) -> String {
         let header = [
+            "KIND",
             "ACCOUNT",
             "REGION",
             "CLUSTER",
-            "PROFILE",
+            "NAME",
             "STATUS",
             "ISSUES",
             "RESOURCES",
         ];
-        let mut rows: Vec<[String; 7]> = vec![header.map(str::to_owned)];
+        let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
         for p in &self.profiles {
             let status = p.status.as_ref().map_or("-", Status::as_str).to_owned();
             let (issues, resources) = match &p.error {
@@ -192,6 +193,7 @@ impl Report {
             };
             rows.push(
                 [
+                    p.key.kind.name(),
                     &p.key.account_id,
                     &p.key.region,
                     &p.key.cluster,
@@ -203,7 +205,7 @@ impl Report {
                 .map(|cell| for_display(cell, MAX_CELL_CHARS).into_owned()),
             );
         }
-        let mut widths = [0usize; 7];
+        let mut widths = [0usize; 8];
         for row in &rows {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());

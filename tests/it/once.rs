@@ -121,10 +121,11 @@ async fn all_healthy_exits_0_with_a_table_and_json() {
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
         [
+            "KIND",
             "ACCOUNT",
             "REGION",
             "CLUSTER",
-            "PROFILE",
+            "NAME",
             "STATUS",
             "ISSUES",
             "RESOURCES"
@@ -133,6 +134,7 @@ async fn all_healthy_exits_0_with_a_table_and_json() {
     assert_eq!(
         lines[1].split_whitespace().collect::<Vec<_>>(),
         [
+            "fargate_profile",
             DEFAULT_ACCOUNT,
             REGION,
             "prod",
