@@ -146,7 +146,16 @@ async fn all_healthy_exits_0_with_a_table_and_json() {
     );
     assert_eq!(
         lines[2].split_whitespace().collect::<Vec<_>>(),
-        [DEFAULT_ACCOUNT, REGION, "prod", "jobs", "ACTIVE", "-", "0"]
+        [
+            "fargate_profile",
+            DEFAULT_ACCOUNT,
+            REGION,
+            "prod",
+            "jobs",
+            "ACTIVE",
+            "-",
+            "0"
+        ]
     );
     assert!(!table.stderr.contains('\x1b'), "no colours off a terminal");
     assert!(
@@ -197,16 +206,16 @@ async fn an_open_issue_or_failed_status_exits_1_with_codes_and_statuses_verbatim
         let line = table
             .stdout
             .lines()
-            .find(|l| l.split_whitespace().nth(3) == Some(name))
+            .find(|l| l.split_whitespace().nth(4) == Some(name))
             .unwrap_or_else(|| panic!("no row for {name}: {}", table.stdout));
         line.split_whitespace().map(str::to_owned).collect()
     };
     assert_eq!(
-        row("sick")[4..],
+        row("sick")[5..],
         ["ACTIVE", "PodExecutionRoleAlreadyInUse,SomeFutureCode", "3"]
     );
-    assert_eq!(row("broken")[4..], ["CREATE_FAILED", "-", "0"]);
-    assert_eq!(row("odd")[4..], ["SOME_FUTURE_STATUS", "-", "0"]);
+    assert_eq!(row("broken")[5..], ["CREATE_FAILED", "-", "0"]);
+    assert_eq!(row("odd")[5..], ["SOME_FUTURE_STATUS", "-", "0"]);
     assert!(
         table
             .stdout
