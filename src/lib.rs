@@ -18,7 +18,11 @@
 //!   selects.
 //! - [`scheduler`]: when to poll what: discovery, describes spread over the interval, not-found
 //!   confirmation, overruns, shards.
-//! - [`state`]: the snapshot of every profile and the outbox, shared by every reader.
+//! - [`state`]: the snapshot of every resource, shared by every reader; it hands each change's
+//!   events to the outbox under its lock.
+//! - [`outbox`]: the events each sink still has to receive: saved before delivered, in order
+//!   per sink and resource, bounded and counted; the generation handshake with the state
+//!   file's writer, and the delivery worker that feeds each sink.
 //! - [`store`]: the state file: atomic writes, `.prev`, damaged files set aside.
 //! - [`metrics`]: every Prometheus series; the domain ones encoded from the snapshot.
 //! - [`status`]: each profile's health (open issues, failed, not described, stale) and the
@@ -27,8 +31,7 @@
 //! - [`api`]: the JSON API `/api/v1/profiles`: filters, summary, compact or pretty.
 //! - [`server`]: the admin HTTP server, with optional TLS and basic auth.
 //! - [`sinks`]: the receivers of events (log, webhook, Slack, Alertmanager), built from the
-//!   config and started together, their one HTTP client, and the worker that feeds them from
-//!   the outbox.
+//!   config and started together, and their one HTTP client.
 //! - [`daemon`]: the wiring of `run` and `demo`, and the reload on SIGHUP.
 //! - [`shutdown`]: signals: the first stops cleanly, a second exits, SIGHUP reloads.
 //! - [`supervisor`]: the daemon's long-lived tasks, named; one that panics or ends early is
@@ -58,6 +61,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod once;
+pub mod outbox;
 pub mod page;
 pub mod scheduler;
 pub mod secret;

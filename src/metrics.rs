@@ -22,7 +22,8 @@ use prometheus::{Registry, TextEncoder};
 use crate::clock::Clock;
 use crate::eks::CallObserver;
 use crate::model::{ErrorKind, EventKind, Operation, Timestamp};
-use crate::state::{Entry, Outcome, Snapshot, State};
+use crate::outbox::Outcome;
+use crate::state::{Entry, Snapshot, State};
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -454,6 +454,9 @@ pub struct Issue {
 /// The issues of one observation, keyed and ordered by code.
 pub type IssueSet = BTreeMap<IssueCode, Issue>;
 
+/// The static labels of a target, attached to every series and event of its resources.
+pub type Labels = BTreeMap<String, String>;
+
 /// Merges raw entries into one [`Issue`] per code.
 ///
 /// ```

@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 
 use crate::model::Timestamp;
-use crate::state::{Entry, Outcome, Snapshot};
+use crate::outbox::Outcome;
+use crate::state::{Entry, Snapshot};
 use crate::status::{Health, Summary, short_duration};
 
 /// How often the page reloads itself (a `<meta http-equiv="refresh">`, so it works with
@@ -570,7 +571,8 @@ mod tests {
     use crate::diff::Rules;
     use crate::limits::LaneStatus;
     use crate::model::{Incarnation, Input, IssueCode, Observation, RawIssue, ResourceKey, Status};
-    use crate::state::{Labels, State, Subscription};
+    use crate::outbox::Subscription;
+    use crate::state::{Labels, State};
 
     const HOSTILE: &str = "<script>alert(\"x\")</script>&'";
 
@@ -600,7 +602,9 @@ mod tests {
             resource_ids: vec![HOSTILE.into()],
         };
         observe(&state, &key, HOSTILE, vec![issue], 200);
-        state.sink_failed(HOSTILE, Timestamp::from_secs(210), HOSTILE);
+        state
+            .outbox()
+            .sink_failed(HOSTILE, Timestamp::from_secs(210), HOSTILE);
         state.set_target_problems(vec![HOSTILE.to_owned()]);
         let html = render(&state.snapshot(), false, Timestamp::from_secs(230));
         assert!(!html.contains("<script"), "{html}");
@@ -648,7 +652,7 @@ mod tests {
             throttled: 12,
             answers: 48,
         }]);
-        state.sink_failed(
+        state.outbox().sink_failed(
             "hook",
             Timestamp::from_secs(220),
             "HTTP 503 from https://hooks.example.com",

@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::limits::Backoff;
-use crate::state::{Pending, Saved, SavedResource, State};
+use crate::outbox::Pending;
+use crate::state::{Saved, SavedResource, State};
 
 mod v1;
 
@@ -550,7 +551,7 @@ impl Writer {
                     "state file written"
                 );
                 self.written = generation;
-                state.mark_saved(generation);
+                state.outbox().mark_saved(generation);
                 true
             }
             Err(error) => {
@@ -565,7 +566,7 @@ impl Writer {
                     );
                 }
                 // Delivery from memory: what could not be saved is not held back.
-                state.mark_saved(generation);
+                state.outbox().mark_saved(generation);
                 false
             }
         }
@@ -574,7 +575,7 @@ impl Writer {
     /// Writes on every change (the start's write was made by [`Writer::write`]) until
     /// `shutdown`, then once more, so that `.prev` then holds what the file holds.
     pub async fn run(mut self, state: Arc<State>, shutdown: CancellationToken) {
-        let mut changes = state.watch_generation();
+        let mut changes = state.outbox().watch_generation();
         loop {
             let retry = self
                 .failing()
@@ -587,7 +588,7 @@ impl Writer {
                     break;
                 }
                 if self.failing() {
-                    state.mark_saved(current);
+                    state.outbox().mark_saved(current);
                 }
                 let retry_due = async {
                     match retry {
@@ -620,7 +621,7 @@ impl Writer {
 /// and encoded on a blocking thread: at 10,000 profiles that takes milliseconds.
 async fn write_now(state: &Arc<State>, path: &Path) -> (u64, io::Result<Written>) {
     let (state, path) = (state.clone(), path.to_path_buf());
-    let generation = *state.watch_generation().borrow();
+    let generation = *state.outbox().watch_generation().borrow();
     tokio::task::spawn_blocking(move || {
         let (generation, saved) = state.to_write();
         (generation, write(&path, &saved))
@@ -705,7 +706,8 @@ mod tests {
     fn busy() -> Saved {
         use crate::diff::Rules;
         use crate::model::{EventKind, Input, IssueCode, Observation, RawIssue};
-        use crate::state::{Labels, Subscription};
+        use crate::outbox::Subscription;
+        use crate::state::Labels;
         let subscription = Subscription {
             sink: "hook".into(),
             events: EventKind::ALL.into_iter().collect(),
@@ -909,8 +911,8 @@ mod tests {
         assert_eq!(errors.get(), 1);
         // What could not be written is released to the sinks.
         assert_eq!(
-            *state.watch_saved().borrow(),
-            *state.watch_generation().borrow()
+            *state.outbox().watch_saved().borrow(),
+            *state.outbox().watch_generation().borrow()
         );
 
         let shutdown = CancellationToken::new();

@@ -21,11 +21,13 @@ use url::Url;
 use crate::clock::Clock;
 use crate::logging::Repeats;
 use crate::model::Timestamp;
+use crate::outbox::Outcome;
 use crate::secret::{Secret, SecretUrl};
-use crate::state::{Outcome, Snapshot, State};
+use crate::state::{Snapshot, State};
 
+use super::Failure;
 use super::http::HttpClient;
-use super::{Failure, LOG_EVERY, instant_in, later};
+use crate::outbox::worker::{LOG_EVERY, instant_in, later};
 
 /// Where Alertmanager's API takes alerts, below each configured URL.
 pub const ALERTS_PATH: &str = "/api/v2/alerts";
@@ -184,7 +186,7 @@ pub fn ends_at(now: Timestamp, settings: &Settings) -> Timestamp {
 /// Posts alerts until `shutdown`, at the times of `clock`.
 pub async fn run(settings: Settings, state: Arc<State>, clock: Clock, shutdown: CancellationToken) {
     let client = HttpClient::new(clock.clone());
-    let mut changes = state.watch_generation();
+    let mut changes = state.outbox().watch_generation();
     // Alerts that closed, with when they closed.
     let mut closed: BTreeMap<Vec<(String, String)>, (Alert, Timestamp)> = BTreeMap::new();
     let mut last: Option<BTreeMap<Vec<(String, String)>, Alert>> = None;
@@ -260,14 +262,16 @@ async fn post_everywhere(
                 if let Some(suppressed) = log.occurred(tokio::time::Instant::now(), LOG_EVERY) {
                     tracing::warn!(sink = %settings.name, %url, %reason, alerts = batch.len(), suppressed, "cannot post alerts; posting again at the next change or resend");
                 }
-                state.sink_failed(&settings.name, clock.now(), &reason);
+                state
+                    .outbox()
+                    .sink_failed(&settings.name, clock.now(), &reason);
                 Outcome::Retry
             }
             Err(_) => {
                 if let Some(suppressed) = log.occurred(tokio::time::Instant::now(), LOG_EVERY) {
                     tracing::warn!(sink = %settings.name, %url, suppressed, "posting alerts timed out; posting again at the next change or resend");
                 }
-                state.sink_failed(
+                state.outbox().sink_failed(
                     &settings.name,
                     clock.now(),
                     &format!("{url}: no answer in time"),
@@ -275,7 +279,7 @@ async fn post_everywhere(
                 Outcome::Retry
             }
         };
-        state.record_notification(&settings.name, outcome);
+        state.outbox().record_notification(&settings.name, outcome);
     }
 }
 

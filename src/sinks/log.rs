@@ -9,7 +9,7 @@ use crate::config::defaults;
 use crate::diff::EventDetail;
 use crate::limits::Backoff;
 use crate::model::{EventKind, Kind, Status};
-use crate::state::{Pending, Subscription};
+use crate::outbox::{Pending, Subscription};
 
 use super::webhook::RESOURCE_IDS_CAP;
 use super::{Failure, Pacing, Sink};

@@ -18,8 +18,8 @@ use crate::clock::Clock;
 use crate::config::Delivery;
 use crate::diff::EventDetail;
 use crate::model::ResourceKey;
+use crate::outbox::Pending;
 use crate::secret::SecretUrl;
-use crate::state::Pending;
 
 use super::http::{HttpClient, USER_AGENT};
 use super::{Failure, Pacing, Sink};

@@ -13,8 +13,8 @@ use sha2::Sha256;
 
 use crate::clock::Clock;
 use crate::diff::{Event, EventDetail};
+use crate::outbox::Pending;
 use crate::secret::{Secret, SecretUrl};
-use crate::state::Pending;
 
 use super::http::{HttpClient, USER_AGENT};
 use super::{Failure, Sink};
