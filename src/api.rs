@@ -320,7 +320,7 @@ impl ProfilesPage {
         let stale_after = snapshot.stale_after;
         let mut summary = Summary::default();
         let mut selected = Vec::new();
-        for (index, entry) in snapshot.profiles.iter().enumerate() {
+        for (index, entry) in snapshot.resources.iter().enumerate() {
             let health = Health::of(entry, now, stale_after);
             if query.selects(entry, &health) {
                 summary.add(&health);
@@ -384,7 +384,7 @@ impl ProfilesPage {
             if self.next > 0 {
                 out.extend_from_slice(if self.pretty { b",\n" } else { b"," });
             }
-            let entry = &self.snapshot.profiles[index];
+            let entry = &self.snapshot.resources[index];
             let profile = self.encode(&profile_view(entry, &health, self.view))?;
             if self.pretty {
                 // JSON strings escape line breaks, so every one here is the printer's.
@@ -478,7 +478,7 @@ pub(crate) mod tests {
         let snapshot = state.snapshot();
         let mut summary = Summary::default();
         let mut profiles = Vec::new();
-        for entry in &snapshot.profiles {
+        for entry in &snapshot.resources {
             let health = Health::of(entry, now, snapshot.stale_after);
             if query.selects(entry, &health) {
                 summary.add(&health);

@@ -1,9 +1,9 @@
-//! The pure diff: what is known about one profile, plus one input, gives what is known next and
+//! The pure diff: what is known about one resource, plus one input, gives what is known next and
 //! the events that describe the change.
 //!
 //! No I/O and no clock: every input carries its own time, so the same history always yields the
 //! same events. The rules are DESIGN.md's: a failed poll changes nothing but `up` (invariant 1);
-//! a profile ends only when the API confirms it is gone or the config stops selecting it
+//! a resource ends only when the API confirms it is gone or the config stops selecting it
 //! (invariant 2); a new ARN or `createdAt` is a new incarnation (invariant 3); unknown codes and
 //! statuses are kept verbatim (invariant 6); an episode ends only after the code was absent from
 //! two consecutive successful polls and for at least `resolve_after`.
@@ -32,7 +32,7 @@ pub struct Rules {
 /// The number of consecutive successful polls without a code that end its episode.
 pub const ABSENT_POLLS_TO_RESOLVE: u32 = 2;
 
-/// Everything known about one monitored profile.
+/// Everything known about one monitored resource.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceState {
     pub key: ResourceKey,
@@ -48,7 +48,7 @@ pub struct ResourceState {
 }
 
 impl ResourceState {
-    /// A profile that discovery found and nobody has described yet: it exports only `up 0`.
+    /// A resource that discovery found and nobody has described yet: it exports only `up 0`.
     pub fn discovered(key: ResourceKey) -> Self {
         Self {
             key,
@@ -94,8 +94,8 @@ pub struct Absence {
     pub since: Timestamp,
 }
 
-/// Hands out event sequence numbers. One counter serves every profile, so numbers keep
-/// increasing per profile even across a delete and a re-create with the same name.
+/// Hands out event sequence numbers. One counter serves every resource, so numbers keep
+/// increasing per resource even across a delete and a re-create with the same name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sequence {
     last: u64,
@@ -118,13 +118,13 @@ impl Sequence {
     }
 }
 
-/// Something that happened to a profile, for the sinks and the log.
+/// Something that happened to a resource, for the sinks and the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub sequence: u64,
     pub key: ResourceKey,
     pub incarnation: Incarnation,
-    /// The profile's status when the event happened.
+    /// The resource's status when the event happened.
     pub status: Status,
     pub observed_at: Timestamp,
     pub detail: EventDetail,
@@ -147,7 +147,7 @@ pub enum EventDetail {
         reason: ResolveReason,
     },
     StatusChanged {
-        /// `None` when the profile (or a new incarnation of it) is first seen.
+        /// `None` when the resource (or a new incarnation of it) is first seen.
         from: Option<Status>,
         to: Status,
     },
@@ -183,7 +183,7 @@ impl Event {
         }
     }
 
-    /// A stable id derived from what the event is: the kind, the profile and its incarnation,
+    /// A stable id derived from what the event is: the kind, the resource and its incarnation,
     /// and for issues the code and the episode. One episode opens and resolves once, and an
     /// incarnation is deleted once, so those ids need nothing more; updates and status changes
     /// can repeat, so theirs also carry the sequence number (which the state file keeps).
@@ -212,15 +212,15 @@ impl Event {
     }
 }
 
-/// The next state of a profile and the events of the change.
+/// The next state of a resource and the events of the change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
-    /// `None` when the profile is no longer monitored (gone or unselected).
+    /// `None` when the resource is no longer monitored (gone or unselected).
     pub next: Option<ResourceState>,
     pub events: Vec<Event>,
 }
 
-/// Applies one input to what is known of its profile.
+/// Applies one input to what is known of its resource.
 ///
 /// `prev` must be the state of `input.key()` (or `None` when nothing is known). Inputs older
 /// than the last attempt, and a repeat of the last successful observation, change nothing.
@@ -466,7 +466,7 @@ fn fail(prev: Option<&ResourceState>, failure: &PollFailure) -> ResourceState {
     next
 }
 
-/// An overdue profile: `up` goes 0; what was known, the last attempt and its error stay.
+/// An overdue resource: `up` goes 0; what was known, the last attempt and its error stay.
 fn not_polled(prev: Option<&ResourceState>, key: &ResourceKey) -> ResourceState {
     let mut next = prev
         .cloned()

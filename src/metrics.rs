@@ -256,7 +256,7 @@ impl Page {
                     if profile == 0 {
                         header(&mut text, spec.name, "gauge", spec.help);
                     }
-                    let profiles = &self.snapshot.profiles;
+                    let profiles = &self.snapshot.resources;
                     let mut next = profile;
                     while let Some(entry) = profiles.get(next) {
                         (spec.encode)(&mut text, spec.name, entry, &profile_labels(entry));
@@ -504,7 +504,7 @@ fn encode_state(out: &mut String, snapshot: &Snapshot, now: Timestamp) {
         .iter()
         .map(|kind| (kind.name(), 0))
         .collect();
-    for entry in &snapshot.profiles {
+    for entry in &snapshot.resources {
         *by_kind.entry(entry.state.key.kind.name()).or_default() += 1;
     }
     for (kind, count) in by_kind {
@@ -519,7 +519,7 @@ fn encode_state(out: &mut String, snapshot: &Snapshot, now: Timestamp) {
         "Seconds since the last attempt to describe the stalest profile (or since it was discovered).",
     );
     let oldest = snapshot
-        .profiles
+        .resources
         .iter()
         .map(|entry| entry.freshness())
         .min();

@@ -64,7 +64,7 @@ pub fn shown(text: &str, max_chars: usize) -> String {
 /// `/` as of `now`.
 pub fn render(snapshot: &Snapshot, ready: bool, now: Timestamp) -> String {
     let rows: Vec<(&Entry, Health)> = snapshot
-        .profiles
+        .resources
         .iter()
         .map(|entry| (&**entry, Health::of(entry, now, snapshot.stale_after)))
         .collect();

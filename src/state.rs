@@ -123,7 +123,7 @@ impl Entry {
 /// What the readers see: every resource sorted by key, and the counters.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub profiles: Vec<Arc<Entry>>,
+    pub resources: Vec<Arc<Entry>>,
     /// Events so far, in [`EventKind::ALL`] order.
     pub events_total: [u64; EventKind::ALL.len()],
     /// Poll cycles that could not describe every resource within the interval.
@@ -355,7 +355,7 @@ impl State {
     pub fn snapshot(&self) -> Snapshot {
         let inner = self.lock();
         Snapshot {
-            profiles: inner.resources.values().cloned().collect(),
+            resources: inner.resources.values().cloned().collect(),
             events_total: inner.events_total,
             overruns: inner.overruns,
             sinks: self.outbox.stats(),
@@ -428,7 +428,7 @@ pub const SEQUENCES_PER_MILLISECOND: u64 = 100;
 /// × [`SEQUENCES_PER_MILLISECOND`]. A daemon starts above both this and what its state file
 /// held, so the sequence never goes backwards, even when the file is lost or replaced by
 /// `.prev`, as long as the clock does not go back and a daemon hands out fewer than 100,000
-/// numbers per second of running (10,000 profiles polled every 10 s with every one changing
+/// numbers per second of running (10,000 resources polled every 10 s with every one changing
 /// on every poll make 1,000). The numbers stay below 2^53 (exact as JSON numbers in
 /// JavaScript) until the year 4824, and far from `u64::MAX`. A clock before 1970 counts as 1970.
 pub fn sequence_floor(now: std::time::SystemTime) -> u64 {
@@ -452,7 +452,7 @@ fn log_event(event: &Event, labels: &Labels) {
     tracing::debug!(
         event = event.kind().as_str(),
         sequence = event.sequence,
-        profile = %event.key,
+        resource = %event.key,
         labels = ?labels,
         "event {}",
         event.kind().as_str()
@@ -494,7 +494,7 @@ mod tests {
     }
 
     #[test]
-    fn inputs_reach_only_discovered_profiles_and_events_are_counted() {
+    fn inputs_reach_only_discovered_resources_and_events_are_counted() {
         let state = State::new(Rules::default(), Vec::new());
         assert!(state.apply(&observed(10, &["AccessDenied"])).is_empty());
         assert!(state.is_empty());
@@ -531,7 +531,7 @@ mod tests {
         assert!(state.get(&key()).is_none());
 
         let snapshot = state.snapshot();
-        assert!(snapshot.profiles.is_empty());
+        assert!(snapshot.resources.is_empty());
         let count = |kind| snapshot.events_total[kind_index(kind)];
         assert_eq!(count(EventKind::IssueOpened), 1);
         assert_eq!(count(EventKind::IssueResolved), 1);
@@ -547,10 +547,10 @@ mod tests {
         let before = state.snapshot();
         state.apply(&observed(10, &[]));
         state.record_overrun();
-        assert!(before.profiles[0].state.known.is_none());
+        assert!(before.resources[0].state.known.is_none());
         assert_eq!(before.overruns, 0);
         let after = state.snapshot();
-        assert!(after.profiles[0].state.up);
+        assert!(after.resources[0].state.up);
         assert_eq!(after.overruns, 1);
     }
 
@@ -656,7 +656,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reconfigure_keeps_profiles_drops_a_removed_sinks_queue_and_waits_for_reselection() {
+    fn a_reconfigure_keeps_resources_drops_a_removed_sinks_queue_and_waits_for_reselection() {
         let state = State::new(Rules::default(), vec![subscription(100)]);
         state.discovered(&key(), Arc::default(), Timestamp::from_secs(1));
         state.apply(&observed(10, &["AccessDenied"]));
@@ -669,9 +669,9 @@ mod tests {
         };
         state.reconfigure(Rules::default(), vec![kept]);
         let snapshot = state.snapshot();
-        // The profile and its series stay; it waits for the new targets to select it again.
-        assert_eq!(snapshot.profiles.len(), 1);
-        assert!(snapshot.profiles[0].state.up);
+        // The resource and its series stay; it waits for the new targets to select it again.
+        assert_eq!(snapshot.resources.len(), 1);
+        assert!(snapshot.resources[0].state.up);
         assert_eq!(state.restored_keys(), [key()]);
         // The removed sink's event is dropped and counted; the new sink has a queue.
         assert_eq!(snapshot.sinks["hook"].queued, 0);

@@ -408,7 +408,7 @@ async fn describes_are_spread_over_the_interval_and_lists_wait_for_discovery() {
     assert_eq!(lists(&harness), 2);
     let state = harness.stop().await;
     assert_eq!(state.snapshot().overruns, 0);
-    assert!(state.snapshot().profiles.iter().all(|p| p.state.up));
+    assert!(state.snapshot().resources.iter().all(|p| p.state.up));
 }
 
 #[tokio::test(start_paused = true)]
@@ -444,7 +444,7 @@ async fn a_throttled_account_backs_off_and_recovers_while_the_other_keeps_its_pa
     let state = harness.state.clone();
     let down = state
         .snapshot()
-        .profiles
+        .resources
         .iter()
         .filter(|p| !p.state.up)
         .count();
@@ -457,7 +457,7 @@ async fn a_throttled_account_backs_off_and_recovers_while_the_other_keeps_its_pa
         assert!(calls.iter().all(|c| !c.throttled));
     }
     let state = harness.stop().await;
-    assert!(state.snapshot().profiles.iter().all(|p| p.state.up));
+    assert!(state.snapshot().resources.iter().all(|p| p.state.up));
 }
 
 #[tokio::test(start_paused = true)]
@@ -535,7 +535,7 @@ async fn a_new_profile_is_described_at_once_and_one_missing_from_a_listing_is_go
     harness.world().clusters.get_mut(account).unwrap().clear();
     sleep(60).await;
     let state = harness.stop().await;
-    assert!(state.is_empty(), "{:?}", state.snapshot().profiles);
+    assert!(state.is_empty(), "{:?}", state.snapshot().resources);
 }
 
 #[tokio::test(start_paused = true)]
@@ -601,7 +601,7 @@ async fn a_cluster_gone_between_discoveries_is_confirmed_by_a_list_of_clusters()
         "{operations:?}"
     );
     let state = harness.stop().await;
-    assert!(state.is_empty(), "{:?}", state.snapshot().profiles);
+    assert!(state.is_empty(), "{:?}", state.snapshot().resources);
     // The first not-found describe confirmed the cluster gone; no other profile was asked.
     let late_describes = calls
         .iter()
@@ -661,12 +661,12 @@ async fn two_shards_split_the_clusters_with_no_overlap_and_no_gap() {
         let state = harness.stop().await;
         let keys: std::collections::BTreeSet<String> = state
             .snapshot()
-            .profiles
+            .resources
             .iter()
             .map(|p| p.state.key.to_string())
             .collect();
         assert!(listed < 12 && listed > 0, "{listed} clusters listed");
-        assert!(state.snapshot().profiles.iter().all(|p| p.state.up));
+        assert!(state.snapshot().resources.iter().all(|p| p.state.up));
         described.push(keys);
     }
     assert!(described[0].is_disjoint(&described[1]));
@@ -748,13 +748,13 @@ async fn a_profile_held_back_by_throttling_shows_up_0_once_overdue_and_1_after_a
     sleep(15).await;
     let up = |state: &State| {
         let snapshot = state.snapshot();
-        snapshot.profiles.iter().filter(|p| p.state.up).count()
+        snapshot.resources.iter().filter(|p| p.state.up).count()
     };
     assert_eq!(up(&harness.state), 8);
     let known: Vec<_> = harness
         .state
         .snapshot()
-        .profiles
+        .resources
         .iter()
         .map(|p| p.state.known.clone())
         .collect();
@@ -770,7 +770,7 @@ async fn a_profile_held_back_by_throttling_shows_up_0_once_overdue_and_1_after_a
     // A missing poll is not a poll: what was known stays, and no event came.
     let snapshot = harness.state.snapshot();
     let still: Vec<_> = snapshot
-        .profiles
+        .resources
         .iter()
         .map(|p| p.state.known.clone())
         .collect();
@@ -780,7 +780,7 @@ async fn a_profile_held_back_by_throttling_shows_up_0_once_overdue_and_1_after_a
     sleep(150).await;
     assert_eq!(up(&harness.state), 8);
     let state = harness.stop().await;
-    assert!(state.snapshot().profiles.iter().all(|p| p.state.up));
+    assert!(state.snapshot().resources.iter().all(|p| p.state.up));
 }
 
 #[tokio::test(start_paused = true)]

@@ -68,7 +68,7 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
         url.join("api/v1/profiles")
             .map_or_else(|_| url.to_string(), |u| u.to_string())
     });
-    for entry in &snapshot.profiles {
+    for entry in &snapshot.resources {
         let Some(known) = &entry.state.known else {
             continue;
         };
