@@ -1,8 +1,9 @@
 //! The `alertmanager` sink: level-triggered, not fed by the outbox (DESIGN.md "Alertmanager
-//! alerts"). From the snapshot it posts every open episode (`EKSFargateProfileHealthIssue`,
-//! `severity="warning"`) and every failed status (`EKSFargateProfileFailed`,
-//! `severity="critical"`) to `{url}/api/v2/alerts` of every URL in its list: at once on start,
-//! on every change, and every `resend_interval` (also while polls fail). `endsAt` is now + 4 ×
+//! alerts"). From the snapshot it posts every open episode (`EKS<Kind>HealthIssue`,
+//! `severity="warning"`) and every alert-worthy status (`EKS<Kind>Failed`, `severity="critical"`
+//! for a *FAILED status, `"warning"` for DEGRADED), each linking its resource in the API, to
+//! `{url}/api/v2/alerts` of every URL in its list: at once on start, on every change, and every
+//! `resend_interval` (also while polls fail). `endsAt` is now + 4 ×
 //! `resend_interval`, so Alertmanager resolves what a dead monitor stops sending; an alert that
 //! closed is posted with its real `endsAt` for 15 minutes. No per-instance label, so two
 //! replicas deduplicate. Posts go through [`super::http`] (headers, basic auth, bounded
