@@ -185,6 +185,18 @@ pub struct KindSpec {
     pub alert_worthy: &'static [&'static str],
     /// The issue codes this build knows, in the API's documented order.
     pub codes: &'static [&'static str],
+    /// One resource in a sentence, lowercase: "profile".
+    pub noun: &'static str,
+    /// Several of them: "profiles".
+    pub plural: &'static str,
+    /// The part after `#/clusters/{cluster}/` of the AWS console page that lists the kind
+    /// (`fargate-profiles`; the page of one is `…/{path}/{name}`); `None` for a kind whose
+    /// resource is the cluster, whose page is the cluster's own.
+    pub console_path: Option<&'static str>,
+    /// A one-line hint per known code, for people: what to check first.
+    pub hints: &'static [(&'static str, &'static str)],
+    /// The hint for a code without one in [`Self::hints`] (one this build does not know).
+    pub fallback_hint: &'static str,
 }
 
 /// A kind of resource. Compared, ordered and hashed by its wire name.
@@ -211,6 +223,28 @@ static FARGATE_PROFILE: KindSpec = KindSpec {
         "ClusterUnreachable",
         "InternalFailure",
     ],
+    noun: "profile",
+    plural: "profiles",
+    console_path: Some("fargate-profiles"),
+    hints: &[
+        (
+            "PodExecutionRoleAlreadyInUse",
+            "Another profile uses the same pod execution role: give each profile its own, or delete and re-create this one.",
+        ),
+        (
+            "AccessDenied",
+            "EKS cannot assume the pod execution role: check the role exists and its trust policy allows eks-fargate-pods.amazonaws.com.",
+        ),
+        (
+            "ClusterUnreachable",
+            "Fargate cannot reach the cluster's API server: check the subnets' routes, NAT and security groups, and the endpoint access settings.",
+        ),
+        (
+            "InternalFailure",
+            "An internal AWS failure: wait for it to clear; if it persists, re-create the profile or open an AWS support case.",
+        ),
+    ],
+    fallback_hint: "A code this version does not know: see the message and the EKS documentation for Fargate profile health issues.",
 };
 
 impl Kind {
@@ -246,6 +280,15 @@ impl Kind {
     /// Whether this build knows `code` for this kind.
     pub fn knows_code(self, code: &IssueCode) -> bool {
         self.0.codes.contains(&code.as_str())
+    }
+
+    /// The one-line hint for `code`: the kind's own, or its fallback for a code without one.
+    pub fn hint(self, code: &str) -> &'static str {
+        self.0
+            .hints
+            .iter()
+            .find_map(|(known, hint)| (*known == code).then_some(*hint))
+            .unwrap_or(self.0.fallback_hint)
     }
 
     /// Whether `status` is one an operator must act on.
@@ -747,6 +790,11 @@ pub mod fake {
         statuses: &["BUILDING", "OK", "WOBBLING", "BROKEN"],
         alert_worthy: &["WOBBLING", "BROKEN"],
         codes: &["Wobbly", "Squeaky"],
+        noun: "widget",
+        plural: "widgets",
+        console_path: Some("widgets"),
+        hints: &[("Wobbly", "Tighten the widget's bolts.")],
+        fallback_hint: "A widget code this version does not know.",
     };
 
     /// The fake kind: statuses BUILDING, OK, WOBBLING (degraded), BROKEN (failed).
@@ -855,6 +903,22 @@ mod tests {
             "{error}"
         );
         assert_eq!(key.to_string(), "111122223333/us-east-1/prod/default");
+    }
+
+    #[test]
+    fn every_known_code_has_a_hint_and_every_hint_a_known_code() {
+        for kind in Kind::ALL {
+            let spec = kind.spec();
+            let hinted: Vec<&str> = spec.hints.iter().map(|(code, _)| *code).collect();
+            assert_eq!(hinted, spec.codes, "{kind}: one hint per code, in order");
+        }
+        let kind = Kind::FARGATE_PROFILE;
+        assert!(kind.hint("AccessDenied").contains("eks-fargate-pods"));
+        assert_eq!(kind.hint("FromTheFuture"), kind.spec().fallback_hint);
+        assert_eq!(
+            fake::WIDGET.hint("Squeaky"),
+            fake::WIDGET.spec().fallback_hint
+        );
     }
 
     #[test]

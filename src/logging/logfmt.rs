@@ -29,9 +29,24 @@ pub const JSON_ONLY: &[&str] = &[
     "resource_ids",
 ];
 
-/// The four fields that name a profile; a text line shows them as one
-/// `profile=account/region/cluster/profile`, the form every other line uses.
-const PROFILE_PARTS: [&str; 4] = ["account_id", "region", "cluster", "fargate_profile"];
+/// The five fields that name a resource (as the `log` sink gives them); a text line shows them
+/// as one `profile=…` in the form of [`crate::model::ResourceKey`]'s `Display`, the form every
+/// other line uses: `profile=account/region/cluster/name` for a Fargate profile,
+/// `profile="kind account/region/cluster/name"` for another kind.
+const RESOURCE_PARTS: [&str; 5] = ["kind", "account_id", "region", "cluster", "name"];
+
+/// A resource's parts (in [`RESOURCE_PARTS`] order) as one value.
+fn resource(parts: &[&str]) -> String {
+    let [kind, account_id, region, cluster, name] = parts else {
+        return parts.join("/");
+    };
+    match crate::model::Kind::from_name(kind) {
+        Some(kind) => {
+            crate::model::ResourceKey::new(kind, *account_id, *region, *cluster, *name).to_string()
+        }
+        None => format!("{kind} {account_id}/{region}/{cluster}/{name}"),
+    }
+}
 
 /// Our own crate's prefix, left out of the `target` value.
 const CRATE_PREFIX: &str = "fargate_health_monitor::";
@@ -137,19 +152,24 @@ pub fn line(at: SystemTime, level: Level, target: &str, fields: &Fields, ansi: b
             .find_map(|(key, value)| (*key == name).then_some(value.as_str()))
     };
     // Unless the event has a `profile` of its own: a key appears once per line.
-    let profile = PROFILE_PARTS
+    let profile = RESOURCE_PARTS
         .iter()
         .map(|name| value_of(name))
         .collect::<Option<Vec<&str>>>()
         .filter(|_| value_of("profile").is_none())
-        .map(|parts| parts.join("/"));
+        .map(|parts| resource(&parts));
+    let mut shown = false;
     for (key, value) in &fields.pairs {
         if JSON_ONLY.contains(key) {
             continue;
         }
         match &profile {
-            Some(profile) if *key == PROFILE_PARTS[0] => push_pair(&mut out, "profile", profile),
-            Some(_) if PROFILE_PARTS.contains(key) => {}
+            Some(profile) if RESOURCE_PARTS.contains(key) => {
+                if !shown {
+                    push_pair(&mut out, "profile", profile);
+                    shown = true;
+                }
+            }
             _ => push_pair(&mut out, key, value),
         }
     }
@@ -324,16 +344,17 @@ mod tests {
     }
 
     #[test]
-    fn the_long_tail_is_left_out_and_a_profile_is_one_field() {
+    fn the_long_tail_is_left_out_and_a_resource_is_one_field() {
         let fields = fields_of(
             "issue opened",
             &[
                 ("sink", "log"),
                 ("id", "df6b093e20d9b3a1d3cb80e56fef9acb"),
+                ("kind", "fargate_profile"),
                 ("account_id", "111122223333"),
                 ("region", "us-east-1"),
                 ("cluster", "prod"),
-                ("fargate_profile", "web"),
+                ("name", "web"),
                 ("labels", "env=demo"),
                 ("code", "AccessDenied"),
                 ("issue_message", "The pod execution role cannot be assumed"),
@@ -346,14 +367,36 @@ mod tests {
             ),
             "{text}"
         );
-        // Only all four parts make a profile.
+        // Another kind's resource is written as its key is everywhere: the kind first.
         let fields = fields_of(
-            "cluster is gone",
-            &[("account_id", "1"), ("region", "r"), ("cluster", "c")],
+            "issue opened",
+            &[
+                ("kind", "nodegroup"),
+                ("account_id", "1"),
+                ("region", "r"),
+                ("cluster", "c"),
+                ("name", "ng"),
+                ("code", "X"),
+            ],
         );
         let text = line(at(), Level::INFO, "x", &fields, false);
         assert!(
-            text.ends_with(" account_id=1 region=r cluster=c\n"),
+            text.ends_with(" msg=\"issue opened\" profile=\"nodegroup 1/r/c/ng\" code=X\n"),
+            "{text}"
+        );
+        // Only all five parts make a resource.
+        let fields = fields_of(
+            "cluster is gone",
+            &[
+                ("account_id", "1"),
+                ("region", "r"),
+                ("cluster", "c"),
+                ("name", "n"),
+            ],
+        );
+        let text = line(at(), Level::INFO, "x", &fields, false);
+        assert!(
+            text.ends_with(" account_id=1 region=r cluster=c name=n\n"),
             "{text}"
         );
     }

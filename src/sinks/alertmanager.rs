@@ -1,8 +1,9 @@
 //! The `alertmanager` sink: level-triggered, not fed by the outbox (DESIGN.md "Alertmanager
-//! alerts"). From the snapshot it posts every open episode (`EKSFargateProfileHealthIssue`,
-//! `severity="warning"`) and every failed status (`EKSFargateProfileFailed`,
-//! `severity="critical"`) to `{url}/api/v2/alerts` of every URL in its list: at once on start,
-//! on every change, and every `resend_interval` (also while polls fail). `endsAt` is now + 4 ×
+//! alerts"). From the snapshot it posts every open episode (`EKS<Kind>HealthIssue`,
+//! `severity="warning"`) and every alert-worthy status (`EKS<Kind>Failed`, `severity="critical"`
+//! for a *FAILED status, `"warning"` for DEGRADED), each linking its resource in the API, to
+//! `{url}/api/v2/alerts` of every URL in its list: at once on start, on every change, and every
+//! `resend_interval` (also while polls fail). `endsAt` is now + 4 ×
 //! `resend_interval`, so Alertmanager resolves what a dead monitor stops sending; an alert that
 //! closed is posted with its real `endsAt` for 15 minutes. No per-instance label, so two
 //! replicas deduplicate. Posts go through [`super::http`] (headers, basic auth, bounded
@@ -20,7 +21,7 @@ use url::Url;
 
 use crate::clock::Clock;
 use crate::logging::Repeats;
-use crate::model::Timestamp;
+use crate::model::{ResourceKey, Timestamp};
 use crate::outbox::Outcome;
 use crate::secret::{Secret, SecretUrl};
 use crate::state::{Snapshot, State};
@@ -64,15 +65,15 @@ pub struct Settings {
 /// the alerts' label sets; `endsAt` is left for the caller.
 pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String, String)>, Alert> {
     let mut alerts = BTreeMap::new();
-    let generator_url = settings.external_url.as_ref().map(|url| {
-        url.join("api/v1/profiles")
-            .map_or_else(|_| url.to_string(), |u| u.to_string())
-    });
     for entry in &snapshot.resources {
         let Some(known) = &entry.state.known else {
             continue;
         };
         let key = &entry.state.key;
+        let generator_url = settings
+            .external_url
+            .as_ref()
+            .map(|url| generator_url(url, key));
         let mut base: BTreeMap<String, String> = entry
             .labels
             .iter()
@@ -162,6 +163,30 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
         }
     }
     alerts
+}
+
+/// Where an alert comes from: the resource in this server's API below `external_url`,
+/// `{external_url}/api/v1/resources?kind=…&account_id=…&region=…&cluster=…&name=…`, which
+/// selects exactly that resource (docs/api.md). A path of `external_url` is kept, with or
+/// without its trailing slash.
+pub fn generator_url(external_url: &Url, key: &ResourceKey) -> String {
+    let mut url = external_url.clone();
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    let Ok(mut url) = url.join("api/v1/resources") else {
+        return external_url.to_string();
+    };
+    url.query_pairs_mut()
+        .clear()
+        .append_pair("kind", key.kind.name())
+        .append_pair("account_id", &key.account_id)
+        .append_pair("region", &key.region)
+        .append_pair("cluster", &key.cluster)
+        .append_pair("name", &key.name);
+    url.set_fragment(None);
+    url.to_string()
 }
 
 fn label_key(alert: &Alert) -> Vec<(String, String)> {
@@ -366,6 +391,45 @@ mod tests {
             .find_map(|a| a.annotations.get("summary"))
             .unwrap();
         assert!(summary.starts_with("Widget prod/w1"), "{summary}");
+        assert!(alerts.values().all(|a| a.generator_url.is_none()));
+        let mut linked = settings_with(Duration::from_secs(60));
+        linked.external_url = Some("https://fhm.example.test/".parse().unwrap());
+        let alerts = firing(&state.snapshot(), &linked);
+        for alert in alerts.values() {
+            assert_eq!(
+                alert.generator_url.as_deref(),
+                Some(
+                    "https://fhm.example.test/api/v1/resources?kind=widget&account_id=111122223333&region=us-east-1&cluster=prod&name=w1"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn the_generator_url_selects_the_resource_below_the_external_url() {
+        use crate::model::ResourceKey;
+        let key = ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "web");
+        let url = |external: &str| generator_url(&external.parse().unwrap(), &key);
+        let query =
+            "kind=fargate_profile&account_id=111122223333&region=us-east-1&cluster=prod&name=web";
+        assert_eq!(
+            url("http://fhm.example.test/"),
+            format!("http://fhm.example.test/api/v1/resources?{query}")
+        );
+        assert_eq!(
+            url("https://example.test/monitor"),
+            format!("https://example.test/monitor/api/v1/resources?{query}")
+        );
+        assert_eq!(
+            url("https://example.test/monitor/?x=1#top"),
+            format!("https://example.test/monitor/api/v1/resources?{query}")
+        );
+        // Names are query values: whatever they hold is encoded.
+        let odd = ResourceKey::fargate_profile("1", "r", "a b&c", "x=y#z");
+        assert_eq!(
+            generator_url(&"http://h/".parse().unwrap(), &odd),
+            "http://h/api/v1/resources?kind=fargate_profile&account_id=1&region=r&cluster=a+b%26c&name=x%3Dy%23z"
+        );
     }
 
     fn settings_with(resend_interval: Duration) -> Settings {

@@ -1,13 +1,14 @@
 //! The `slack` sink: incoming-webhook messages people can act on, fed by the outbox like the
 //! webhook sink. A message has `text` (the notification line and the fallback) and Block Kit
 //! `blocks`: what happened, where, the code and message, the affected resource ids, a link to
-//! the profile in the AWS console and a one-line remediation hint per code.
+//! the resource in the AWS console and a one-line remediation hint per code. What a resource is
+//! called, its console page and the hints are its kind's ([`crate::model::KindSpec`]).
 //!
-//! Events of the same kind and code in one (account, region, cluster), queued within the sink's
-//! `group_wait`, become one message that summarises them. Every message stays within Slack's
-//! limits whatever the API returned (at most 50 blocks, 3,000 characters of section text, 10
-//! fields of 2,000 characters, a 150-character header), and the worker sends at most one
-//! message per second.
+//! Events of the same kind and code about resources of one kind in one (account, region,
+//! cluster), queued within the sink's `group_wait`, become one message that summarises them.
+//! Every message stays within Slack's limits whatever the API returned (at most 50 blocks, 3,000
+//! characters of section text, 10 fields of 2,000 characters, a 150-character header), and the
+//! worker sends at most one message per second.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use crate::clock::Clock;
 use crate::config::Delivery;
 use crate::diff::EventDetail;
-use crate::model::ResourceKey;
+use crate::model::{Kind, ResourceKey};
 use crate::outbox::Pending;
 use crate::secret::SecretUrl;
 
@@ -84,9 +85,11 @@ impl Sink for SlackSink {
             _ => None,
         };
         let key = &event.key;
+        // One message speaks of one kind of resource ("40 profiles of cluster prod").
         Some(format!(
-            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
             event.kind().as_str(),
+            key.kind.name(),
             code.or(to).unwrap_or_default(),
             key.account_id,
             key.region,
@@ -99,35 +102,32 @@ impl Sink for SlackSink {
     }
 }
 
-/// A one-line hint for a code: what to check first.
-pub fn remediation(code: &str) -> &'static str {
-    match code {
-        "PodExecutionRoleAlreadyInUse" => {
-            "Another profile uses the same pod execution role: give each profile its own, or delete and re-create this one."
-        }
-        "AccessDenied" => {
-            "EKS cannot assume the pod execution role: check the role exists and its trust policy allows eks-fargate-pods.amazonaws.com."
-        }
-        "ClusterUnreachable" => {
-            "Fargate cannot reach the cluster's API server: check the subnets' routes, NAT and security groups, and the endpoint access settings."
-        }
-        "InternalFailure" => {
-            "An internal AWS failure: wait for it to clear; if it persists, re-create the profile or open an AWS support case."
-        }
-        _ => {
-            "A code this version does not know: see the message and the EKS documentation for Fargate profile health issues."
-        }
-    }
+/// A one-line hint for a code of a kind: what to check first (the kind's hint table, or its
+/// fallback for a code it has no hint for).
+pub fn remediation(kind: Kind, code: &str) -> &'static str {
+    kind.hint(code)
 }
 
-/// The AWS console page of a profile.
+/// The AWS console page of a resource: its own page below its cluster's, or the cluster's page
+/// for a kind whose resource is the cluster.
 pub fn console_url(key: &ResourceKey) -> String {
-    format!(
-        "https://{region}.console.aws.amazon.com/eks/home?region={region}#/clusters/{cluster}/fargate-profiles/{profile}",
+    let mut url = format!(
+        "https://{region}.console.aws.amazon.com/eks/home?region={region}#/clusters/{cluster}",
         region = key.region,
         cluster = key.cluster,
-        profile = key.name
-    )
+    );
+    if let Some(path) = key.kind.spec().console_path {
+        let _ = write!(url, "/{path}/{}", key.name);
+    }
+    url
+}
+
+/// `text` with its first letter in upper case: "profile" becomes "Profile".
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 /// Cuts `text` to at most `max` characters, ending with "…" when cut.
@@ -190,10 +190,11 @@ pub fn message(batch: &[Pending]) -> Value {
     };
     let event = &first.event;
     let key = &event.key;
-    let profiles: Vec<String> = batch.iter().map(|p| p.event.key.name.clone()).collect();
+    let kind = key.kind.spec();
+    let names: Vec<String> = batch.iter().map(|p| p.event.key.name.clone()).collect();
     let many = batch.len() > 1;
     let where_ = if many {
-        format!("{} profiles of cluster {}", batch.len(), key.cluster)
+        format!("{} {} of cluster {}", batch.len(), kind.plural, key.cluster)
     } else {
         format!("{}/{}", key.cluster, key.name)
     };
@@ -251,21 +252,24 @@ pub fn message(batch: &[Pending]) -> Value {
         EventDetail::ResourceDeleted => (
             format!(":wastebasket: {where_} was deleted"),
             format!("{where_} was deleted ({scope})"),
-            "*Profile deleted*".to_owned(),
+            format!("*{} deleted*", capitalized(kind.noun)),
         ),
     };
     blocks.push(json!({"type": "header", "text": {"type": "plain_text", "text": cut(&header, limits::HEADER_TEXT), "emoji": true}}));
     blocks.push(section(&color_line));
-    let profile_field = if many {
-        listed(&profiles, limits::FIELD_TEXT - 32)
+    let (name_field, names_value) = if many {
+        (
+            capitalized(kind.plural),
+            listed(&names, limits::FIELD_TEXT - 32),
+        )
     } else {
-        key.name.clone()
+        (capitalized(kind.noun), key.name.clone())
     };
     let mut pairs = vec![
         ("Account", key.account_id.clone()),
         ("Region", key.region.clone()),
         ("Cluster", key.cluster.clone()),
-        (if many { "Profiles" } else { "Profile" }, profile_field),
+        (name_field.as_str(), names_value),
         ("Status", event.status.as_str().to_owned()),
     ];
     if let Some(issue) = event.episode_issue() {
@@ -305,7 +309,7 @@ pub fn message(batch: &[Pending]) -> Value {
             EventDetail::IssueOpened { .. } | EventDetail::IssueUpdated { .. }
         ) {
             blocks.push(json!({"type": "context", "elements": [
-                {"type": "mrkdwn", "text": cut(&format!(":bulb: {}", remediation(issue.issue.code.as_str())), limits::SECTION_TEXT)}
+                {"type": "mrkdwn", "text": cut(&format!(":bulb: {}", remediation(key.kind, issue.issue.code.as_str())), limits::SECTION_TEXT)}
             ]}));
         }
     }

@@ -626,12 +626,22 @@ async fn a_real_alertmanager_shows_the_alert_then_resolves_it() {
             .unwrap()
             .contains("AccessDenied")
     );
-    assert!(
-        alert["generatorURL"]
-            .as_str()
-            .unwrap()
-            .starts_with("http://fhm.example.test/")
+    // The link back selects exactly this resource in the daemon's API.
+    let generator = alert["generatorURL"].as_str().unwrap();
+    let account = simulator::DEFAULT_ACCOUNT;
+    assert_eq!(
+        generator,
+        format!(
+            "http://fhm.example.test/api/v1/resources?kind=fargate_profile&account_id={account}&region=us-east-1&cluster=prod&name=web"
+        )
     );
+    let path = generator.strip_prefix("http://fhm.example.test").unwrap();
+    let (status, body) = http(setup.admin, "GET", path, "").await;
+    assert_eq!(status, 200, "{body}");
+    let selected: Value = serde_json::from_str(&body).unwrap();
+    let resources = selected["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 1, "{body}");
+    assert_eq!(resources[0]["name"], "web");
     let failed = eventually(30, "the failed status in Alertmanager", || async {
         active_alerts(am_addr, "failed").await.into_iter().next()
     })

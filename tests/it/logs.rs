@@ -339,7 +339,7 @@ async fn every_line_a_scenario_logs_is_logfmt_and_json_lines_keep_every_field() 
         .unwrap();
     eventually(30, "the other events in both logs", || async {
         let all = |log: &str, quote: &str| {
-            ["issue resolved", "status changed", "profile deleted"]
+            ["issue resolved", "status changed", "resource deleted"]
                 .iter()
                 .all(|msg| log.contains(&format!("{quote}{msg}\"")))
         };
@@ -377,7 +377,7 @@ async fn every_line_a_scenario_logs_is_logfmt_and_json_lines_keep_every_field() 
         "issue opened",
         "issue resolved",
         "status changed",
-        "profile deleted",
+        "resource deleted",
         "delivery failed; will retry",
         "delivering again",
         "AWS throttles this account and region; backing off and lowering the rate",
@@ -440,7 +440,9 @@ async fn every_line_a_scenario_logs_is_logfmt_and_json_lines_keep_every_field() 
         .expect("the odd issue opened");
     assert_eq!(odd["issue_message"], ODD_MESSAGE);
     assert_eq!(odd["resource_ids"], "eni-1 x,r=2");
-    assert_eq!(odd["fargate_profile"], ODD_NAME);
+    assert_eq!(odd["kind"], "fargate_profile");
+    assert_eq!(odd["name"], ODD_NAME);
+    assert!(odd.get("fargate_profile").is_none(), "{odd}");
     assert_eq!(odd["labels"], "env=a b\"c=d");
     for name in [
         "sink",
@@ -459,6 +461,6 @@ async fn every_line_a_scenario_logs_is_logfmt_and_json_lines_keep_every_field() 
     let deleted = events
         .iter()
         .find(|e| e["event"] == "resource_deleted")
-        .expect("profile deleted");
+        .expect("resource deleted");
     assert!(deleted["arn"].as_str().unwrap().starts_with("arn:aws:eks:"));
 }

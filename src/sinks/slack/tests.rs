@@ -168,7 +168,7 @@ fn resolved_messages_look_different_from_opened_ones() {
         "no remediation hint once resolved"
     );
     assert!(open.to_string().contains(":bulb:"));
-    let hint = remediation("SomeCodeFromTheFuture");
+    let hint = remediation(Kind::FARGATE_PROFILE, "SomeCodeFromTheFuture");
     assert!(hint.contains("does not know"));
 }
 
@@ -199,5 +199,82 @@ fn a_group_summarises_how_many_profiles_which_and_the_shared_code() {
     assert_ne!(
         sink.group_key(&resolved("profile-00", "ClusterUnreachable")),
         sink.group_key(&group[0])
+    );
+}
+
+/// `event` about the fake kind's resource `name` instead of a profile.
+fn widget(name: &str, mut event: Pending) -> Pending {
+    event.event.key = ResourceKey::new(
+        crate::model::fake::WIDGET,
+        "111122223333",
+        "us-east-1",
+        "prod",
+        name,
+    );
+    event
+}
+
+#[test]
+fn another_kind_reads_with_its_own_nouns_hint_and_console_page() {
+    let one = message(&[widget("w1", opened("w1", "Wobbly", 2))]);
+    let text = one.to_string();
+    assert!(text.contains("*Widget*\\nw1"), "{text}");
+    assert!(text.contains("Tighten the widget's bolts."), "{text}");
+    assert!(text.contains(
+        "https://us-east-1.console.aws.amazon.com/eks/home?region=us-east-1#/clusters/prod/widgets/w1|w1 in the AWS console"
+    ));
+    let unknown = message(&[widget("w1", opened("w1", "Rattly", 0))]).to_string();
+    assert!(unknown.contains("A widget code this version does not know."));
+    let deleted = message(&[widget("w1", pending("w1", EventDetail::ResourceDeleted))]);
+    assert!(
+        deleted.to_string().contains("*Widget deleted*"),
+        "{deleted}"
+    );
+
+    let group: Vec<Pending> = (0..3)
+        .map(|i| widget(&format!("w{i}"), opened("w", "Wobbly", 1)))
+        .collect();
+    let many = message(&group);
+    assert_eq!(
+        many["text"],
+        "Wobbly opened on 3 widgets of cluster prod (account 111122223333, us-east-1)"
+    );
+    let text = many.to_string();
+    assert!(text.contains("*Widgets*\\nw0, w1, w2"), "{text}");
+    for word in ["rofile", "Fargate", "fargate"] {
+        assert!(!text.contains(word), "{word} in {text}");
+    }
+
+    // A widget and a profile with the same code are not summarised together.
+    let sink = SlackSink::new(
+        SecretUrl::new("https://hooks.slack.com/services/T/B/x".parse().unwrap()),
+        Clock::fixed(Timestamp::from_secs(1_700_000_600)),
+    );
+    let profile = opened("w0", "Wobbly", 1);
+    assert_ne!(sink.group_key(&group[0]), sink.group_key(&profile));
+    assert_eq!(sink.group_key(&group[0]), sink.group_key(&group[2]));
+}
+
+#[test]
+fn a_kind_whose_resource_is_the_cluster_links_the_clusters_page() {
+    static CLUSTERISH: crate::model::KindSpec = crate::model::KindSpec {
+        name: "clusterish",
+        title: "Clusterish",
+        alert_name: "Clusterish",
+        metric_prefix: "eks_clusterish",
+        name_label: None,
+        statuses: &[],
+        alert_worthy: &[],
+        codes: &[],
+        noun: "cluster",
+        plural: "clusters",
+        console_path: None,
+        hints: &[],
+        fallback_hint: "",
+    };
+    let key = ResourceKey::new(Kind::new(&CLUSTERISH), "1", "eu-west-1", "prod", "prod");
+    assert_eq!(
+        console_url(&key),
+        "https://eu-west-1.console.aws.amazon.com/eks/home?region=eu-west-1#/clusters/prod"
     );
 }
