@@ -218,9 +218,18 @@ fn server(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Server {
             }
         })
         .unwrap_or(default_listen);
-    let external_url = r
-        .string(t, "external_url")
-        .and_then(|s| http_url(r, &s, "external_url"));
+    let external_url = r.string(t, "external_url").and_then(|s| {
+        let url = http_url(r, &s, "external_url")?;
+        if !url.username().is_empty() || url.password().is_some() {
+            // Links in alerts and on the page carry it: a password would reach every receiver.
+            r.error(
+                &s.span,
+                "`external_url` must not carry a user or password: every alert's link and the status page show it",
+            );
+            return None;
+        }
+        Some(url)
+    });
     let tls = r.table(t, "tls").and_then(|(map, value)| {
         let span = value.span();
         let tls = Table {

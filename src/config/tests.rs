@@ -376,6 +376,15 @@ fn server_keys_are_checked() {
         2,
         "not an http:// or https:// URL",
     );
+    for userinfo in ["u:hunter2@", "u@", ":hunter2@"] {
+        let text =
+            format!("[server]\nexternal_url = \"https://{userinfo}fhm.example.com\"\n{TARGET}");
+        one_problem(&text, 2, "must not carry a user or password");
+        let err = parse_with(&text, &FakeEnv::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
     assert_eq!(
         ok(&format!("[server]\nlisten = \"[::]:80\"\n{TARGET}"))
             .server
