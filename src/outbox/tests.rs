@@ -21,7 +21,7 @@ fn key(n: usize) -> ResourceKey {
 }
 
 /// A status change of resource `n` into `to`, with its own sequence number (and so its id).
-fn event(n: usize, sequence: u64, to: &str, at: Timestamp) -> Event {
+pub(super) fn event(n: usize, sequence: u64, to: &str, at: Timestamp) -> Event {
     Event {
         sequence,
         key: key(n),
@@ -38,7 +38,7 @@ fn event(n: usize, sequence: u64, to: &str, at: Timestamp) -> Event {
     }
 }
 
-fn subscription(sink: &str, statuses: &[&str], max_queue: usize) -> Subscription {
+pub(super) fn subscription(sink: &str, statuses: &[&str], max_queue: usize) -> Subscription {
     Subscription {
         sink: sink.into(),
         events: EventKind::ALL.into_iter().collect(),

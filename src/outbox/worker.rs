@@ -213,16 +213,10 @@ pub async fn run<S: Sink>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::diff::Rules;
-    use crate::model::{
-        EventKind, Incarnation, Input, IssueCode, Observation, RawIssue, ResourceKey, Status,
-    };
-    use crate::outbox::Subscription;
-    use crate::state::State;
+    use crate::outbox::tests::{event, subscription};
 
     /// Fails its first `failures` attempts, then delivers.
     struct Flaky {
@@ -247,32 +241,10 @@ mod tests {
     #[tokio::test]
     async fn a_sink_failing_attempt_after_attempt_is_one_warn_and_its_recovery_one_info() {
         let captured = crate::logging::Captured::start();
-        let subscription = Subscription {
-            sink: "hook".into(),
-            events: EventKind::ALL.into_iter().collect(),
-            statuses: Default::default(),
-            max_queue: 100,
-        };
-        let state = Arc::new(State::new(Rules::default(), vec![subscription]));
-        let key = ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "web");
-        state.discovered(&key, Arc::default(), Timestamp::from_secs(1));
-        state.apply(&Input::Observed(Observation {
-            key,
-            incarnation: Incarnation {
-                arn: "arn:aws:eks:us-east-1:111122223333:fargateprofile/prod/web/1".into(),
-                created_at: Timestamp::from_secs(1),
-            },
-            status: Status::from_wire("ACTIVE"),
-            info: BTreeMap::new(),
-            issues: vec![RawIssue {
-                code: IssueCode::from_wire("AccessDenied"),
-                message: "denied".into(),
-                resource_ids: Vec::new(),
-            }],
-            observed_at: Clock::wall().now(),
-        }));
-        let (generation, _) = state.to_save();
-        state.outbox().mark_saved(generation);
+        let outbox = Arc::new(Outbox::new(vec![subscription("hook", &["FAILED"], 100)]));
+        let at = Clock::wall().now();
+        outbox.record(true, &[event(0, 1, "FAILED", at)], &Default::default(), at);
+        outbox.mark_saved(outbox.generation());
         let pacing = Pacing {
             timeout: Duration::from_secs(5),
             max_age: Duration::from_secs(3600),
@@ -291,12 +263,12 @@ mod tests {
             "hook".into(),
             sink,
             pacing,
-            state.outbox().clone(),
+            outbox.clone(),
             Clock::wall(),
             shutdown.clone(),
             Duration::ZERO,
         ));
-        while state.snapshot().sinks["hook"].queued > 0 {
+        while outbox.stats()["hook"].queued > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         shutdown.cancel();
