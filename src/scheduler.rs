@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Poll, Target};
-use crate::discovery::{self, Discovery, Problem};
+use crate::discovery::{self, Discovery, Problem, TargetProblem};
 use crate::eks::{CallError, Eks};
 use crate::limits::{Backoff, Limiters, RetryPolicy, later, paced};
 use crate::logging::Repeats;
@@ -45,7 +45,6 @@ use crate::model::{
     ErrorKind, Gone, Input, Operation, Overdue, PollFailure, ResourceKey, Shard, Timestamp,
     Unmonitored,
 };
-use crate::once::TargetProblem;
 use crate::state::{Labels, State};
 
 /// How long in-flight describes may take to finish after shutdown starts.
