@@ -23,6 +23,15 @@ pub struct Discovery {
     pub problems: Vec<Problem>,
 }
 
+impl Discovery {
+    /// Whether a list call failed, so that not everything the target selects was listed.
+    pub fn failed(&self) -> bool {
+        self.problems
+            .iter()
+            .any(|p| matches!(p, Problem::Failed { .. }))
+    }
+}
+
 /// Why discovery could not tell everything about a target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Problem {

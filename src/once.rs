@@ -18,6 +18,7 @@ use crate::exit;
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
 use crate::model::for_display;
 use crate::model::{Input, PollFailure, ResourceKey, Status};
+use crate::selection::{Change, Selection};
 
 /// The most characters of a value shown in a table cell; longer ones end with `…`.
 pub const MAX_CELL_CHARS: usize = 64;
@@ -253,7 +254,7 @@ pub async fn run<E: Eks>(
 
     let accounts =
         discovery::account_ids(config.targets.iter().zip(clients), &sts_limiter, policy).await;
-    let mut selected: BTreeMap<ResourceKey, usize> = BTreeMap::new();
+    let mut selection = Selection::new(config.targets.len());
     for (index, ((target, client), account)) in
         config.targets.iter().zip(clients).zip(accounts).enumerate()
     {
@@ -280,27 +281,28 @@ pub async fn run<E: Eks>(
         let concurrency = config.poll.concurrency.max(1);
         let found =
             discovery::discover(client, target, &limiter, policy, concurrency, |_| true).await;
+        // A profile selected by several targets is described once, under the first.
+        let changes = selection.discovered(index, Some(&account), &target.region, &found);
+        for change in changes {
+            if let Change::Duplicate {
+                key, first, also, ..
+            } = change
+            {
+                tracing::warn!(
+                    profile = %key,
+                    first_target = first + 1,
+                    also_target = also + 1,
+                    "profile selected by two targets; polled under the first"
+                );
+            }
+        }
         for problem in found.problems {
             let problem = TargetProblem::new(index, target, Some(&account), problem);
             report.problems.push(problem);
         }
-        // A profile selected by several targets is described once, under the first.
-        for (cluster, profile) in found.profiles {
-            let key = ResourceKey::fargate_profile(&account, &target.region, cluster, profile);
-            match selected.get(&key) {
-                Some(first) => tracing::warn!(
-                    profile = %key,
-                    first_target = first + 1,
-                    also_target = index + 1,
-                    "profile selected by two targets; polled under the first"
-                ),
-                None => {
-                    selected.insert(key, index);
-                }
-            }
-        }
     }
 
+    let selected = selection.into_owners();
     report.profiles = describe_all(config, clients, &limiters, policy, clock, selected).await;
     report
 }

@@ -45,6 +45,7 @@ use crate::model::{
     ErrorKind, Gone, Input, Operation, Overdue, PollFailure, ResourceKey, Shard, Timestamp,
     Unmonitored,
 };
+use crate::selection::{Change, Selection, covers};
 use crate::state::{Labels, State};
 
 /// How long in-flight describes may take to finish after shutdown starts.
@@ -178,7 +179,7 @@ pub async fn run<E: Eks + 'static>(
         tx,
         profiles: BTreeMap::new(),
         never_done: 0,
-        selections: vec![None; targets],
+        selection: Selection::new(targets),
         reported: vec![BTreeSet::new(); targets],
         cycle: Cycle::empty(Instant::now()),
         describes: JoinSet::new(),
@@ -270,10 +271,7 @@ async fn discovery_loop<E: Eks>(
                 )
             }
         };
-        let failed = discovery
-            .problems
-            .iter()
-            .any(|p| matches!(p, Problem::Failed { .. }));
+        let failed = discovery.failed();
         let message = Message::Discovered {
             target: index,
             account_id,
@@ -301,8 +299,6 @@ async fn discovery_loop<E: Eks>(
 /// The schedule of one profile.
 #[derive(Clone, Debug)]
 struct Slot {
-    /// The target it is polled under: the first in config order that selects it.
-    target: usize,
     in_flight: bool,
     /// Set by the describe task once its request has passed the limiter and is on the wire.
     sent: Arc<AtomicBool>,
@@ -349,8 +345,8 @@ struct Core<E> {
     profiles: BTreeMap<ResourceKey, Slot>,
     /// Profiles with no describe finished yet, for readiness.
     never_done: usize,
-    /// What each target's last discovery selected; `None` before its first.
-    selections: Vec<Option<BTreeSet<ResourceKey>>>,
+    /// What each target selects, and the target each profile is polled under.
+    selection: Selection,
     /// The problems each target's last discovery reported, to log changes only.
     reported: Vec<BTreeSet<String>>,
     cycle: Cycle,
@@ -588,7 +584,9 @@ impl<E: Eks + 'static> Core<E> {
         slot.last_start = Some(Instant::now());
         slot.sent.store(false, Ordering::Relaxed);
         let sent = slot.sent.clone();
-        let target = slot.target;
+        let Some(target) = self.selection.owner(key) else {
+            return;
+        };
         let shared = self.shared.clone();
         let tx = self.tx.clone();
         let key = key.clone();
@@ -622,16 +620,7 @@ impl<E: Eks + 'static> Core<E> {
                 self.state.apply(&input);
             }
             Outcome::ClusterGone { observed_at } => {
-                let gone: Vec<ResourceKey> = self
-                    .profiles
-                    .keys()
-                    .filter(|k| {
-                        k.account_id == key.account_id
-                            && k.region == key.region
-                            && k.cluster == key.cluster
-                    })
-                    .cloned()
-                    .collect();
+                let gone = self.selection.in_cluster(&key);
                 tracing::info!(
                     account_id = %key.account_id,
                     region = %key.region,
@@ -656,52 +645,22 @@ impl<E: Eks + 'static> Core<E> {
         {
             self.never_done -= 1;
         }
-        for selection in self.selections.iter_mut().flatten() {
-            selection.remove(key);
-        }
+        self.selection.remove(key);
     }
 
     fn discovered(&mut self, index: usize, account_id: Option<String>, discovery: Discovery) {
         self.report_problems(index, account_id.as_deref(), &discovery.problems);
-        let old = self.selections[index].take().unwrap_or_default();
-        let Some(account_id) = account_id else {
-            self.selections[index] = Some(old);
-            return;
-        };
         let region = &self.shared.watched[index].target.region;
-        // Profiles of clusters that could not be listed stay selected as they were.
-        let mut kept = BTreeSet::new();
-        for problem in &discovery.problems {
-            if let Problem::Failed { cluster, .. } = problem {
-                kept.extend(
-                    old.iter()
-                        .filter(|k| cluster.as_ref().is_none_or(|c| *c == k.cluster))
-                        .cloned(),
-                );
-            }
+        let account = account_id.as_deref();
+        for change in self
+            .selection
+            .discovered(index, account, region, &discovery)
+        {
+            self.changed(change);
         }
-        let new: BTreeSet<ResourceKey> = discovery
-            .profiles
-            .into_iter()
-            .map(|(cluster, profile)| {
-                ResourceKey::fargate_profile(&account_id, region, cluster, profile)
-            })
-            .chain(kept)
-            .collect();
-        let removed: Vec<ResourceKey> = old.difference(&new).cloned().collect();
-        let added: Vec<ResourceKey> = new.difference(&old).cloned().collect();
-        self.selections[index] = Some(new);
-        for key in removed {
-            self.unselected(key);
-        }
-        for key in added {
-            self.selected(key, index);
-        }
-        let listed_everything = !discovery
-            .problems
-            .iter()
-            .any(|p| matches!(p, Problem::Failed { .. }));
-        if listed_everything {
+        if let Some(account_id) = account_id
+            && !discovery.failed()
+        {
             let shard = self.shared.settings.shard;
             self.end_restored(|key| {
                 key.account_id == account_id
@@ -710,10 +669,11 @@ impl<E: Eks + 'static> Core<E> {
         }
     }
 
-    /// Ends profiles the state file knew that discovery did not select again and `unlisted`
+    /// Ends profiles the state file knew that discovery did not select again and `gone`
     /// says are gone: the listing that covers them did not show them (deleted while the daemon
     /// was down), or no target selects them any more (unmonitored).
     fn end_restored(&self, gone: impl Fn(&ResourceKey) -> bool) {
+        let shard = self.shared.settings.shard;
         for key in self.state.restored_keys() {
             let observed_at = self.shared.clock.now();
             let input = if gone(&key) {
@@ -722,7 +682,7 @@ impl<E: Eks + 'static> Core<E> {
                 .shared
                 .watched
                 .iter()
-                .any(|w| covers(&w.target, self.shared.settings.shard, &key))
+                .any(|w| covers(&w.target, shard, &key))
             {
                 Input::Unmonitored(Unmonitored { key, observed_at })
             } else {
@@ -732,25 +692,14 @@ impl<E: Eks + 'static> Core<E> {
         }
     }
 
-    /// A target selects a profile it did not select before.
-    fn selected(&mut self, key: ResourceKey, index: usize) {
-        let labels = self.shared.labels[index].clone();
-        match self.profiles.get_mut(&key) {
-            Some(slot) => {
-                tracing::warn!(
-                    profile = %key,
-                    first_target = slot.target.min(index) + 1,
-                    also_target = slot.target.max(index) + 1,
-                    "profile selected by two targets; polled under the first"
-                );
-                if index < slot.target {
-                    slot.target = index;
-                    self.state.discovered(&key, labels, self.shared.clock.now());
-                }
-            }
-            None => {
+    /// Schedules what a discovery changed: a profile no target selected before is described
+    /// at once; one polled under another target takes that target's labels; one no target
+    /// selects any more is gone (the API says so), unless another target still selects it.
+    fn changed(&mut self, change: Change) {
+        let now = self.shared.clock.now();
+        match change {
+            Change::Added { key, target } => {
                 let slot = Slot {
-                    target: index,
                     in_flight: false,
                     sent: Arc::default(),
                     last_start: None,
@@ -762,35 +711,35 @@ impl<E: Eks + 'static> Core<E> {
                 };
                 self.profiles.insert(key.clone(), slot);
                 self.never_done += 1;
-                self.state.discovered(&key, labels, self.shared.clock.now());
+                let labels = self.shared.labels[target].clone();
+                self.state.discovered(&key, labels, now);
                 self.dispatch(&key);
             }
-        }
-    }
-
-    /// A target's listing no longer shows a profile: the API says it is gone, unless another
-    /// target still selects it.
-    fn unselected(&mut self, key: ResourceKey) {
-        let still = self
-            .selections
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.contains(&key)));
-        match still {
-            Some(index) => {
-                if let Some(slot) = self.profiles.get_mut(&key)
-                    && slot.target != index
-                {
-                    slot.target = index;
-                    let labels = self.shared.labels[index].clone();
-                    self.state.discovered(&key, labels, self.shared.clock.now());
+            Change::Duplicate {
+                key,
+                first,
+                also,
+                moved,
+            } => {
+                tracing::warn!(
+                    profile = %key,
+                    first_target = first + 1,
+                    also_target = also + 1,
+                    "profile selected by two targets; polled under the first"
+                );
+                if moved {
+                    let labels = self.shared.labels[first].clone();
+                    self.state.discovered(&key, labels, now);
                 }
             }
-            None => {
-                if self.profiles.contains_key(&key) {
-                    self.forget(&key);
-                    let observed_at = self.shared.clock.now();
-                    self.state.apply(&Input::Gone(Gone { key, observed_at }));
-                }
+            Change::Retargeted { key, target } => {
+                let labels = self.shared.labels[target].clone();
+                self.state.discovered(&key, labels, now);
+            }
+            Change::Removed { key } => {
+                self.forget(&key);
+                let observed_at = now;
+                self.state.apply(&Input::Gone(Gone { key, observed_at }));
             }
         }
     }
@@ -831,7 +780,7 @@ impl<E: Eks + 'static> Core<E> {
         if self.started {
             return;
         }
-        let discovered = self.selections.iter().all(Option::is_some);
+        let discovered = self.selection.complete();
         let attempted = self.never_done == 0;
         if discovered && attempted {
             self.started = true;
@@ -1000,14 +949,6 @@ async fn describe<E: Eks>(
         // Listed but not described (eventual consistency), or the list failed: not proven.
         _ => failed(ErrorKind::NotFound),
     })
-}
-
-/// Whether a target's patterns select a profile (its account aside) in this instance's shard.
-fn covers(target: &Target, shard: Shard, key: &ResourceKey) -> bool {
-    shard.owns(&key.account_id, &key.region, &key.cluster)
-        && target.region == key.region
-        && target.cluster.matches(&key.cluster)
-        && target.profiles.iter().any(|p| p.matches(&key.name))
 }
 
 fn stopped(operation: Operation) -> CallError {
