@@ -25,7 +25,7 @@
 //! - Every sum of times saturates: whatever durations and rates reach the scheduler, nothing
 //!   panics.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -48,6 +48,10 @@ use crate::model::{
 use crate::selection::{Change, Selection, covers};
 use crate::state::{Labels, State};
 
+mod cycle;
+
+use cycle::{Cycle, Lane};
+
 /// How long in-flight describes may take to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -59,9 +63,6 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const OVERRUN_LOG_EVERY: Duration = Duration::from_secs(60);
 /// The least time between two lines about one profile's describes failing.
 const DESCRIBE_LOG_EVERY: Duration = Duration::from_secs(60);
-
-/// How many lanes the overrun WARN names at most.
-const OVERRUN_LANES: usize = 3;
 
 /// How a target whose discovery failed retries before its next regular round.
 const DISCOVERY_RETRY: Backoff = Backoff {
@@ -181,7 +182,7 @@ pub async fn run<E: Eks + 'static>(
         never_done: 0,
         selection: Selection::new(targets),
         reported: vec![BTreeSet::new(); targets],
-        cycle: Cycle::empty(Instant::now()),
+        cycle: Cycle::empty(Instant::now(), settings.interval),
         describes: JoinSet::new(),
         started: false,
         overrun_log: Repeats::default(),
@@ -317,27 +318,6 @@ struct Slot {
     describe_log: Repeats,
 }
 
-/// One pass over every profile.
-#[derive(Debug)]
-struct Cycle {
-    started: Instant,
-    /// Profiles still to start in this cycle, stalest first.
-    queue: VecDeque<ResourceKey>,
-    next_at: Instant,
-    spacing: Duration,
-}
-
-impl Cycle {
-    fn empty(now: Instant) -> Self {
-        Self {
-            started: now,
-            queue: VecDeque::new(),
-            next_at: now,
-            spacing: Duration::ZERO,
-        }
-    }
-}
-
 struct Core<E> {
     shared: Arc<Shared<E>>,
     state: Arc<State>,
@@ -367,11 +347,7 @@ impl<E: Eks + 'static> Core<E> {
         shutdown: &CancellationToken,
     ) {
         loop {
-            let cycle_end = later(self.cycle.started, self.shared.settings.interval);
-            let wake = match self.cycle.queue.front() {
-                Some(_) => self.cycle.next_at.min(cycle_end),
-                None => cycle_end,
-            };
+            let wake = self.cycle.wake();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -442,31 +418,14 @@ impl<E: Eks + 'static> Core<E> {
     /// Starts what is due: the next profiles of the cycle, or the next cycle.
     fn tick(&mut self) {
         let now = Instant::now();
-        if now >= later(self.cycle.started, self.shared.settings.interval) {
+        if now >= self.cycle.end() {
             self.end_cycle();
-            self.start_cycle(now);
+            let last_starts = self.profiles.iter().map(|(k, slot)| (k, slot.last_start));
+            self.cycle = Cycle::start(now, self.shared.settings.interval, last_starts);
         }
-        while self.cycle.next_at <= now
-            && let Some(key) = self.cycle.queue.pop_front()
-        {
-            self.cycle.next_at = later(self.cycle.next_at, self.cycle.spacing);
+        while let Some(key) = self.cycle.next_due(now) {
             self.dispatch(&key);
         }
-    }
-
-    fn start_cycle(&mut self, now: Instant) {
-        let mut order: Vec<(&ResourceKey, &Slot)> = self.profiles.iter().collect();
-        // Stalest first: never described, then by the start of the last describe. One still in
-        // flight from the last cycle was started late in it, so it comes late in this one.
-        order.sort_by_key(|(key, slot)| (slot.last_start, *key));
-        let n = u32::try_from(order.len().max(1)).unwrap_or(u32::MAX);
-        let spacing = self.shared.settings.interval / n;
-        self.cycle = Cycle {
-            started: now,
-            queue: order.into_iter().map(|(key, _)| key.clone()).collect(),
-            next_at: now,
-            spacing,
-        };
     }
 
     /// Counts an overrun when describes of the ending cycle were not sent; marks the profiles
@@ -477,11 +436,7 @@ impl<E: Eks + 'static> Core<E> {
             .values()
             .filter(|slot| slot.in_flight && !slot.sent.load(Ordering::Relaxed))
             .count();
-        let queued = self.cycle.queue.iter();
-        let unfinished = queued
-            .filter(|key| self.profiles.contains_key(*key))
-            .count()
-            + waiting;
+        let unfinished = self.cycle.queued(|key| self.profiles.contains_key(key)) + waiting;
         if unfinished > 0 {
             self.state.record_overrun();
         }
@@ -492,15 +447,13 @@ impl<E: Eks + 'static> Core<E> {
     /// Marks every profile overdue that had no answer for more than two intervals (one past
     /// when it was due); returns all that are overdue now.
     fn mark_overdue(&mut self, now: Instant) -> Vec<ResourceKey> {
-        let limit = self.shared.settings.interval.saturating_mul(2);
-        let mut overdue = Vec::new();
-        for (key, slot) in &mut self.profiles {
-            let answered = slot.last_done.unwrap_or(slot.since);
-            if now.saturating_duration_since(answered) <= limit {
-                continue;
-            }
-            overdue.push(key.clone());
-            if !slot.overdue {
+        let answered =
+            (self.profiles.iter()).map(|(k, slot)| (k, slot.last_done.unwrap_or(slot.since)));
+        let overdue = cycle::overdue(now, self.shared.settings.interval, answered);
+        for key in &overdue {
+            if let Some(slot) = self.profiles.get_mut(key)
+                && !slot.overdue
+            {
                 slot.overdue = true;
                 let observed_at = self.shared.clock.now();
                 let key = key.clone();
@@ -514,7 +467,6 @@ impl<E: Eks + 'static> Core<E> {
     /// The WARN about overdue profiles: how many, and why per account and region with the rate
     /// in force; once a minute at most while it persists, with the count of repeats not logged.
     fn log_overdue(&mut self, overdue: &[ResourceKey], late: usize) {
-        let now = Instant::now();
         if overdue.is_empty() {
             if let Some(suppressed) = self.overrun_log.ended() {
                 tracing::info!(suppressed, "every profile is polled in time again");
@@ -523,49 +475,28 @@ impl<E: Eks + 'static> Core<E> {
             }
             return;
         }
-        let Some(suppressed) = self.overrun_log.occurred(now, OVERRUN_LOG_EVERY) else {
+        let Some(suppressed) = self.overrun_log.occurred(Instant::now(), OVERRUN_LOG_EVERY) else {
             return;
         };
         let settings = &self.shared.settings;
-        let mut lanes: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
-        for key in self.profiles.keys() {
-            lanes.entry((&key.account_id, &key.region)).or_default().0 += 1;
-        }
-        for key in overdue {
-            lanes.entry((&key.account_id, &key.region)).or_default().1 += 1;
-        }
-        let mut reasons: Vec<(usize, String)> = lanes
-            .into_iter()
-            .filter(|(_, (_, overdue))| *overdue > 0)
-            .map(|((account, region), (profiles, overdue))| {
+        let why = cycle::why_overdue(
+            self.profiles.keys(),
+            overdue,
+            settings,
+            |account, region| {
                 let limiter = self.shared.limiters.get(account, region);
-                let why = lane_reason(
-                    limiter.rate(),
-                    limiter.throttled_streak() > 0,
-                    profiles,
-                    settings,
-                );
-                (overdue, format!("{account}/{region}: {overdue} {why}"))
-            })
-            .collect();
-        reasons.sort_by_key(|r| std::cmp::Reverse(r.0));
-        let lanes = reasons.len();
-        let mut why: Vec<String> = reasons
-            .into_iter()
-            .take(OVERRUN_LANES)
-            .map(|(_, r)| r)
-            .collect();
-        if lanes > OVERRUN_LANES {
-            why.push(format!(
-                "and {} more accounts and regions",
-                lanes - OVERRUN_LANES
-            ));
-        }
+                let throttled = limiter.throttled_streak() > 0;
+                Lane {
+                    rate: limiter.rate(),
+                    throttled,
+                }
+            },
+        );
         tracing::warn!(
             overdue = overdue.len(),
             profiles = self.profiles.len(),
             interval = %humantime::format_duration(settings.interval),
-            why = %why.join("; "),
+            %why,
             late,
             suppressed,
             "poll cycle overran; profiles not polled for two intervals show up 0"
@@ -794,49 +725,6 @@ impl<E: Eks + 'static> Core<E> {
             }
         }
     }
-}
-
-/// Why a lane's profiles are overdue: throttled, its rate too low for its profiles, or else
-/// slow or failing calls or too few calls in flight.
-fn lane_reason(rate: f64, throttled: bool, profiles: usize, settings: &Settings) -> String {
-    let per_interval = rate * settings.interval.as_secs_f64();
-    let interval = humantime::format_duration(settings.interval);
-    let rate = rounded(rate);
-    if throttled {
-        format!("throttled by AWS, backing off at {rate} requests/s")
-    } else if rate_limited(profiles, per_interval) {
-        format!(
-            "held back by the rate: {profiles} profiles but {rate} requests/s x {interval} allows {}; raise max_requests_per_second or interval, or split the targets",
-            rounded(per_interval)
-        )
-    } else {
-        format!(
-            "calls are slow or failing, or concurrency {} is too low",
-            settings.concurrency
-        )
-    }
-}
-
-/// Whether a lane with this rate (0 for none) cannot describe its profiles every interval.
-fn rate_limited(profiles: usize, per_interval: f64) -> bool {
-    per_interval > 0.0 && profiles as f64 > per_interval
-}
-
-/// A rate for people: two significant digits, and no finer than 0.1 from 0.1 up; "no limit"
-/// for 0.
-fn rounded(value: f64) -> String {
-    if value.is_nan() || value <= 0.0 {
-        return "no limit".to_owned();
-    }
-    if value >= 10.0 {
-        let step = 10f64.powi(value.log10().floor() as i32 - 1);
-        return format!("{:.0}", (value / step).round() * step);
-    }
-    if value >= 0.1 {
-        return format!("{value:.1}");
-    }
-    let decimals = (1 - value.log10().floor() as i32).clamp(1, 9) as usize;
-    format!("{value:.decimals$}")
 }
 
 /// A describe task that panicked panics the scheduler, which the supervisor reports and stops
