@@ -25,7 +25,7 @@
 //! - Every sum of times saturates: whatever durations and rates reach the scheduler, nothing
 //!   panics.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -50,7 +50,10 @@ use crate::state::{Labels, State};
 
 mod cycle;
 
+mod slots;
+
 use cycle::{Cycle, Lane};
+use slots::{Slot, Slots};
 
 /// How long in-flight describes may take to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -178,8 +181,7 @@ pub async fn run<E: Eks + 'static>(
         shared,
         state,
         tx,
-        profiles: BTreeMap::new(),
-        never_done: 0,
+        slots: Slots::default(),
         selection: Selection::new(targets),
         reported: vec![BTreeSet::new(); targets],
         cycle: Cycle::empty(Instant::now(), settings.interval),
@@ -297,34 +299,11 @@ async fn discovery_loop<E: Eks>(
     }
 }
 
-/// The schedule of one profile.
-#[derive(Clone, Debug)]
-struct Slot {
-    in_flight: bool,
-    /// Set by the describe task once its request has passed the limiter and is on the wire.
-    sent: Arc<AtomicBool>,
-    /// When its last describe was started; `None` before the first.
-    last_start: Option<Instant>,
-    /// When its last describe finished; `None` before the first.
-    last_done: Option<Instant>,
-    /// When discovery selected it.
-    since: Instant,
-    /// Marked overdue since its last answer.
-    overdue: bool,
-    /// How describes fail as the last log line about them said; `None` when it said they
-    /// work (or nothing was said).
-    logged_error: Option<ErrorKind>,
-    /// Those lines: once a minute at most while describes come and go.
-    describe_log: Repeats,
-}
-
 struct Core<E> {
     shared: Arc<Shared<E>>,
     state: Arc<State>,
     tx: Tx,
-    profiles: BTreeMap<ResourceKey, Slot>,
-    /// Profiles with no describe finished yet, for readiness.
-    never_done: usize,
+    slots: Slots,
     /// What each target selects, and the target each profile is polled under.
     selection: Selection,
     /// The problems each target's last discovery reported, to log changes only.
@@ -420,7 +399,7 @@ impl<E: Eks + 'static> Core<E> {
         let now = Instant::now();
         if now >= self.cycle.end() {
             self.end_cycle();
-            let last_starts = self.profiles.iter().map(|(k, slot)| (k, slot.last_start));
+            let last_starts = self.slots.last_starts();
             self.cycle = Cycle::start(now, self.shared.settings.interval, last_starts);
         }
         while let Some(key) = self.cycle.next_due(now) {
@@ -431,37 +410,18 @@ impl<E: Eks + 'static> Core<E> {
     /// Counts an overrun when describes of the ending cycle were not sent; marks the profiles
     /// that are overdue (`up 0`) and says, at most once a minute, how many and why.
     fn end_cycle(&mut self) {
-        let waiting = self
-            .profiles
-            .values()
-            .filter(|slot| slot.in_flight && !slot.sent.load(Ordering::Relaxed))
-            .count();
-        let unfinished = self.cycle.queued(|key| self.profiles.contains_key(key)) + waiting;
+        let unfinished = self.cycle.queued(|key| self.slots.contains(key)) + self.slots.waiting();
         if unfinished > 0 {
             self.state.record_overrun();
         }
-        let overdue = self.mark_overdue(Instant::now());
-        self.log_overdue(&overdue, unfinished);
-    }
-
-    /// Marks every profile overdue that had no answer for more than two intervals (one past
-    /// when it was due); returns all that are overdue now.
-    fn mark_overdue(&mut self, now: Instant) -> Vec<ResourceKey> {
-        let answered =
-            (self.profiles.iter()).map(|(k, slot)| (k, slot.last_done.unwrap_or(slot.since)));
-        let overdue = cycle::overdue(now, self.shared.settings.interval, answered);
-        for key in &overdue {
-            if let Some(slot) = self.profiles.get_mut(key)
-                && !slot.overdue
-            {
-                slot.overdue = true;
-                let observed_at = self.shared.clock.now();
-                let key = key.clone();
-                self.state
-                    .apply(&Input::Overdue(Overdue { key, observed_at }));
-            }
+        let interval = self.shared.settings.interval;
+        let overdue = cycle::overdue(Instant::now(), interval, self.slots.last_answers());
+        for key in self.slots.mark_overdue(&overdue) {
+            let observed_at = self.shared.clock.now();
+            self.state
+                .apply(&Input::Overdue(Overdue { key, observed_at }));
         }
-        overdue
+        self.log_overdue(&overdue, unfinished);
     }
 
     /// The WARN about overdue profiles: how many, and why per account and region with the rate
@@ -479,22 +439,13 @@ impl<E: Eks + 'static> Core<E> {
             return;
         };
         let settings = &self.shared.settings;
-        let why = cycle::why_overdue(
-            self.profiles.keys(),
-            overdue,
-            settings,
-            |account, region| {
-                let limiter = self.shared.limiters.get(account, region);
-                let throttled = limiter.throttled_streak() > 0;
-                Lane {
-                    rate: limiter.rate(),
-                    throttled,
-                }
-            },
-        );
+        let limiters = &self.shared.limiters;
+        let why = cycle::why_overdue(self.slots.keys(), overdue, settings, |account, region| {
+            lane(limiters, account, region)
+        });
         tracing::warn!(
             overdue = overdue.len(),
-            profiles = self.profiles.len(),
+            profiles = self.slots.len(),
             interval = %humantime::format_duration(settings.interval),
             %why,
             late,
@@ -505,17 +456,10 @@ impl<E: Eks + 'static> Core<E> {
 
     /// Starts one describe, unless one is running for the profile.
     fn dispatch(&mut self, key: &ResourceKey) {
-        let Some(slot) = self.profiles.get_mut(key) else {
+        let Some(target) = self.selection.owner(key) else {
             return;
         };
-        if slot.in_flight {
-            return;
-        }
-        slot.in_flight = true;
-        slot.last_start = Some(Instant::now());
-        slot.sent.store(false, Ordering::Relaxed);
-        let sent = slot.sent.clone();
-        let Some(target) = self.selection.owner(key) else {
+        let Some(sent) = self.slots.start(key, Instant::now()) else {
             return;
         };
         let shared = self.shared.clone();
@@ -530,14 +474,9 @@ impl<E: Eks + 'static> Core<E> {
     }
 
     fn described(&mut self, key: ResourceKey, outcome: Outcome) {
-        let Some(slot) = self.profiles.get_mut(&key) else {
+        let Some(slot) = self.slots.answered(&key, Instant::now()) else {
             return;
         };
-        slot.in_flight = false;
-        slot.overdue = false;
-        if slot.last_done.replace(Instant::now()).is_none() {
-            self.never_done -= 1;
-        }
         match outcome {
             Outcome::Input(input) => {
                 let error = match &input {
@@ -569,13 +508,7 @@ impl<E: Eks + 'static> Core<E> {
 
     /// Stops scheduling a profile and drops it from every selection.
     fn forget(&mut self, key: &ResourceKey) {
-        if self
-            .profiles
-            .remove(key)
-            .is_some_and(|slot| slot.last_done.is_none())
-        {
-            self.never_done -= 1;
-        }
+        self.slots.remove(key);
         self.selection.remove(key);
     }
 
@@ -630,18 +563,7 @@ impl<E: Eks + 'static> Core<E> {
         let now = self.shared.clock.now();
         match change {
             Change::Added { key, target } => {
-                let slot = Slot {
-                    in_flight: false,
-                    sent: Arc::default(),
-                    last_start: None,
-                    last_done: None,
-                    since: Instant::now(),
-                    overdue: false,
-                    logged_error: None,
-                    describe_log: Repeats::default(),
-                };
-                self.profiles.insert(key.clone(), slot);
-                self.never_done += 1;
+                self.slots.add(key.clone(), Instant::now());
                 let labels = self.shared.labels[target].clone();
                 self.state.discovered(&key, labels, now);
                 self.dispatch(&key);
@@ -712,18 +634,27 @@ impl<E: Eks + 'static> Core<E> {
             return;
         }
         let discovered = self.selection.complete();
-        let attempted = self.never_done == 0;
+        let attempted = self.slots.attempted();
         if discovered && attempted {
             self.started = true;
             self.end_restored(|_| false);
             if !self.state.is_ready() {
                 tracing::info!(
-                    profiles = self.profiles.len(),
+                    profiles = self.slots.len(),
                     "ready: every target discovered and every profile attempted"
                 );
                 self.state.set_ready(true);
             }
         }
+    }
+}
+
+/// What the rate limiter of a lane does now, for the overrun WARN.
+fn lane(limiters: &Limiters, account_id: &str, region: &str) -> Lane {
+    let limiter = limiters.get(account_id, region);
+    Lane {
+        rate: limiter.rate(),
+        throttled: limiter.throttled_streak() > 0,
     }
 }
 
