@@ -48,6 +48,17 @@ pub enum Problem {
     NothingMatched,
 }
 
+impl Problem {
+    /// Whether a person must act: access denied, a named cluster or profile that does not
+    /// exist, a target that matches nothing. Other failures are retried.
+    pub fn needs_person(&self) -> bool {
+        match self {
+            Problem::Failed { error, .. } => error.needs_person(),
+            _ => true,
+        }
+    }
+}
+
 /// A failed call, as the reports show it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ErrorReport {

@@ -45,7 +45,7 @@ use crate::model::{
     ErrorKind, Gone, Input, Operation, Overdue, PollFailure, ResourceKey, Shard, Timestamp,
     Unmonitored,
 };
-use crate::selection::{Change, Selection, covers};
+use crate::selection::{Change, Ended, Selection, restored_end};
 use crate::state::{Labels, State};
 
 mod cycle;
@@ -516,41 +516,33 @@ impl<E: Eks + 'static> Core<E> {
         self.report_problems(index, account_id.as_deref(), &discovery.problems);
         let region = &self.shared.watched[index].target.region;
         let account = account_id.as_deref();
-        for change in self
+        let changes = self
             .selection
-            .discovered(index, account, region, &discovery)
-        {
+            .discovered(index, account, region, &discovery);
+        for change in changes {
             self.changed(change);
         }
-        if let Some(account_id) = account_id
+        if let Some(account_id) = account
             && !discovery.failed()
         {
-            let shard = self.shared.settings.shard;
-            self.end_restored(|key| {
-                key.account_id == account_id
-                    && covers(&self.shared.watched[index].target, shard, key)
-            });
+            self.end_restored(Some((account_id, index)));
         }
     }
 
-    /// Ends profiles the state file knew that discovery did not select again and `gone`
-    /// says are gone: the listing that covers them did not show them (deleted while the daemon
-    /// was down), or no target selects them any more (unmonitored).
-    fn end_restored(&self, gone: impl Fn(&ResourceKey) -> bool) {
-        let shard = self.shared.settings.shard;
+    /// Ends profiles the state file knew that discovery did not select again: gone when the
+    /// listing of `listed` (an account and the target that listed everything it selects in
+    /// it) covers them (deleted while the daemon was down), unmonitored when no target selects
+    /// them any more.
+    fn end_restored(&self, listed: Option<(&str, usize)>) {
+        let watched = &self.shared.watched;
+        let listed = listed.map(|(account_id, index)| (account_id, &watched[index].target));
         for key in self.state.restored_keys() {
             let observed_at = self.shared.clock.now();
-            let input = if gone(&key) {
-                Input::Gone(Gone { key, observed_at })
-            } else if !self
-                .shared
-                .watched
-                .iter()
-                .any(|w| covers(&w.target, shard, &key))
-            {
-                Input::Unmonitored(Unmonitored { key, observed_at })
-            } else {
-                continue;
+            let targets = watched.iter().map(|w| &w.target);
+            let input = match restored_end(&key, listed, targets, self.shared.settings.shard) {
+                Some(Ended::Gone) => Input::Gone(Gone { key, observed_at }),
+                Some(Ended::Unmonitored) => Input::Unmonitored(Unmonitored { key, observed_at }),
+                None => continue,
             };
             self.state.apply(&input);
         }
@@ -604,10 +596,7 @@ impl<E: Eks + 'static> Core<E> {
         let target = &self.shared.watched[index].target;
         let mut now = BTreeSet::new();
         for problem in problems {
-            let must_act = match problem {
-                Problem::Failed { error, .. } => error.needs_person(),
-                _ => true,
-            };
+            let must_act = problem.needs_person();
             let text = TargetProblem::new(index, target, account_id, problem.clone()).describe();
             if !self.reported[index].contains(&text) {
                 if must_act {
@@ -637,7 +626,7 @@ impl<E: Eks + 'static> Core<E> {
         let attempted = self.slots.attempted();
         if discovered && attempted {
             self.started = true;
-            self.end_restored(|_| false);
+            self.end_restored(None);
             if !self.state.is_ready() {
                 tracing::info!(
                     profiles = self.slots.len(),

@@ -185,6 +185,35 @@ fn listed(
         .collect()
 }
 
+/// How a resource ends that the state file knew and no discovery selected again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The listing that covers it did not show it: it was deleted meanwhile.
+    Gone,
+    /// No target covers it any more.
+    Unmonitored,
+}
+
+/// How a resource the state file knew and no discovery selected again ends: gone when
+/// `listed` (a target that just listed everything it selects, with its account) covers it,
+/// unmonitored when none of `targets` covers it in this `shard`; `None` while one still may
+/// select it.
+pub fn restored_end<'a>(
+    key: &ResourceKey,
+    listed: Option<(&str, &Target)>,
+    targets: impl IntoIterator<Item = &'a Target>,
+    shard: Shard,
+) -> Option<Ended> {
+    let covered = |target: &Target| covers(target, shard, key);
+    if listed.is_some_and(|(account_id, target)| key.account_id == account_id && covered(target)) {
+        Some(Ended::Gone)
+    } else if !targets.into_iter().any(covered) {
+        Some(Ended::Unmonitored)
+    } else {
+        None
+    }
+}
+
 /// Whether a target's patterns select a resource (its account aside) in this instance's
 /// shard.
 pub fn covers(target: &Target, shard: Shard, key: &ResourceKey) -> bool {
@@ -403,6 +432,39 @@ mod tests {
         assert!(
             split.iter().any(|[a, _]| !a),
             "some cluster is not this shard's"
+        );
+    }
+
+    #[test]
+    fn a_restored_resource_ends_gone_when_listed_away_and_unmonitored_when_no_target_covers_it() {
+        let (prod, stage) = (target("prod", &["*"]), target("stage", &["web"]));
+        let targets = [&prod, &stage];
+        let end = |key: &ResourceKey, listed| restored_end(key, listed, targets, Shard::ALL);
+        let web = key("stage", "web");
+        assert_eq!(end(&web, None), None, "a target may still select it");
+        assert_eq!(end(&web, Some((ACCOUNT, &stage))), Some(Ended::Gone));
+        assert_eq!(
+            end(&web, Some((ACCOUNT, &prod))),
+            None,
+            "not that listing's"
+        );
+        assert_eq!(
+            end(&web, Some(("999999999999", &stage))),
+            None,
+            "another account's"
+        );
+        assert_eq!(end(&key("stage", "jobs"), None), Some(Ended::Unmonitored));
+
+        // A cluster of another shard is that shard's to end.
+        let other = [0, 1]
+            .map(|index| Shard { index, count: 2 })
+            .into_iter()
+            .find(|shard| !shard.owns(ACCOUNT, REGION, "prod"))
+            .unwrap();
+        let api = key("prod", "api");
+        assert_eq!(
+            restored_end(&api, Some((ACCOUNT, &prod)), targets, other),
+            Some(Ended::Unmonitored)
         );
     }
 }
