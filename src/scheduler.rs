@@ -24,6 +24,10 @@
 //!   at most once a minute.
 //! - Every sum of times saturates: whatever durations and rates reach the scheduler, nothing
 //!   panics.
+//!
+//! The core is the loop and what it does to the state and the logs; the pure parts it calls
+//! are `cycle` (a cycle's order and pace, the overdue profiles, the overrun report's text),
+//! `slots` (each profile's schedule) and [`crate::selection`] (what the targets select).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
