@@ -1,16 +1,19 @@
 //! Which account a target is in (`GetCallerIdentity` once per credential source), and which
 //! profiles it selects: `ListClusters` (every page) when its cluster is a glob,
 //! `ListFargateProfiles` (every page) for each cluster, then name matching. What cannot be
-//! listed or matched is collected as a [`Problem`], never fatal.
+//! listed or matched is collected as a [`Problem`], never fatal; a [`TargetProblem`] is one
+//! with its target, as the logs, the state and `once` report it.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use futures_util::{StreamExt, stream};
+use serde::Serialize;
 
 use crate::config::Target;
 use crate::eks::{CallError, CredentialSource, Eks, Page};
 use crate::limits::{RateLimiter, RetryPolicy, paced};
-use crate::model::ErrorKind;
+use crate::model::{ErrorKind, Operation};
 
 /// What discovery found for one target.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,6 +21,15 @@ pub struct Discovery {
     /// The selected `(cluster, profile)` pairs, sorted.
     pub profiles: Vec<(String, String)>,
     pub problems: Vec<Problem>,
+}
+
+impl Discovery {
+    /// Whether a list call failed, so that not everything the target selects was listed.
+    pub fn failed(&self) -> bool {
+        self.problems
+            .iter()
+            .any(|p| matches!(p, Problem::Failed { .. }))
+    }
 }
 
 /// Why discovery could not tell everything about a target.
@@ -34,6 +46,123 @@ pub enum Problem {
     ProfileNotFound { cluster: String, profile: String },
     /// The target's patterns matched no profile at all.
     NothingMatched,
+}
+
+impl Problem {
+    /// Whether a person must act: access denied, a named cluster or profile that does not
+    /// exist, a target that matches nothing. Other failures are retried.
+    pub fn needs_person(&self) -> bool {
+        match self {
+            Problem::Failed { error, .. } => error.needs_person(),
+            _ => true,
+        }
+    }
+}
+
+/// A failed call, as the reports show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorReport {
+    pub operation: Operation,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl From<&CallError> for ErrorReport {
+    fn from(error: &CallError) -> Self {
+        Self {
+            operation: error.operation,
+            kind: error.kind,
+            message: error.message.clone(),
+        }
+    }
+}
+
+/// Something about a target that could not be told.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetProblem {
+    /// The target's position in the config file, counting from 1.
+    pub target: usize,
+    pub region: String,
+    pub account_id: Option<String>,
+    pub cluster: Option<String>,
+    pub profile: Option<String>,
+    /// `call_failed`, `cluster_not_found`, `profile_not_found` or `nothing_matched`.
+    pub problem: &'static str,
+    pub error: Option<ErrorReport>,
+}
+
+impl TargetProblem {
+    /// A discovery problem of target number `index` (from 0).
+    pub fn new(index: usize, target: &Target, account_id: Option<&str>, problem: Problem) -> Self {
+        let (cluster, profile, name, error) = match problem {
+            Problem::Failed { cluster, error } => {
+                (cluster, None, "call_failed", Some((&error).into()))
+            }
+            Problem::ClusterNotFound { cluster } => {
+                (Some(cluster), None, "cluster_not_found", None)
+            }
+            Problem::ProfileNotFound { cluster, profile } => {
+                (Some(cluster), Some(profile), "profile_not_found", None)
+            }
+            Problem::NothingMatched => {
+                let patterns: Vec<&str> = target.profiles.iter().map(|p| p.as_str()).collect();
+                (
+                    Some(target.cluster.as_str().to_owned()),
+                    Some(patterns.join(",")),
+                    "nothing_matched",
+                    None,
+                )
+            }
+        };
+        Self {
+            target: index + 1,
+            region: target.region.clone(),
+            account_id: account_id.map(str::to_owned),
+            cluster,
+            profile,
+            problem: name,
+            error,
+        }
+    }
+
+    /// One line for humans: `target 2 (eu-west-1, cluster staging): cluster does not exist`.
+    pub fn describe(&self) -> String {
+        let mut scope = format!("target {} ({}", self.target, self.region);
+        if let Some(account) = &self.account_id {
+            let _ = write!(scope, ", account {account}");
+        }
+        scope.push(')');
+        let what = match (self.problem, &self.error) {
+            ("cluster_not_found", _) => format!(
+                "cluster {} does not exist",
+                self.cluster.as_deref().unwrap_or_default()
+            ),
+            ("profile_not_found", _) => format!(
+                "profile {} does not exist in cluster {}",
+                self.profile.as_deref().unwrap_or_default(),
+                self.cluster.as_deref().unwrap_or_default()
+            ),
+            ("nothing_matched", _) => format!(
+                "cluster {} with profiles {} matched no profile",
+                self.cluster.as_deref().unwrap_or_default(),
+                self.profile.as_deref().unwrap_or_default()
+            ),
+            (_, Some(error)) => {
+                let of = match &self.cluster {
+                    Some(cluster) if error.operation == Operation::ListFargateProfiles => {
+                        format!(" of cluster {cluster}")
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "{}{of} failed ({}): {}",
+                    error.operation, error.kind, error.message
+                )
+            }
+            (problem, None) => problem.to_owned(),
+        };
+        format!("{scope}: {what}")
+    }
 }
 
 /// The account id of each target: its `account_id`, or STS `GetCallerIdentity`, called once

@@ -14,8 +14,10 @@
 //!   classification of every failure. The only module that names SDK types.
 //! - [`limits`]: the rate limiter per (account, region), adaptive under throttling, the bound on
 //!   calls in flight, and the retries of throttled calls.
-//! - [`discovery`]: account ids per credential source, and the clusters and profiles each target
-//!   selects.
+//! - [`discovery`]: account ids per credential source, the clusters and profiles each target
+//!   selects, and what it could not tell.
+//! - [`selection`]: pure: which resources the targets select together, the target each is
+//!   polled under, and what a discovery changes; shared by the scheduler and `once`.
 //! - [`scheduler`]: when to poll what: discovery, describes spread over the interval, not-found
 //!   confirmation, overruns, shards.
 //! - [`state`]: the snapshot of every resource, shared by every reader; it hands each change's
@@ -65,6 +67,7 @@ pub mod outbox;
 pub mod page;
 pub mod scheduler;
 pub mod secret;
+pub mod selection;
 pub mod server;
 pub mod shutdown;
 pub mod simulator;

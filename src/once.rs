@@ -10,14 +10,15 @@ use futures_util::{StreamExt, stream};
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::diff::{self, ResourceState, Rules, Sequence};
-use crate::discovery::{self, Problem};
-use crate::eks::{CallError, CredentialSource, Eks};
+use crate::discovery::{self, ErrorReport, Problem, TargetProblem};
+use crate::eks::{CredentialSource, Eks};
 use crate::exit;
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
 use crate::model::for_display;
-use crate::model::{ErrorKind, Input, Operation, PollFailure, ResourceKey, Status};
+use crate::model::{Input, PollFailure, ResourceKey, Status};
+use crate::selection::{Change, Selection};
 
 /// The most characters of a value shown in a table cell; longer ones end with `…`.
 pub const MAX_CELL_CHARS: usize = 64;
@@ -56,37 +57,6 @@ pub struct IssueReport {
     pub resource_count: usize,
     pub episode_id: String,
     pub since: String,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ErrorReport {
-    pub operation: Operation,
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl From<&CallError> for ErrorReport {
-    fn from(error: &CallError) -> Self {
-        Self {
-            operation: error.operation,
-            kind: error.kind,
-            message: error.message.clone(),
-        }
-    }
-}
-
-/// Something about a target that could not be told.
-#[derive(Clone, Debug, Serialize)]
-pub struct TargetProblem {
-    /// The target's position in the config file, counting from 1.
-    pub target: usize,
-    pub region: String,
-    pub account_id: Option<String>,
-    pub cluster: Option<String>,
-    pub profile: Option<String>,
-    /// `call_failed`, `cluster_not_found`, `profile_not_found` or `nothing_matched`.
-    pub problem: &'static str,
-    pub error: Option<ErrorReport>,
 }
 
 impl ProfileReport {
@@ -266,80 +236,6 @@ struct Summary {
     problems: usize,
 }
 
-impl TargetProblem {
-    /// A discovery problem of target number `index` (from 0).
-    pub fn new(index: usize, target: &Target, account_id: Option<&str>, problem: Problem) -> Self {
-        let (cluster, profile, name, error) = match problem {
-            Problem::Failed { cluster, error } => {
-                (cluster, None, "call_failed", Some((&error).into()))
-            }
-            Problem::ClusterNotFound { cluster } => {
-                (Some(cluster), None, "cluster_not_found", None)
-            }
-            Problem::ProfileNotFound { cluster, profile } => {
-                (Some(cluster), Some(profile), "profile_not_found", None)
-            }
-            Problem::NothingMatched => {
-                let patterns: Vec<&str> = target.profiles.iter().map(|p| p.as_str()).collect();
-                (
-                    Some(target.cluster.as_str().to_owned()),
-                    Some(patterns.join(",")),
-                    "nothing_matched",
-                    None,
-                )
-            }
-        };
-        Self {
-            target: index + 1,
-            region: target.region.clone(),
-            account_id: account_id.map(str::to_owned),
-            cluster,
-            profile,
-            problem: name,
-            error,
-        }
-    }
-
-    /// One line for humans: `target 2 (eu-west-1, cluster staging): cluster does not exist`.
-    pub fn describe(&self) -> String {
-        let mut scope = format!("target {} ({}", self.target, self.region);
-        if let Some(account) = &self.account_id {
-            let _ = write!(scope, ", account {account}");
-        }
-        scope.push(')');
-        let what = match (self.problem, &self.error) {
-            ("cluster_not_found", _) => format!(
-                "cluster {} does not exist",
-                self.cluster.as_deref().unwrap_or_default()
-            ),
-            ("profile_not_found", _) => format!(
-                "profile {} does not exist in cluster {}",
-                self.profile.as_deref().unwrap_or_default(),
-                self.cluster.as_deref().unwrap_or_default()
-            ),
-            ("nothing_matched", _) => format!(
-                "cluster {} with profiles {} matched no profile",
-                self.cluster.as_deref().unwrap_or_default(),
-                self.profile.as_deref().unwrap_or_default()
-            ),
-            (_, Some(error)) => {
-                let of = match &self.cluster {
-                    Some(cluster) if error.operation == Operation::ListFargateProfiles => {
-                        format!(" of cluster {cluster}")
-                    }
-                    _ => String::new(),
-                };
-                format!(
-                    "{}{of} failed ({}): {}",
-                    error.operation, error.kind, error.message
-                )
-            }
-            (problem, None) => problem.to_owned(),
-        };
-        format!("{scope}: {what}")
-    }
-}
-
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -358,7 +254,7 @@ pub async fn run<E: Eks>(
 
     let accounts =
         discovery::account_ids(config.targets.iter().zip(clients), &sts_limiter, policy).await;
-    let mut selected: BTreeMap<ResourceKey, usize> = BTreeMap::new();
+    let mut selection = Selection::new(config.targets.len());
     for (index, ((target, client), account)) in
         config.targets.iter().zip(clients).zip(accounts).enumerate()
     {
@@ -385,27 +281,28 @@ pub async fn run<E: Eks>(
         let concurrency = config.poll.concurrency.max(1);
         let found =
             discovery::discover(client, target, &limiter, policy, concurrency, |_| true).await;
+        // A profile selected by several targets is described once, under the first.
+        let changes = selection.discovered(index, Some(&account), &target.region, &found);
+        for change in changes {
+            if let Change::Duplicate {
+                key, first, also, ..
+            } = change
+            {
+                tracing::warn!(
+                    profile = %key,
+                    first_target = first + 1,
+                    also_target = also + 1,
+                    "profile selected by two targets; polled under the first"
+                );
+            }
+        }
         for problem in found.problems {
             let problem = TargetProblem::new(index, target, Some(&account), problem);
             report.problems.push(problem);
         }
-        // A profile selected by several targets is described once, under the first.
-        for (cluster, profile) in found.profiles {
-            let key = ResourceKey::fargate_profile(&account, &target.region, cluster, profile);
-            match selected.get(&key) {
-                Some(first) => tracing::warn!(
-                    profile = %key,
-                    first_target = first + 1,
-                    also_target = index + 1,
-                    "profile selected by two targets; polled under the first"
-                ),
-                None => {
-                    selected.insert(key, index);
-                }
-            }
-        }
     }
 
+    let selected = selection.into_owners();
     report.profiles = describe_all(config, clients, &limiters, policy, clock, selected).await;
     report
 }

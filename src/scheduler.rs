@@ -24,8 +24,12 @@
 //!   at most once a minute.
 //! - Every sum of times saturates: whatever durations and rates reach the scheduler, nothing
 //!   panics.
+//!
+//! The core is the loop and what it does to the state and the logs; the pure parts it calls
+//! are `cycle` (a cycle's order and pace, the overdue profiles, the overrun report's text),
+//! `slots` (each profile's schedule) and [`crate::selection`] (what the targets select).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -37,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Poll, Target};
-use crate::discovery::{self, Discovery, Problem};
+use crate::discovery::{self, Discovery, Problem, TargetProblem};
 use crate::eks::{CallError, Eks};
 use crate::limits::{Backoff, Limiters, RetryPolicy, later, paced};
 use crate::logging::Repeats;
@@ -45,8 +49,15 @@ use crate::model::{
     ErrorKind, Gone, Input, Operation, Overdue, PollFailure, ResourceKey, Shard, Timestamp,
     Unmonitored,
 };
-use crate::once::TargetProblem;
+use crate::selection::{Change, Ended, Selection, restored_end};
 use crate::state::{Labels, State};
+
+mod cycle;
+
+mod slots;
+
+use cycle::{Cycle, Lane};
+use slots::{Slot, Slots};
 
 /// How long in-flight describes may take to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -59,9 +70,6 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const OVERRUN_LOG_EVERY: Duration = Duration::from_secs(60);
 /// The least time between two lines about one profile's describes failing.
 const DESCRIBE_LOG_EVERY: Duration = Duration::from_secs(60);
-
-/// How many lanes the overrun WARN names at most.
-const OVERRUN_LANES: usize = 3;
 
 /// How a target whose discovery failed retries before its next regular round.
 const DISCOVERY_RETRY: Backoff = Backoff {
@@ -177,11 +185,10 @@ pub async fn run<E: Eks + 'static>(
         shared,
         state,
         tx,
-        profiles: BTreeMap::new(),
-        never_done: 0,
-        selections: vec![None; targets],
+        slots: Slots::default(),
+        selection: Selection::new(targets),
         reported: vec![BTreeSet::new(); targets],
-        cycle: Cycle::empty(Instant::now()),
+        cycle: Cycle::empty(Instant::now(), settings.interval),
         describes: JoinSet::new(),
         started: false,
         overrun_log: Repeats::default(),
@@ -271,10 +278,7 @@ async fn discovery_loop<E: Eks>(
                 )
             }
         };
-        let failed = discovery
-            .problems
-            .iter()
-            .any(|p| matches!(p, Problem::Failed { .. }));
+        let failed = discovery.failed();
         let message = Message::Discovered {
             target: index,
             account_id,
@@ -299,59 +303,13 @@ async fn discovery_loop<E: Eks>(
     }
 }
 
-/// The schedule of one profile.
-#[derive(Clone, Debug)]
-struct Slot {
-    /// The target it is polled under: the first in config order that selects it.
-    target: usize,
-    in_flight: bool,
-    /// Set by the describe task once its request has passed the limiter and is on the wire.
-    sent: Arc<AtomicBool>,
-    /// When its last describe was started; `None` before the first.
-    last_start: Option<Instant>,
-    /// When its last describe finished; `None` before the first.
-    last_done: Option<Instant>,
-    /// When discovery selected it.
-    since: Instant,
-    /// Marked overdue since its last answer.
-    overdue: bool,
-    /// How describes fail as the last log line about them said; `None` when it said they
-    /// work (or nothing was said).
-    logged_error: Option<ErrorKind>,
-    /// Those lines: once a minute at most while describes come and go.
-    describe_log: Repeats,
-}
-
-/// One pass over every profile.
-#[derive(Debug)]
-struct Cycle {
-    started: Instant,
-    /// Profiles still to start in this cycle, stalest first.
-    queue: VecDeque<ResourceKey>,
-    next_at: Instant,
-    spacing: Duration,
-}
-
-impl Cycle {
-    fn empty(now: Instant) -> Self {
-        Self {
-            started: now,
-            queue: VecDeque::new(),
-            next_at: now,
-            spacing: Duration::ZERO,
-        }
-    }
-}
-
 struct Core<E> {
     shared: Arc<Shared<E>>,
     state: Arc<State>,
     tx: Tx,
-    profiles: BTreeMap<ResourceKey, Slot>,
-    /// Profiles with no describe finished yet, for readiness.
-    never_done: usize,
-    /// What each target's last discovery selected; `None` before its first.
-    selections: Vec<Option<BTreeSet<ResourceKey>>>,
+    slots: Slots,
+    /// What each target selects, and the target each profile is polled under.
+    selection: Selection,
     /// The problems each target's last discovery reported, to log changes only.
     reported: Vec<BTreeSet<String>>,
     cycle: Cycle,
@@ -372,11 +330,7 @@ impl<E: Eks + 'static> Core<E> {
         shutdown: &CancellationToken,
     ) {
         loop {
-            let cycle_end = later(self.cycle.started, self.shared.settings.interval);
-            let wake = match self.cycle.queue.front() {
-                Some(_) => self.cycle.next_at.min(cycle_end),
-                None => cycle_end,
-            };
+            let wake = self.cycle.wake();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -447,79 +401,36 @@ impl<E: Eks + 'static> Core<E> {
     /// Starts what is due: the next profiles of the cycle, or the next cycle.
     fn tick(&mut self) {
         let now = Instant::now();
-        if now >= later(self.cycle.started, self.shared.settings.interval) {
+        if now >= self.cycle.end() {
             self.end_cycle();
-            self.start_cycle(now);
+            let last_starts = self.slots.last_starts();
+            self.cycle = Cycle::start(now, self.shared.settings.interval, last_starts);
         }
-        while self.cycle.next_at <= now
-            && let Some(key) = self.cycle.queue.pop_front()
-        {
-            self.cycle.next_at = later(self.cycle.next_at, self.cycle.spacing);
+        while let Some(key) = self.cycle.next_due(now) {
             self.dispatch(&key);
         }
-    }
-
-    fn start_cycle(&mut self, now: Instant) {
-        let mut order: Vec<(&ResourceKey, &Slot)> = self.profiles.iter().collect();
-        // Stalest first: never described, then by the start of the last describe. One still in
-        // flight from the last cycle was started late in it, so it comes late in this one.
-        order.sort_by_key(|(key, slot)| (slot.last_start, *key));
-        let n = u32::try_from(order.len().max(1)).unwrap_or(u32::MAX);
-        let spacing = self.shared.settings.interval / n;
-        self.cycle = Cycle {
-            started: now,
-            queue: order.into_iter().map(|(key, _)| key.clone()).collect(),
-            next_at: now,
-            spacing,
-        };
     }
 
     /// Counts an overrun when describes of the ending cycle were not sent; marks the profiles
     /// that are overdue (`up 0`) and says, at most once a minute, how many and why.
     fn end_cycle(&mut self) {
-        let waiting = self
-            .profiles
-            .values()
-            .filter(|slot| slot.in_flight && !slot.sent.load(Ordering::Relaxed))
-            .count();
-        let queued = self.cycle.queue.iter();
-        let unfinished = queued
-            .filter(|key| self.profiles.contains_key(*key))
-            .count()
-            + waiting;
+        let unfinished = self.cycle.queued(|key| self.slots.contains(key)) + self.slots.waiting();
         if unfinished > 0 {
             self.state.record_overrun();
         }
-        let overdue = self.mark_overdue(Instant::now());
-        self.log_overdue(&overdue, unfinished);
-    }
-
-    /// Marks every profile overdue that had no answer for more than two intervals (one past
-    /// when it was due); returns all that are overdue now.
-    fn mark_overdue(&mut self, now: Instant) -> Vec<ResourceKey> {
-        let limit = self.shared.settings.interval.saturating_mul(2);
-        let mut overdue = Vec::new();
-        for (key, slot) in &mut self.profiles {
-            let answered = slot.last_done.unwrap_or(slot.since);
-            if now.saturating_duration_since(answered) <= limit {
-                continue;
-            }
-            overdue.push(key.clone());
-            if !slot.overdue {
-                slot.overdue = true;
-                let observed_at = self.shared.clock.now();
-                let key = key.clone();
-                self.state
-                    .apply(&Input::Overdue(Overdue { key, observed_at }));
-            }
+        let interval = self.shared.settings.interval;
+        let overdue = cycle::overdue(Instant::now(), interval, self.slots.last_answers());
+        for key in self.slots.mark_overdue(&overdue) {
+            let observed_at = self.shared.clock.now();
+            self.state
+                .apply(&Input::Overdue(Overdue { key, observed_at }));
         }
-        overdue
+        self.log_overdue(&overdue, unfinished);
     }
 
     /// The WARN about overdue profiles: how many, and why per account and region with the rate
     /// in force; once a minute at most while it persists, with the count of repeats not logged.
     fn log_overdue(&mut self, overdue: &[ResourceKey], late: usize) {
-        let now = Instant::now();
         if overdue.is_empty() {
             if let Some(suppressed) = self.overrun_log.ended() {
                 tracing::info!(suppressed, "every profile is polled in time again");
@@ -528,49 +439,19 @@ impl<E: Eks + 'static> Core<E> {
             }
             return;
         }
-        let Some(suppressed) = self.overrun_log.occurred(now, OVERRUN_LOG_EVERY) else {
+        let Some(suppressed) = self.overrun_log.occurred(Instant::now(), OVERRUN_LOG_EVERY) else {
             return;
         };
         let settings = &self.shared.settings;
-        let mut lanes: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
-        for key in self.profiles.keys() {
-            lanes.entry((&key.account_id, &key.region)).or_default().0 += 1;
-        }
-        for key in overdue {
-            lanes.entry((&key.account_id, &key.region)).or_default().1 += 1;
-        }
-        let mut reasons: Vec<(usize, String)> = lanes
-            .into_iter()
-            .filter(|(_, (_, overdue))| *overdue > 0)
-            .map(|((account, region), (profiles, overdue))| {
-                let limiter = self.shared.limiters.get(account, region);
-                let why = lane_reason(
-                    limiter.rate(),
-                    limiter.throttled_streak() > 0,
-                    profiles,
-                    settings,
-                );
-                (overdue, format!("{account}/{region}: {overdue} {why}"))
-            })
-            .collect();
-        reasons.sort_by_key(|r| std::cmp::Reverse(r.0));
-        let lanes = reasons.len();
-        let mut why: Vec<String> = reasons
-            .into_iter()
-            .take(OVERRUN_LANES)
-            .map(|(_, r)| r)
-            .collect();
-        if lanes > OVERRUN_LANES {
-            why.push(format!(
-                "and {} more accounts and regions",
-                lanes - OVERRUN_LANES
-            ));
-        }
+        let limiters = &self.shared.limiters;
+        let why = cycle::why_overdue(self.slots.keys(), overdue, settings, |account, region| {
+            lane(limiters, account, region)
+        });
         tracing::warn!(
             overdue = overdue.len(),
-            profiles = self.profiles.len(),
+            profiles = self.slots.len(),
             interval = %humantime::format_duration(settings.interval),
-            why = %why.join("; "),
+            %why,
             late,
             suppressed,
             "poll cycle overran; profiles not polled for two intervals show up 0"
@@ -579,17 +460,12 @@ impl<E: Eks + 'static> Core<E> {
 
     /// Starts one describe, unless one is running for the profile.
     fn dispatch(&mut self, key: &ResourceKey) {
-        let Some(slot) = self.profiles.get_mut(key) else {
+        let Some(target) = self.selection.owner(key) else {
             return;
         };
-        if slot.in_flight {
+        let Some(sent) = self.slots.start(key, Instant::now()) else {
             return;
-        }
-        slot.in_flight = true;
-        slot.last_start = Some(Instant::now());
-        slot.sent.store(false, Ordering::Relaxed);
-        let sent = slot.sent.clone();
-        let target = slot.target;
+        };
         let shared = self.shared.clone();
         let tx = self.tx.clone();
         let key = key.clone();
@@ -602,14 +478,9 @@ impl<E: Eks + 'static> Core<E> {
     }
 
     fn described(&mut self, key: ResourceKey, outcome: Outcome) {
-        let Some(slot) = self.profiles.get_mut(&key) else {
+        let Some(slot) = self.slots.answered(&key, Instant::now()) else {
             return;
         };
-        slot.in_flight = false;
-        slot.overdue = false;
-        if slot.last_done.replace(Instant::now()).is_none() {
-            self.never_done -= 1;
-        }
         match outcome {
             Outcome::Input(input) => {
                 let error = match &input {
@@ -623,16 +494,7 @@ impl<E: Eks + 'static> Core<E> {
                 self.state.apply(&input);
             }
             Outcome::ClusterGone { observed_at } => {
-                let gone: Vec<ResourceKey> = self
-                    .profiles
-                    .keys()
-                    .filter(|k| {
-                        k.account_id == key.account_id
-                            && k.region == key.region
-                            && k.cluster == key.cluster
-                    })
-                    .cloned()
-                    .collect();
+                let gone = self.selection.in_cluster(&key);
                 tracing::info!(
                     account_id = %key.account_id,
                     region = %key.region,
@@ -650,148 +512,83 @@ impl<E: Eks + 'static> Core<E> {
 
     /// Stops scheduling a profile and drops it from every selection.
     fn forget(&mut self, key: &ResourceKey) {
-        if self
-            .profiles
-            .remove(key)
-            .is_some_and(|slot| slot.last_done.is_none())
-        {
-            self.never_done -= 1;
-        }
-        for selection in self.selections.iter_mut().flatten() {
-            selection.remove(key);
-        }
+        self.slots.remove(key);
+        self.selection.remove(key);
     }
 
     fn discovered(&mut self, index: usize, account_id: Option<String>, discovery: Discovery) {
         self.report_problems(index, account_id.as_deref(), &discovery.problems);
-        let old = self.selections[index].take().unwrap_or_default();
-        let Some(account_id) = account_id else {
-            self.selections[index] = Some(old);
-            return;
-        };
         let region = &self.shared.watched[index].target.region;
-        // Profiles of clusters that could not be listed stay selected as they were.
-        let mut kept = BTreeSet::new();
-        for problem in &discovery.problems {
-            if let Problem::Failed { cluster, .. } = problem {
-                kept.extend(
-                    old.iter()
-                        .filter(|k| cluster.as_ref().is_none_or(|c| *c == k.cluster))
-                        .cloned(),
-                );
-            }
+        let account = account_id.as_deref();
+        let changes = self
+            .selection
+            .discovered(index, account, region, &discovery);
+        for change in changes {
+            self.changed(change);
         }
-        let new: BTreeSet<ResourceKey> = discovery
-            .profiles
-            .into_iter()
-            .map(|(cluster, profile)| {
-                ResourceKey::fargate_profile(&account_id, region, cluster, profile)
-            })
-            .chain(kept)
-            .collect();
-        let removed: Vec<ResourceKey> = old.difference(&new).cloned().collect();
-        let added: Vec<ResourceKey> = new.difference(&old).cloned().collect();
-        self.selections[index] = Some(new);
-        for key in removed {
-            self.unselected(key);
-        }
-        for key in added {
-            self.selected(key, index);
-        }
-        let listed_everything = !discovery
-            .problems
-            .iter()
-            .any(|p| matches!(p, Problem::Failed { .. }));
-        if listed_everything {
-            let shard = self.shared.settings.shard;
-            self.end_restored(|key| {
-                key.account_id == account_id
-                    && covers(&self.shared.watched[index].target, shard, key)
-            });
+        if let Some(account_id) = account
+            && !discovery.failed()
+        {
+            self.end_restored(Some((account_id, index)));
         }
     }
 
-    /// Ends profiles the state file knew that discovery did not select again and `unlisted`
-    /// says are gone: the listing that covers them did not show them (deleted while the daemon
-    /// was down), or no target selects them any more (unmonitored).
-    fn end_restored(&self, gone: impl Fn(&ResourceKey) -> bool) {
+    /// Ends profiles the state file knew that discovery did not select again: gone when the
+    /// listing of `listed` (an account and the target that listed everything it selects in
+    /// it) covers them (deleted while the daemon was down), unmonitored when no target selects
+    /// them any more.
+    fn end_restored(&self, listed: Option<(&str, usize)>) {
+        let watched = &self.shared.watched;
+        let listed = listed.map(|(account_id, index)| (account_id, &watched[index].target));
         for key in self.state.restored_keys() {
             let observed_at = self.shared.clock.now();
-            let input = if gone(&key) {
-                Input::Gone(Gone { key, observed_at })
-            } else if !self
-                .shared
-                .watched
-                .iter()
-                .any(|w| covers(&w.target, self.shared.settings.shard, &key))
-            {
-                Input::Unmonitored(Unmonitored { key, observed_at })
-            } else {
-                continue;
+            let targets = watched.iter().map(|w| &w.target);
+            let input = match restored_end(&key, listed, targets, self.shared.settings.shard) {
+                Some(Ended::Gone) => Input::Gone(Gone { key, observed_at }),
+                Some(Ended::Unmonitored) => Input::Unmonitored(Unmonitored { key, observed_at }),
+                None => continue,
             };
             self.state.apply(&input);
         }
     }
 
-    /// A target selects a profile it did not select before.
-    fn selected(&mut self, key: ResourceKey, index: usize) {
-        let labels = self.shared.labels[index].clone();
-        match self.profiles.get_mut(&key) {
-            Some(slot) => {
-                tracing::warn!(
-                    profile = %key,
-                    first_target = slot.target.min(index) + 1,
-                    also_target = slot.target.max(index) + 1,
-                    "profile selected by two targets; polled under the first"
-                );
-                if index < slot.target {
-                    slot.target = index;
-                    self.state.discovered(&key, labels, self.shared.clock.now());
-                }
-            }
-            None => {
-                let slot = Slot {
-                    target: index,
-                    in_flight: false,
-                    sent: Arc::default(),
-                    last_start: None,
-                    last_done: None,
-                    since: Instant::now(),
-                    overdue: false,
-                    logged_error: None,
-                    describe_log: Repeats::default(),
-                };
-                self.profiles.insert(key.clone(), slot);
-                self.never_done += 1;
-                self.state.discovered(&key, labels, self.shared.clock.now());
+    /// Schedules what a discovery changed: a profile no target selected before is described
+    /// at once; one polled under another target takes that target's labels; one no target
+    /// selects any more is gone (the API says so), unless another target still selects it.
+    fn changed(&mut self, change: Change) {
+        let now = self.shared.clock.now();
+        match change {
+            Change::Added { key, target } => {
+                self.slots.add(key.clone(), Instant::now());
+                let labels = self.shared.labels[target].clone();
+                self.state.discovered(&key, labels, now);
                 self.dispatch(&key);
             }
-        }
-    }
-
-    /// A target's listing no longer shows a profile: the API says it is gone, unless another
-    /// target still selects it.
-    fn unselected(&mut self, key: ResourceKey) {
-        let still = self
-            .selections
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.contains(&key)));
-        match still {
-            Some(index) => {
-                if let Some(slot) = self.profiles.get_mut(&key)
-                    && slot.target != index
-                {
-                    slot.target = index;
-                    let labels = self.shared.labels[index].clone();
-                    self.state.discovered(&key, labels, self.shared.clock.now());
+            Change::Duplicate {
+                key,
+                first,
+                also,
+                moved,
+            } => {
+                tracing::warn!(
+                    profile = %key,
+                    first_target = first + 1,
+                    also_target = also + 1,
+                    "profile selected by two targets; polled under the first"
+                );
+                if moved {
+                    let labels = self.shared.labels[first].clone();
+                    self.state.discovered(&key, labels, now);
                 }
             }
-            None => {
-                if self.profiles.contains_key(&key) {
-                    self.forget(&key);
-                    let observed_at = self.shared.clock.now();
-                    self.state.apply(&Input::Gone(Gone { key, observed_at }));
-                }
+            Change::Retargeted { key, target } => {
+                let labels = self.shared.labels[target].clone();
+                self.state.discovered(&key, labels, now);
+            }
+            Change::Removed { key } => {
+                self.forget(&key);
+                let observed_at = now;
+                self.state.apply(&Input::Gone(Gone { key, observed_at }));
             }
         }
     }
@@ -803,10 +600,7 @@ impl<E: Eks + 'static> Core<E> {
         let target = &self.shared.watched[index].target;
         let mut now = BTreeSet::new();
         for problem in problems {
-            let must_act = match problem {
-                Problem::Failed { error, .. } => error.needs_person(),
-                _ => true,
-            };
+            let must_act = problem.needs_person();
             let text = TargetProblem::new(index, target, account_id, problem.clone()).describe();
             if !self.reported[index].contains(&text) {
                 if must_act {
@@ -832,14 +626,14 @@ impl<E: Eks + 'static> Core<E> {
         if self.started {
             return;
         }
-        let discovered = self.selections.iter().all(Option::is_some);
-        let attempted = self.never_done == 0;
+        let discovered = self.selection.complete();
+        let attempted = self.slots.attempted();
         if discovered && attempted {
             self.started = true;
-            self.end_restored(|_| false);
+            self.end_restored(None);
             if !self.state.is_ready() {
                 tracing::info!(
-                    profiles = self.profiles.len(),
+                    profiles = self.slots.len(),
                     "ready: every target discovered and every profile attempted"
                 );
                 self.state.set_ready(true);
@@ -848,47 +642,13 @@ impl<E: Eks + 'static> Core<E> {
     }
 }
 
-/// Why a lane's profiles are overdue: throttled, its rate too low for its profiles, or else
-/// slow or failing calls or too few calls in flight.
-fn lane_reason(rate: f64, throttled: bool, profiles: usize, settings: &Settings) -> String {
-    let per_interval = rate * settings.interval.as_secs_f64();
-    let interval = humantime::format_duration(settings.interval);
-    let rate = rounded(rate);
-    if throttled {
-        format!("throttled by AWS, backing off at {rate} requests/s")
-    } else if rate_limited(profiles, per_interval) {
-        format!(
-            "held back by the rate: {profiles} profiles but {rate} requests/s x {interval} allows {}; raise max_requests_per_second or interval, or split the targets",
-            rounded(per_interval)
-        )
-    } else {
-        format!(
-            "calls are slow or failing, or concurrency {} is too low",
-            settings.concurrency
-        )
+/// What the rate limiter of a lane does now, for the overrun WARN.
+fn lane(limiters: &Limiters, account_id: &str, region: &str) -> Lane {
+    let limiter = limiters.get(account_id, region);
+    Lane {
+        rate: limiter.rate(),
+        throttled: limiter.throttled_streak() > 0,
     }
-}
-
-/// Whether a lane with this rate (0 for none) cannot describe its profiles every interval.
-fn rate_limited(profiles: usize, per_interval: f64) -> bool {
-    per_interval > 0.0 && profiles as f64 > per_interval
-}
-
-/// A rate for people: two significant digits, and no finer than 0.1 from 0.1 up; "no limit"
-/// for 0.
-fn rounded(value: f64) -> String {
-    if value.is_nan() || value <= 0.0 {
-        return "no limit".to_owned();
-    }
-    if value >= 10.0 {
-        let step = 10f64.powi(value.log10().floor() as i32 - 1);
-        return format!("{:.0}", (value / step).round() * step);
-    }
-    if value >= 0.1 {
-        return format!("{value:.1}");
-    }
-    let decimals = (1 - value.log10().floor() as i32).clamp(1, 9) as usize;
-    format!("{value:.decimals$}")
 }
 
 /// A describe task that panicked panics the scheduler, which the supervisor reports and stops
@@ -1001,14 +761,6 @@ async fn describe<E: Eks>(
         // Listed but not described (eventual consistency), or the list failed: not proven.
         _ => failed(ErrorKind::NotFound),
     })
-}
-
-/// Whether a target's patterns select a profile (its account aside) in this instance's shard.
-fn covers(target: &Target, shard: Shard, key: &ResourceKey) -> bool {
-    shard.owns(&key.account_id, &key.region, &key.cluster)
-        && target.region == key.region
-        && target.cluster.matches(&key.cluster)
-        && target.profiles.iter().any(|p| p.matches(&key.name))
 }
 
 fn stopped(operation: Operation) -> CallError {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::cycle::{lane_reason, rounded};
 use super::*;
 use crate::config::Pattern;
 use crate::diff::Rules;
