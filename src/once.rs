@@ -18,7 +18,7 @@ use crate::exit;
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
 use crate::model::for_display;
 use crate::model::{Input, PollFailure, ResourceKey, Status};
-use crate::selection::{Change, Selection};
+use crate::selection::Selection;
 
 /// The most characters of a value shown in a table cell; longer ones end with `…`.
 pub const MAX_CELL_CHARS: usize = 64;
@@ -284,17 +284,7 @@ pub async fn run<E: Eks>(
         // A profile selected by several targets is described once, under the first.
         let changes = selection.discovered(index, Some(&account), &target.region, &found);
         for change in changes {
-            if let Change::Duplicate {
-                key, first, also, ..
-            } = change
-            {
-                tracing::warn!(
-                    profile = %key,
-                    first_target = first + 1,
-                    also_target = also + 1,
-                    "profile selected by two targets; polled under the first"
-                );
-            }
+            change.warn_if_duplicate();
         }
         for problem in found.problems {
             let problem = TargetProblem::new(index, target, Some(&account), problem);

@@ -27,9 +27,9 @@
 //!
 //! The core is the loop and what it does to the state and the logs; the pure parts it calls
 //! are `cycle` (a cycle's order and pace, the overdue profiles, the overrun report's text),
-//! `slots` (each profile's schedule) and [`crate::selection`] (what the targets select).
+//! `slots` (each profile's schedule) and [`crate::selection`] (what the targets select);
+//! `report` holds how often it tells the operator what (overruns, problems, failing describes).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -41,23 +41,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Poll, Target};
-use crate::discovery::{self, Discovery, Problem, TargetProblem};
+use crate::discovery::{self, Discovery, Problem};
 use crate::eks::{CallError, Eks};
 use crate::limits::{Backoff, Limiters, RetryPolicy, later, paced};
-use crate::logging::Repeats;
 use crate::model::{
     ErrorKind, Gone, Input, Operation, Overdue, PollFailure, ResourceKey, Shard, Timestamp,
-    Unmonitored,
 };
-use crate::selection::{Change, Ended, Selection, restored_end};
+use crate::selection::{Change, Selection, restored_end};
 use crate::state::{Labels, State};
 
 mod cycle;
-
+mod report;
 mod slots;
 
 use cycle::{Cycle, Lane};
-use slots::{Slot, Slots};
+use report::{OverrunLog, ProblemLog, log_describe};
+use slots::Slots;
 
 /// How long in-flight describes may take to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -65,11 +64,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The shortest `interval` and `discovery_interval` the scheduler runs with, whatever the
 /// config says: shorter would spin.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How often the overrun WARN repeats at most while it persists.
-const OVERRUN_LOG_EVERY: Duration = Duration::from_secs(60);
-/// The least time between two lines about one profile's describes failing.
-const DESCRIBE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// How a target whose discovery failed retries before its next regular round.
 const DISCOVERY_RETRY: Backoff = Backoff {
@@ -187,11 +181,11 @@ pub async fn run<E: Eks + 'static>(
         tx,
         slots: Slots::default(),
         selection: Selection::new(targets),
-        reported: vec![BTreeSet::new(); targets],
+        problem_log: ProblemLog::new(targets),
         cycle: Cycle::empty(Instant::now(), settings.interval),
         describes: JoinSet::new(),
         started: false,
-        overrun_log: Repeats::default(),
+        overrun_log: OverrunLog::default(),
     };
     core.run(rx, &mut discoveries, &shutdown).await;
     discoveries.shutdown().await;
@@ -311,13 +305,13 @@ struct Core<E> {
     /// What each target selects, and the target each profile is polled under.
     selection: Selection,
     /// The problems each target's last discovery reported, to log changes only.
-    reported: Vec<BTreeSet<String>>,
+    problem_log: ProblemLog,
     cycle: Cycle,
     describes: JoinSet<()>,
     /// Whether every target was discovered and every profile attempted once.
     started: bool,
     /// The WARN about overdue profiles, once a minute while they are.
-    overrun_log: Repeats,
+    overrun_log: OverrunLog,
 }
 
 impl<E: Eks + 'static> Core<E> {
@@ -350,12 +344,7 @@ impl<E: Eks + 'static> Core<E> {
                     if shutdown.is_cancelled() {
                         break;
                     }
-                    match joined {
-                        Err(error) if error.is_panic() => {
-                            std::panic::resume_unwind(error.into_panic())
-                        }
-                        _ => panic!("discovery ended while the scheduler runs"),
-                    }
+                    discovery_ended(joined);
                 }
             }
         }
@@ -425,37 +414,10 @@ impl<E: Eks + 'static> Core<E> {
             self.state
                 .apply(&Input::Overdue(Overdue { key, observed_at }));
         }
-        self.log_overdue(&overdue, unfinished);
-    }
-
-    /// The WARN about overdue profiles: how many, and why per account and region with the rate
-    /// in force; once a minute at most while it persists, with the count of repeats not logged.
-    fn log_overdue(&mut self, overdue: &[ResourceKey], late: usize) {
-        if overdue.is_empty() {
-            if let Some(suppressed) = self.overrun_log.ended() {
-                tracing::info!(suppressed, "every profile is polled in time again");
-            } else if late > 0 {
-                tracing::debug!(late, "poll cycle ended with describes late, none overdue");
-            }
-            return;
-        }
-        let Some(suppressed) = self.overrun_log.occurred(Instant::now(), OVERRUN_LOG_EVERY) else {
-            return;
-        };
-        let settings = &self.shared.settings;
-        let limiters = &self.shared.limiters;
-        let why = cycle::why_overdue(self.slots.keys(), overdue, settings, |account, region| {
-            lane(limiters, account, region)
-        });
-        tracing::warn!(
-            overdue = overdue.len(),
-            profiles = self.slots.len(),
-            interval = %humantime::format_duration(settings.interval),
-            %why,
-            late,
-            suppressed,
-            "poll cycle overran; profiles not polled for two intervals show up 0"
-        );
+        let lanes = |account: &str, region: &str| lane(&self.shared.limiters, account, region);
+        let why = || cycle::why_overdue(self.slots.keys(), &overdue, &self.shared.settings, lanes);
+        let counts = (overdue.len(), unfinished, self.slots.len());
+        self.overrun_log.cycle_ended(counts, interval, why);
     }
 
     /// Starts one describe, unless one is running for the profile.
@@ -517,7 +479,12 @@ impl<E: Eks + 'static> Core<E> {
     }
 
     fn discovered(&mut self, index: usize, account_id: Option<String>, discovery: Discovery) {
-        self.report_problems(index, account_id.as_deref(), &discovery.problems);
+        let target = &self.shared.watched[index].target;
+        let account = account_id.as_deref();
+        let problems = self
+            .problem_log
+            .report(index, target, account, &discovery.problems);
+        self.state.set_target_problems(problems);
         let region = &self.shared.watched[index].target.region;
         let account = account_id.as_deref();
         let changes = self
@@ -541,14 +508,10 @@ impl<E: Eks + 'static> Core<E> {
         let watched = &self.shared.watched;
         let listed = listed.map(|(account_id, index)| (account_id, &watched[index].target));
         for key in self.state.restored_keys() {
-            let observed_at = self.shared.clock.now();
             let targets = watched.iter().map(|w| &w.target);
-            let input = match restored_end(&key, listed, targets, self.shared.settings.shard) {
-                Some(Ended::Gone) => Input::Gone(Gone { key, observed_at }),
-                Some(Ended::Unmonitored) => Input::Unmonitored(Unmonitored { key, observed_at }),
-                None => continue,
-            };
-            self.state.apply(&input);
+            if let Some(ended) = restored_end(&key, listed, targets, self.shared.settings.shard) {
+                self.state.apply(&ended.input(key, self.shared.clock.now()));
+            }
         }
     }
 
@@ -557,6 +520,7 @@ impl<E: Eks + 'static> Core<E> {
     /// selects any more is gone (the API says so), unless another target still selects it.
     fn changed(&mut self, change: Change) {
         let now = self.shared.clock.now();
+        change.warn_if_duplicate();
         match change {
             Change::Added { key, target } => {
                 self.slots.add(key.clone(), Instant::now());
@@ -565,17 +529,8 @@ impl<E: Eks + 'static> Core<E> {
                 self.dispatch(&key);
             }
             Change::Duplicate {
-                key,
-                first,
-                also,
-                moved,
+                key, first, moved, ..
             } => {
-                tracing::warn!(
-                    profile = %key,
-                    first_target = first + 1,
-                    also_target = also + 1,
-                    "profile selected by two targets; polled under the first"
-                );
                 if moved {
                     let labels = self.shared.labels[first].clone();
                     self.state.discovered(&key, labels, now);
@@ -593,51 +548,22 @@ impl<E: Eks + 'static> Core<E> {
         }
     }
 
-    /// Logs discovery problems when they change: ERROR when a person must act (access denied,
-    /// a named cluster or profile that does not exist, a target that matches nothing), WARN
-    /// for the rest; INFO when they clear.
-    fn report_problems(&mut self, index: usize, account_id: Option<&str>, problems: &[Problem]) {
-        let target = &self.shared.watched[index].target;
-        let mut now = BTreeSet::new();
-        for problem in problems {
-            let must_act = problem.needs_person();
-            let text = TargetProblem::new(index, target, account_id, problem.clone()).describe();
-            if !self.reported[index].contains(&text) {
-                if must_act {
-                    tracing::error!(problem = %text, "target needs attention");
-                } else {
-                    tracing::warn!(problem = %text, "discovery failed; retrying");
-                }
-            }
-            now.insert(text);
-        }
-        for cleared in self.reported[index].difference(&now) {
-            tracing::info!(problem = %cleared, "problem cleared");
-        }
-        self.reported[index] = now;
-        let all: Vec<String> = self.reported.iter().flatten().cloned().collect();
-        self.state.set_target_problems(all);
-    }
-
     /// Ready once every target was discovered and every profile attempted; it stays ready.
     /// Then what was known before (from the state file or a reload) and is not selected any
     /// more ends.
     fn check_ready(&mut self) {
-        if self.started {
+        if self.started || !self.selection.complete() || !self.slots.attempted() {
             return;
         }
-        let discovered = self.selection.complete();
-        let attempted = self.slots.attempted();
-        if discovered && attempted {
-            self.started = true;
-            self.end_restored(None);
-            if !self.state.is_ready() {
-                tracing::info!(
-                    profiles = self.slots.len(),
-                    "ready: every target discovered and every profile attempted"
-                );
-                self.state.set_ready(true);
-            }
+        self.started = true;
+        self.end_restored(None);
+        if !self.state.is_ready() {
+            let profiles = self.slots.len();
+            tracing::info!(
+                profiles,
+                "ready: every target discovered and every profile attempted"
+            );
+            self.state.set_ready(true);
         }
     }
 }
@@ -651,6 +577,15 @@ fn lane(limiters: &Limiters, account_id: &str, region: &str) -> Lane {
     }
 }
 
+/// A discovery loop ends only by panicking (its panic goes on) or by a bug: the scheduler
+/// panics, so the daemon's supervisor sees it.
+fn discovery_ended(joined: Result<(), tokio::task::JoinError>) -> ! {
+    match joined {
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        _ => panic!("discovery ended while the scheduler runs"),
+    }
+}
+
 /// A describe task that panicked panics the scheduler, which the supervisor reports and stops
 /// the daemon on: its profile would otherwise stay in flight, never described again.
 fn describe_ended(joined: Result<(), tokio::task::JoinError>) {
@@ -658,37 +593,6 @@ fn describe_ended(joined: Result<(), tokio::task::JoinError>) {
         && error.is_panic()
     {
         std::panic::resume_unwind(error.into_panic());
-    }
-}
-
-/// Logs a profile's describe starting or stopping to fail (ERROR when a person must act), or
-/// failing in another way: once a minute at most while it comes and goes, with the failures
-/// not logged since the last line.
-fn log_describe(key: &ResourceKey, slot: &mut Slot, error: Option<ErrorKind>) {
-    match error {
-        Some(kind) if slot.logged_error != Some(kind) => {
-            let now = Instant::now();
-            let Some(suppressed) = slot.describe_log.occurred(now, DESCRIBE_LOG_EVERY) else {
-                return;
-            };
-            slot.logged_error = Some(kind);
-            if kind == ErrorKind::AccessDenied {
-                tracing::error!(
-                    profile = %key,
-                    suppressed,
-                    "describe fargate profile is denied; grant eks:DescribeFargateProfile, or fix the target's credentials when its own ERROR says they fail"
-                );
-            } else {
-                tracing::warn!(profile = %key, error = %kind, suppressed, "describe fargate profile failed");
-            }
-        }
-        Some(_) => {}
-        None => {
-            if let Some(was) = slot.logged_error.take() {
-                let suppressed = slot.describe_log.ended().unwrap_or_default();
-                tracing::info!(profile = %key, was = %was, suppressed, "describe fargate profile works again");
-            }
-        }
     }
 }
 

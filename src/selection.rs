@@ -1,14 +1,14 @@
 //! Pure: which resources the targets select together. What each target's last discovery
 //! selected, the target each resource is polled under (the first in config order that selects
 //! it), and what a discovery changes: added, no longer selected, moved to another target,
-//! selected by a second target. No I/O, no clock; the scheduler and `once` both keep theirs
-//! here.
+//! selected by a second target. No I/O, no clock (only the WARN about a resource selected
+//! twice is written here, for both users); the scheduler and `once` both keep theirs here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Target;
 use crate::discovery::{Discovery, Problem};
-use crate::model::{ResourceKey, Shard};
+use crate::model::{Gone, Input, ResourceKey, Shard, Timestamp, Unmonitored};
 
 /// What every target selects.
 #[derive(Clone, Debug, Default)]
@@ -37,6 +37,23 @@ pub enum Change {
     Retargeted { key: ResourceKey, target: usize },
     /// No target selects it any more.
     Removed { key: ResourceKey },
+}
+
+impl Change {
+    /// Warns about a resource selected by a second target: it is polled under the first.
+    pub fn warn_if_duplicate(&self) {
+        if let Change::Duplicate {
+            key, first, also, ..
+        } = self
+        {
+            tracing::warn!(
+                profile = %key,
+                first_target = first + 1,
+                also_target = also + 1,
+                "profile selected by two targets; polled under the first"
+            );
+        }
+    }
 }
 
 impl Selection {
@@ -192,6 +209,16 @@ pub enum Ended {
     Gone,
     /// No target covers it any more.
     Unmonitored,
+}
+
+impl Ended {
+    /// The diff's input for `key` ending this way at `observed_at`.
+    pub fn input(self, key: ResourceKey, observed_at: Timestamp) -> Input {
+        match self {
+            Ended::Gone => Input::Gone(Gone { key, observed_at }),
+            Ended::Unmonitored => Input::Unmonitored(Unmonitored { key, observed_at }),
+        }
+    }
 }
 
 /// How a resource the state file knew and no discovery selected again ends: gone when

@@ -1,6 +1,6 @@
 //! The schedule on tokio's paused clock, against hand-written fakes of [`Eks`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
