@@ -2,10 +2,11 @@
 //!
 //! # Layout
 //!
-//! - [`model`]: the project's own types: profile identity, incarnations, statuses, issue codes,
-//!   poll results, error and event kinds. SDK types stop before they reach it.
+//! - [`model`]: the project's own types: resource kinds ([`model::KindSpec`]), resource
+//!   identity, incarnations, statuses, issue codes, poll results, error and event kinds. SDK
+//!   types stop before they reach it.
 //! - [`clock`]: the one source of wall-clock time, injected where "now" is needed.
-//! - [`diff`]: pure logic: the last-known state of a profile plus one input gives the next state
+//! - [`diff`]: pure logic: the last-known state of a resource plus one input gives the next state
 //!   and the events; no I/O, no clock.
 //! - [`config`]: the TOML configuration, validated as a whole so that every problem is reported
 //!   at once with its file, line and column.
@@ -19,18 +20,21 @@
 //! - [`selection`]: pure: which resources the targets select together, the target each is
 //!   polled under, and what a discovery changes; shared by the scheduler and `once`.
 //! - [`scheduler`]: when to poll what: discovery, describes spread over the interval, not-found
-//!   confirmation, overruns, shards.
+//!   confirmation, overruns, shards; the loop, with its pure parts (the cycle, each resource's
+//!   slot) in submodules.
 //! - [`state`]: the snapshot of every resource, shared by every reader; it hands each change's
 //!   events to the outbox under its lock.
 //! - [`outbox`]: the events each sink still has to receive: saved before delivered, in order
 //!   per sink and resource, bounded and counted; the generation handshake with the state
 //!   file's writer, and the delivery worker that feeds each sink.
-//! - [`store`]: the state file: atomic writes, `.prev`, damaged files set aside.
+//! - [`store`]: the state file: atomic writes, `.prev`, damaged files set aside, and the
+//!   migration of a version-1 file.
 //! - [`metrics`]: every Prometheus series; the domain ones encoded from the snapshot.
-//! - [`status`]: each profile's health (open issues, failed, not described, stale) and the
+//! - [`status`]: each resource's health (open issues, failed, not described, stale) and the
 //!   summary counts, for the page and the API.
 //! - [`page`]: the status page at `/`, server-rendered HTML with every value escaped.
-//! - [`api`]: the JSON API `/api/v1/profiles`: filters, summary, compact or pretty.
+//! - [`api`]: the JSON API `/api/v1/resources` and `/api/v1/profiles`: filters, summary,
+//!   compact or pretty.
 //! - [`server`]: the admin HTTP server, with optional TLS and basic auth.
 //! - [`sinks`]: the receivers of events (log, webhook, Slack, Alertmanager), built from the
 //!   config and started together, and their one HTTP client.
