@@ -457,6 +457,7 @@ pub(crate) mod tests {
                 },
                 status: Status::from_wire(status),
                 info: BTreeMap::new(),
+                values: Default::default(),
                 issues,
                 observed_at: Timestamp::from_secs(200),
             }));

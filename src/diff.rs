@@ -68,6 +68,10 @@ pub struct Known {
     pub status: Status,
     /// Extra labels of the info series, as the last successful describe gave them.
     pub info: BTreeMap<String, String>,
+    /// The kind's own numbers (a node group's sizes), as the last successful describe gave
+    /// them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, i64>,
     /// The open episodes, one per code.
     pub episodes: BTreeMap<IssueCode, Episode>,
 }
@@ -320,6 +324,7 @@ fn observe(
         Some(old) if old.incarnation == observation.incarnation => {
             let mut known = old.clone();
             known.info.clone_from(&observation.info);
+            known.values.clone_from(&observation.values);
             if known.status != observation.status {
                 let from = std::mem::replace(&mut known.status, observation.status.clone());
                 let to = known.status.clone();
@@ -344,6 +349,7 @@ fn observe(
                 incarnation: observation.incarnation.clone(),
                 status: observation.status.clone(),
                 info: observation.info.clone(),
+                values: observation.values.clone(),
                 episodes: BTreeMap::new(),
             };
             let to = known.status.clone();

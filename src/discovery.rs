@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::config::Target;
 use crate::eks::{CallError, CredentialSource, Eks, Page};
 use crate::limits::{RateLimiter, RetryPolicy, paced};
-use crate::model::{ErrorKind, Operation};
+use crate::model::{ErrorKind, Kind, Operation};
 
 /// What discovery found for one target.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -256,7 +256,7 @@ pub async fn discover<E: Eks>(
     let listed: Vec<(String, Result<Vec<String>, CallError>)> = stream::iter(clusters)
         .map(|cluster| async move {
             let profiles = list_all(limiter, policy, |token| {
-                client.list_fargate_profiles(&cluster, token)
+                client.list_resources(Kind::FARGATE_PROFILE, &cluster, token)
             })
             .await;
             (cluster, profiles)
@@ -316,7 +316,7 @@ mod tests {
 
     use super::*;
     use crate::config::Pattern;
-    use crate::eks::FargateProfile;
+    use crate::eks::Described;
     use crate::model::Operation;
 
     /// Clusters and their profiles, served two names a page; a cluster named `fail-*` fails
@@ -351,8 +351,9 @@ mod tests {
             Ok(Self::page(names, token))
         }
 
-        async fn list_fargate_profiles(
+        async fn list_resources(
             &self,
+            _: Kind,
             cluster: &str,
             token: Option<String>,
         ) -> Result<Page, CallError> {
@@ -370,11 +371,7 @@ mod tests {
             }
         }
 
-        async fn describe_fargate_profile(
-            &self,
-            _: &str,
-            _: &str,
-        ) -> Result<FargateProfile, CallError> {
+        async fn describe(&self, _: Kind, _: &str, _: &str) -> Result<Described, CallError> {
             unreachable!("discovery never describes")
         }
     }
@@ -398,6 +395,9 @@ mod tests {
                 .iter()
                 .map(|p| Pattern::parse(p).unwrap())
                 .collect(),
+            kinds: crate::model::Kind::ALL.to_vec(),
+            nodegroups: vec![Pattern::parse("*").unwrap()],
+            addons: vec![Pattern::parse("*").unwrap()],
             labels: BTreeMap::new(),
             account_id: None,
             aws_profile: None,

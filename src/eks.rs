@@ -7,7 +7,7 @@
 //! classified into one of DESIGN.md's error kinds. SDK types are converted to the project's model
 //! here and go no further.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 
 use crate::config::Target;
 use crate::model::error_chain as chain;
-use crate::model::{ErrorKind, Incarnation, IssueCode, Observation, Operation, ResourceKey};
+use crate::model::{ErrorKind, Incarnation, IssueCode, Kind, Observation, Operation, ResourceKey};
 use crate::model::{MAX_ID_BYTES, MAX_ISSUES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_RESOURCE_IDS};
 use crate::model::{RawIssue, Status, Timestamp, bounded, for_display};
 use crate::secret::Secret;
@@ -54,23 +54,24 @@ impl Page {
     }
 }
 
-/// A described Fargate profile, in the project's terms.
+/// A described resource of any kind, in the project's terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FargateProfile {
+pub struct Described {
     pub arn: String,
     pub created_at: Timestamp,
     pub status: Status,
-    pub pod_execution_role_arn: Option<String>,
+    /// Extra labels of the kind's info series (a profile's `pod_execution_role_arn`, a node
+    /// group's `node_role_arn`, `capacity_type` and `release_version`, …); absent values are
+    /// left out.
+    pub info: BTreeMap<String, String>,
+    /// The kind's own numbers (a node group's `desired_size`, `min_size`, `max_size`).
+    pub values: BTreeMap<String, i64>,
     pub issues: Vec<RawIssue>,
 }
 
-impl FargateProfile {
+impl Described {
     /// The diff's input for this answer about `key`, observed at `observed_at`.
     pub fn into_observation(self, key: ResourceKey, observed_at: Timestamp) -> Observation {
-        let mut info = std::collections::BTreeMap::new();
-        if let Some(role) = self.pod_execution_role_arn {
-            info.insert("pod_execution_role_arn".to_owned(), role);
-        }
         Observation {
             key,
             incarnation: Incarnation {
@@ -78,7 +79,8 @@ impl FargateProfile {
                 created_at: self.created_at,
             },
             status: self.status,
-            info,
+            info: self.info,
+            values: self.values,
             issues: self.issues,
             observed_at,
         }
@@ -158,19 +160,24 @@ pub trait Eks: Send + Sync {
         next_token: Option<String>,
     ) -> impl Future<Output = Result<Page, CallError>> + Send;
 
-    /// One page of `ListFargateProfiles` of `cluster`.
-    fn list_fargate_profiles(
+    /// One page of the kind's list operation for `cluster` (`ListFargateProfiles`,
+    /// `ListNodegroups`, `ListAddons`, `ListCapabilities`). Clusters are listed with
+    /// [`Self::list_clusters`].
+    fn list_resources(
         &self,
+        kind: Kind,
         cluster: &str,
         next_token: Option<String>,
     ) -> impl Future<Output = Result<Page, CallError>> + Send;
 
-    /// `DescribeFargateProfile`.
-    fn describe_fargate_profile(
+    /// The kind's describe operation for `name` in `cluster` (for a cluster, `name` is
+    /// `cluster`).
+    fn describe(
         &self,
+        kind: Kind,
         cluster: &str,
-        profile: &str,
-    ) -> impl Future<Output = Result<FargateProfile, CallError>> + Send;
+        name: &str,
+    ) -> impl Future<Output = Result<Described, CallError>> + Send;
 }
 
 /// Told about every call's outcome and duration (the metrics implement it).
@@ -221,22 +228,25 @@ impl Eks for SdkEks {
             .await
     }
 
-    async fn list_fargate_profiles(
+    async fn list_resources(
         &self,
+        kind: Kind,
         cluster: &str,
         next_token: Option<String>,
     ) -> Result<Page, CallError> {
-        let page = self.list_fargate_profiles_page(cluster, next_token);
-        self.observed(Operation::ListFargateProfiles, page).await
+        let operation = kind.spec().list;
+        let page = self.list_page(kind, cluster, next_token);
+        self.observed(operation, page).await
     }
 
-    async fn describe_fargate_profile(
+    async fn describe(
         &self,
+        kind: Kind,
         cluster: &str,
-        profile: &str,
-    ) -> Result<FargateProfile, CallError> {
-        let described = self.describe(cluster, profile);
-        self.observed(Operation::DescribeFargateProfile, described)
+        name: &str,
+    ) -> Result<Described, CallError> {
+        let operation = kind.spec().describe;
+        self.observed(operation, self.describe_one(kind, cluster, name))
             .await
     }
 }
@@ -271,114 +281,321 @@ impl SdkEks {
         Ok(Page::new(output.clusters(), output.next_token()))
     }
 
-    async fn list_fargate_profiles_page(
+    async fn list_page(
         &self,
+        kind: Kind,
         cluster: &str,
         next_token: Option<String>,
     ) -> Result<Page, CallError> {
-        let output = self
-            .eks
-            .list_fargate_profiles()
-            .cluster_name(cluster)
-            .max_results(PAGE_SIZE)
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|err| call_error(Operation::ListFargateProfiles, &err))?;
-        Ok(Page::new(
-            output.fargate_profile_names(),
-            output.next_token(),
-        ))
+        let operation = kind.spec().list;
+        let failed = |err: &dyn Classify| err.classify(operation);
+        let eks = &self.eks;
+        let (names, token) = match kind.name() {
+            "nodegroup" => {
+                let out = eks
+                    .list_nodegroups()
+                    .cluster_name(cluster)
+                    .max_results(PAGE_SIZE);
+                let out = out.set_next_token(next_token).send().await;
+                let out = out.map_err(|e| failed(&e))?;
+                (
+                    out.nodegroups().to_vec(),
+                    out.next_token().map(str::to_owned),
+                )
+            }
+            "addon" => {
+                let out = eks
+                    .list_addons()
+                    .cluster_name(cluster)
+                    .max_results(PAGE_SIZE);
+                let out = out.set_next_token(next_token).send().await;
+                let out = out.map_err(|e| failed(&e))?;
+                (out.addons().to_vec(), out.next_token().map(str::to_owned))
+            }
+            "capability" => {
+                let out = eks
+                    .list_capabilities()
+                    .cluster_name(cluster)
+                    .max_results(PAGE_SIZE);
+                let out = out.set_next_token(next_token).send().await;
+                let out = out.map_err(|e| failed(&e))?;
+                let names = out
+                    .capabilities()
+                    .iter()
+                    .filter_map(|c| c.capability_name().map(str::to_owned))
+                    .collect();
+                (names, out.next_token().map(str::to_owned))
+            }
+            "cluster" => return self.list_clusters_page(next_token).await,
+            _ => {
+                let out = eks.list_fargate_profiles().cluster_name(cluster);
+                let out = out.max_results(PAGE_SIZE).set_next_token(next_token);
+                let out = out.send().await.map_err(|e| failed(&e))?;
+                let names = out.fargate_profile_names().to_vec();
+                (names, out.next_token().map(str::to_owned))
+            }
+        };
+        Ok(Page::new(&names, token.as_deref()))
     }
 
-    async fn describe(&self, cluster: &str, profile: &str) -> Result<FargateProfile, CallError> {
-        let operation = Operation::DescribeFargateProfile;
-        let output = self
-            .eks
-            .describe_fargate_profile()
-            .cluster_name(cluster)
-            .fargate_profile_name(profile)
-            .send()
-            .await
-            .map_err(|err| call_error(operation, &err))?;
-        let described = output.fargate_profile().ok_or_else(|| {
+    async fn describe_one(
+        &self,
+        kind: Kind,
+        cluster: &str,
+        name: &str,
+    ) -> Result<Described, CallError> {
+        let operation = kind.spec().describe;
+        let failed = |err: &dyn Classify| err.classify(operation);
+        let missing = |what: &str| {
             CallError::new(
                 operation,
                 ErrorKind::Malformed,
-                "no fargateProfile in the answer",
+                format!("no {what} in the answer"),
             )
-        })?;
-        profile_from_sdk(described)
+        };
+        let eks = &self.eks;
+        match kind.name() {
+            "nodegroup" => {
+                let call = eks
+                    .describe_nodegroup()
+                    .cluster_name(cluster)
+                    .nodegroup_name(name);
+                let out = call.send().await.map_err(|e| failed(&e))?;
+                nodegroup_from_sdk(out.nodegroup().ok_or_else(|| missing("nodegroup"))?)
+            }
+            "addon" => {
+                let call = eks.describe_addon().cluster_name(cluster).addon_name(name);
+                let out = call.send().await.map_err(|e| failed(&e))?;
+                addon_from_sdk(out.addon().ok_or_else(|| missing("addon"))?)
+            }
+            "cluster" => {
+                let out = eks.describe_cluster().name(name).send().await;
+                let out = out.map_err(|e| failed(&e))?;
+                cluster_from_sdk(out.cluster().ok_or_else(|| missing("cluster"))?)
+            }
+            "capability" => {
+                let call = eks
+                    .describe_capability()
+                    .cluster_name(cluster)
+                    .capability_name(name);
+                let out = call.send().await.map_err(|e| failed(&e))?;
+                capability_from_sdk(out.capability().ok_or_else(|| missing("capability"))?)
+            }
+            _ => {
+                let call = eks.describe_fargate_profile().cluster_name(cluster);
+                let out = call.fargate_profile_name(name).send().await;
+                let out = out.map_err(|e| failed(&e))?;
+                profile_from_sdk(
+                    out.fargate_profile()
+                        .ok_or_else(|| missing("fargateProfile"))?,
+                )
+            }
+        }
     }
 }
 
-/// The SDK's description of a Fargate profile in the project's terms: pure, and total over
-/// whatever the API sent. A missing ARN, `createdAt` or status is `malformed`; `createdAt` is
-/// rounded to the millisecond and clamped into [`Timestamp::MIN`] ..= [`Timestamp::MAX`];
-/// texts are cut to the model's bounds ([`crate::model::bounded`]) and lists to
-/// [`MAX_ISSUES`] and [`MAX_RESOURCE_IDS`]. Control characters and markup are kept as they
-/// are: every output escapes for its own format.
+/// An SDK error of any operation, classified for `operation`.
+trait Classify {
+    fn classify(&self, operation: Operation) -> CallError;
+}
+
+impl<E: ProvideErrorMetadata + StdError + Send + Sync + 'static> Classify
+    for SdkError<E, HttpResponse>
+{
+    fn classify(&self, operation: Operation) -> CallError {
+        call_error(operation, self)
+    }
+}
+
+/// What every described resource has, before it is checked: the SDK's fields as they came.
+struct Fields<'a, I> {
+    arn: Option<&'a str>,
+    created_at: Option<&'a aws_sdk_eks::primitives::DateTime>,
+    status: Option<&'a str>,
+    issues: I,
+}
+
+/// One health issue as it came: code, message, resource ids.
+type IssueFields<'a> = (Option<&'a str>, Option<&'a str>, &'a [String]);
+
+impl<'a, I: Iterator<Item = IssueFields<'a>>> Fields<'a, I> {
+    /// The project's terms: pure, and total over whatever the API sent. A missing ARN,
+    /// `createdAt` or status is `malformed`; `createdAt` is rounded to the millisecond and
+    /// clamped into [`Timestamp::MIN`] ..= [`Timestamp::MAX`]; texts are cut to the model's
+    /// bounds ([`crate::model::bounded`]) and lists to [`MAX_ISSUES`] and
+    /// [`MAX_RESOURCE_IDS`]. Control characters and markup are kept as they are: every output
+    /// escapes for its own format.
+    fn described(
+        self,
+        kind: Kind,
+        info: [(&str, Option<&str>); 3],
+    ) -> Result<Described, CallError> {
+        let malformed = |what: &str| {
+            CallError::new(
+                kind.spec().describe,
+                ErrorKind::Malformed,
+                format!("no {what} in the answer"),
+            )
+        };
+        let arn = self
+            .arn
+            .filter(|arn| !arn.is_empty())
+            .ok_or_else(|| malformed("arn"))?;
+        let created_at = self
+            .created_at
+            .map(|at| {
+                // EKS sends epoch seconds as a decimal number; round what the float parse
+                // gives to the millisecond it stands for.
+                at.secs().saturating_mul(1000).saturating_add(i64::from(
+                    at.subsec_nanos().saturating_add(500_000) / 1_000_000,
+                ))
+            })
+            .ok_or_else(|| malformed("createdAt"))?;
+        let status = self.status.ok_or_else(|| malformed("status"))?;
+        let issues = self
+            .issues
+            .take(MAX_ISSUES)
+            .map(|(code, message, ids)| RawIssue {
+                // An entry without a code is kept, under the code `Unknown`.
+                code: IssueCode::from_wire(&bounded(
+                    code.filter(|c| !c.is_empty()).unwrap_or("Unknown"),
+                    MAX_NAME_BYTES,
+                )),
+                message: bounded(message.unwrap_or_default(), MAX_MESSAGE_BYTES),
+                resource_ids: ids
+                    .iter()
+                    .take(MAX_RESOURCE_IDS)
+                    .map(|id| bounded(id, MAX_ID_BYTES))
+                    .collect(),
+            })
+            .collect();
+        let info = info
+            .into_iter()
+            .filter_map(|(label, value)| Some((label.to_owned(), bounded(value?, MAX_ID_BYTES))))
+            .collect();
+        Ok(Described {
+            arn: bounded(arn, MAX_ID_BYTES),
+            created_at: Timestamp::clamped(created_at),
+            status: Status::from_wire(&bounded(status, MAX_NAME_BYTES)),
+            info,
+            values: BTreeMap::new(),
+            issues,
+        })
+    }
+}
+
+/// A Fargate profile from the SDK (see [`Fields::described`] for what is checked).
 pub fn profile_from_sdk(
-    described: &aws_sdk_eks::types::FargateProfile,
-) -> Result<FargateProfile, CallError> {
-    let malformed = |what: &str| {
-        CallError::new(
-            Operation::DescribeFargateProfile,
-            ErrorKind::Malformed,
-            what,
-        )
+    profile: &aws_sdk_eks::types::FargateProfile,
+) -> Result<Described, CallError> {
+    let issues = profile.health().map(|h| h.issues()).unwrap_or_default();
+    let fields = Fields {
+        arn: profile.fargate_profile_arn(),
+        created_at: profile.created_at(),
+        status: profile.status().map(|s| s.as_str()),
+        issues: issues
+            .iter()
+            .map(|i| (i.code().map(|c| c.as_str()), i.message(), i.resource_ids())),
     };
-    let arn = described
-        .fargate_profile_arn()
-        .filter(|arn| !arn.is_empty())
-        .ok_or_else(|| malformed("no fargateProfileArn in the answer"))?;
-    let created_at = described
-        .created_at()
-        .map(|at| {
-            // EKS sends epoch seconds as a decimal number; round what the float parse
-            // gives to the millisecond it stands for.
-            at.secs().saturating_mul(1000).saturating_add(i64::from(
-                at.subsec_nanos().saturating_add(500_000) / 1_000_000,
-            ))
-        })
-        .ok_or_else(|| malformed("no createdAt in the answer"))?;
-    let status = described
-        .status()
-        .ok_or_else(|| malformed("no status in the answer"))?;
-    let issues = described
-        .health()
-        .map(|health| health.issues())
-        .unwrap_or_default()
-        .iter()
-        .take(MAX_ISSUES)
-        .map(|issue| RawIssue {
-            // An entry without a code is kept, under the code `Unknown`.
-            code: IssueCode::from_wire(&bounded(
-                issue
-                    .code()
-                    .map(|c| c.as_str())
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or("Unknown"),
-                MAX_NAME_BYTES,
-            )),
-            message: bounded(issue.message().unwrap_or_default(), MAX_MESSAGE_BYTES),
-            resource_ids: issue
-                .resource_ids()
-                .iter()
-                .take(MAX_RESOURCE_IDS)
-                .map(|id| bounded(id, MAX_ID_BYTES))
-                .collect(),
-        })
-        .collect();
-    Ok(FargateProfile {
-        arn: bounded(arn, MAX_ID_BYTES),
-        created_at: Timestamp::clamped(created_at),
-        status: Status::from_wire(&bounded(status.as_str(), MAX_NAME_BYTES)),
-        pod_execution_role_arn: described
-            .pod_execution_role_arn()
-            .map(|role| bounded(role, MAX_ID_BYTES)),
-        issues,
-    })
+    let role = profile.pod_execution_role_arn();
+    let none = ("", None);
+    fields.described(
+        Kind::FARGATE_PROFILE,
+        [("pod_execution_role_arn", role), none, none],
+    )
+}
+
+/// A managed node group from the SDK, with its scaling config as values.
+pub fn nodegroup_from_sdk(group: &aws_sdk_eks::types::Nodegroup) -> Result<Described, CallError> {
+    let issues = group.health().map(|h| h.issues()).unwrap_or_default();
+    let fields = Fields {
+        arn: group.nodegroup_arn(),
+        created_at: group.created_at(),
+        status: group.status().map(|s| s.as_str()),
+        issues: issues
+            .iter()
+            .map(|i| (i.code().map(|c| c.as_str()), i.message(), i.resource_ids())),
+    };
+    let mut described = fields.described(
+        Kind::NODEGROUP,
+        [
+            ("node_role_arn", group.node_role()),
+            ("capacity_type", group.capacity_type().map(|c| c.as_str())),
+            ("release_version", group.release_version()),
+        ],
+    )?;
+    if let Some(scaling) = group.scaling_config() {
+        let sizes = [
+            ("desired_size", scaling.desired_size()),
+            ("min_size", scaling.min_size()),
+            ("max_size", scaling.max_size()),
+        ];
+        for (name, size) in sizes {
+            if let Some(size) = size {
+                described.values.insert(name.to_owned(), i64::from(size));
+            }
+        }
+    }
+    Ok(described)
+}
+
+/// An add-on from the SDK.
+pub fn addon_from_sdk(addon: &aws_sdk_eks::types::Addon) -> Result<Described, CallError> {
+    let issues = addon.health().map(|h| h.issues()).unwrap_or_default();
+    let fields = Fields {
+        arn: addon.addon_arn(),
+        created_at: addon.created_at(),
+        status: addon.status().map(|s| s.as_str()),
+        issues: issues
+            .iter()
+            .map(|i| (i.code().map(|c| c.as_str()), i.message(), i.resource_ids())),
+    };
+    let none = ("", None);
+    fields.described(
+        Kind::ADDON,
+        [("addon_version", addon.addon_version()), none, none],
+    )
+}
+
+/// A cluster from the SDK.
+pub fn cluster_from_sdk(cluster: &aws_sdk_eks::types::Cluster) -> Result<Described, CallError> {
+    let issues = cluster.health().map(|h| h.issues()).unwrap_or_default();
+    let fields = Fields {
+        arn: cluster.arn(),
+        created_at: cluster.created_at(),
+        status: cluster.status().map(|s| s.as_str()),
+        issues: issues
+            .iter()
+            .map(|i| (i.code().map(|c| c.as_str()), i.message(), i.resource_ids())),
+    };
+    fields.described(
+        Kind::CLUSTER,
+        [
+            ("version", cluster.version()),
+            ("platform_version", cluster.platform_version()),
+            ("", None),
+        ],
+    )
+}
+
+/// A capability from the SDK (its issues carry no resource ids).
+pub fn capability_from_sdk(
+    capability: &aws_sdk_eks::types::Capability,
+) -> Result<Described, CallError> {
+    let issues = capability.health().map(|h| h.issues()).unwrap_or_default();
+    let fields = Fields {
+        arn: capability.arn(),
+        created_at: capability.created_at(),
+        status: capability.status().map(|s| s.as_str()),
+        issues: issues
+            .iter()
+            .map(|i| (i.code().map(|c| c.as_str()), i.message(), &[][..])),
+    };
+    let none = ("", None);
+    fields.described(
+        Kind::CAPABILITY,
+        [("role_arn", capability.role_arn()), none, none],
+    )
 }
 
 /// Settings shared by every target's clients.
@@ -1031,6 +1248,180 @@ mod tests {
         );
         assert_eq!(classify(&error), ErrorKind::Other);
         assert!(credentials_failure(&Loop, 0).is_none());
+    }
+
+    mod kinds {
+        use aws_sdk_eks::primitives::DateTime;
+        use aws_sdk_eks::types::{
+            Addon, AddonHealth, AddonIssue, AddonIssueCode, AddonStatus, Capability,
+            CapabilityHealth, CapabilityIssue, CapabilityIssueCode, CapabilityStatus,
+            CapacityTypes, Cluster, ClusterHealth, ClusterIssue, ClusterIssueCode, ClusterStatus,
+            Issue, Nodegroup, NodegroupHealth, NodegroupIssueCode, NodegroupScalingConfig,
+            NodegroupStatus,
+        };
+
+        use super::*;
+
+        fn at() -> DateTime {
+            DateTime::from_secs(1_795_428_240)
+        }
+
+        #[test]
+        fn a_node_group_gives_its_labels_sizes_and_issues_with_unknown_values_verbatim() {
+            let issue = Issue::builder()
+                .code(NodegroupIssueCode::AsgInstanceLaunchFailures)
+                .message("launch failed")
+                .resource_ids("asg-1")
+                .build();
+            let future = Issue::builder()
+                .code(NodegroupIssueCode::from("SomeFutureCode"))
+                .build();
+            let group = Nodegroup::builder()
+                .nodegroup_arn("arn:aws:eks:us-east-1:111122223333:nodegroup/prod/ng/1")
+                .created_at(at())
+                .status(NodegroupStatus::from("SOME_FUTURE_STATUS"))
+                .node_role("arn:aws:iam::111122223333:role/node")
+                .capacity_type(CapacityTypes::Spot)
+                .release_version("1.33.0-20250101")
+                .scaling_config(
+                    NodegroupScalingConfig::builder()
+                        .desired_size(3)
+                        .min_size(1)
+                        .max_size(10)
+                        .build(),
+                )
+                .health(
+                    NodegroupHealth::builder()
+                        .issues(issue)
+                        .issues(future)
+                        .build(),
+                )
+                .build();
+            let described = nodegroup_from_sdk(&group).unwrap();
+            assert_eq!(described.status.as_str(), "SOME_FUTURE_STATUS");
+            assert_eq!(described.created_at, Timestamp::from_secs(1_795_428_240));
+            let info: Vec<(&str, &str)> = described
+                .info
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(
+                info,
+                [
+                    ("capacity_type", "SPOT"),
+                    ("node_role_arn", "arn:aws:iam::111122223333:role/node"),
+                    ("release_version", "1.33.0-20250101"),
+                ]
+            );
+            let sizes: Vec<(&str, i64)> = described
+                .values
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect();
+            assert_eq!(
+                sizes,
+                [("desired_size", 3), ("max_size", 10), ("min_size", 1)]
+            );
+            let codes: Vec<&str> = described.issues.iter().map(|i| i.code.as_str()).collect();
+            assert_eq!(codes, ["AsgInstanceLaunchFailures", "SomeFutureCode"]);
+            assert_eq!(described.issues[0].resource_ids, ["asg-1"]);
+        }
+
+        #[test]
+        fn an_add_on_a_cluster_and_a_capability_give_their_labels_and_issues() {
+            let addon = Addon::builder()
+                .addon_arn("arn:aws:eks:us-east-1:111122223333:addon/prod/vpc-cni/1")
+                .created_at(at())
+                .status(AddonStatus::Degraded)
+                .addon_version("v1.19.0-eksbuild.1")
+                .health(
+                    AddonHealth::builder()
+                        .issues(
+                            AddonIssue::builder()
+                                .code(AddonIssueCode::InsufficientNumberOfReplicas)
+                                .message("1 of 2 ready")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build();
+            let described = addon_from_sdk(&addon).unwrap();
+            assert_eq!(described.status.as_str(), "DEGRADED");
+            assert_eq!(described.info["addon_version"], "v1.19.0-eksbuild.1");
+            assert_eq!(
+                described.issues[0].code.as_str(),
+                "InsufficientNumberOfReplicas"
+            );
+            assert!(described.values.is_empty());
+
+            let cluster = Cluster::builder()
+                .arn("arn:aws:eks:us-east-1:111122223333:cluster/prod")
+                .created_at(at())
+                .status(ClusterStatus::Active)
+                .version("1.33")
+                .platform_version("eks.9")
+                .health(
+                    ClusterHealth::builder()
+                        .issues(
+                            ClusterIssue::builder()
+                                .code(ClusterIssueCode::KmsKeyDisabled)
+                                .resource_ids("key-1")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build();
+            let described = cluster_from_sdk(&cluster).unwrap();
+            assert_eq!(described.info["version"], "1.33");
+            assert_eq!(described.info["platform_version"], "eks.9");
+            assert_eq!(described.issues[0].resource_ids, ["key-1"]);
+
+            let capability = Capability::builder()
+                .arn("arn:aws:eks:us-east-1:111122223333:capability/prod/argo/1")
+                .created_at(at())
+                .status(CapabilityStatus::CreateFailed)
+                .health(
+                    CapabilityHealth::builder()
+                        .issues(
+                            CapabilityIssue::builder()
+                                .code(CapabilityIssueCode::AccessDenied)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build();
+            let described = capability_from_sdk(&capability).unwrap();
+            assert_eq!(described.status.as_str(), "CREATE_FAILED");
+            assert!(described.info.is_empty());
+            assert!(described.issues[0].resource_ids.is_empty());
+        }
+
+        #[test]
+        fn a_missing_arn_created_at_or_status_is_malformed_for_the_kind_s_operation() {
+            let no_status = Nodegroup::builder()
+                .nodegroup_arn("arn")
+                .created_at(at())
+                .build();
+            let error = nodegroup_from_sdk(&no_status).unwrap_err();
+            assert_eq!(
+                (error.operation, error.kind),
+                (Operation::DescribeNodegroup, ErrorKind::Malformed)
+            );
+            assert!(error.message.contains("status"), "{}", error.message);
+            let no_arn = Addon::builder()
+                .created_at(at())
+                .status(AddonStatus::Active)
+                .build();
+            let error = addon_from_sdk(&no_arn).unwrap_err();
+            assert_eq!(error.operation, Operation::DescribeAddon);
+            let no_created = Cluster::builder()
+                .arn("arn")
+                .status(ClusterStatus::Active)
+                .build();
+            let error = cluster_from_sdk(&no_created).unwrap_err();
+            assert_eq!(error.operation, Operation::DescribeCluster);
+            assert!(error.message.contains("createdAt"), "{}", error.message);
+        }
     }
 
     mod conversion {

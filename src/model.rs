@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+mod kinds;
+
 /// A point in time as whole milliseconds since the Unix epoch.
 ///
 /// The diff never reads a clock: every input carries its own time in this type.
@@ -179,11 +181,15 @@ pub struct KindSpec {
     pub metric_prefix: &'static str,
     /// The label that carries the resource's name; `None` when the name is the cluster's.
     pub name_label: Option<&'static str>,
-    /// The statuses this build knows, in the API's documented order.
+    /// The call that lists the kind's resources of a cluster (for clusters: of a region).
+    pub list: Operation,
+    /// The call that describes one.
+    pub describe: Operation,
+    /// The statuses this build knows, in the order of the SDK's documentation.
     pub statuses: &'static [&'static str],
     /// The statuses an operator must act on (alerted by default).
     pub alert_worthy: &'static [&'static str],
-    /// The issue codes this build knows, in the API's documented order.
+    /// The issue codes this build knows, as the SDK's enum has them.
     pub codes: &'static [&'static str],
     /// One resource in a sentence, lowercase: "profile".
     pub noun: &'static str,
@@ -203,53 +209,17 @@ pub struct KindSpec {
 #[derive(Clone, Copy)]
 pub struct Kind(&'static KindSpec);
 
-static FARGATE_PROFILE: KindSpec = KindSpec {
-    name: "fargate_profile",
-    title: "Fargate profile",
-    alert_name: "FargateProfile",
-    metric_prefix: "eks_fargate_profile",
-    name_label: Some("fargate_profile"),
-    statuses: &[
-        "CREATING",
-        "ACTIVE",
-        "DELETING",
-        "CREATE_FAILED",
-        "DELETE_FAILED",
-    ],
-    alert_worthy: &["CREATE_FAILED", "DELETE_FAILED"],
-    codes: &[
-        "PodExecutionRoleAlreadyInUse",
-        "AccessDenied",
-        "ClusterUnreachable",
-        "InternalFailure",
-    ],
-    noun: "profile",
-    plural: "profiles",
-    console_path: Some("fargate-profiles"),
-    hints: &[
-        (
-            "PodExecutionRoleAlreadyInUse",
-            "Another profile uses the same pod execution role: give each profile its own, or delete and re-create this one.",
-        ),
-        (
-            "AccessDenied",
-            "EKS cannot assume the pod execution role: check the role exists and its trust policy allows eks-fargate-pods.amazonaws.com.",
-        ),
-        (
-            "ClusterUnreachable",
-            "Fargate cannot reach the cluster's API server: check the subnets' routes, NAT and security groups, and the endpoint access settings.",
-        ),
-        (
-            "InternalFailure",
-            "An internal AWS failure: wait for it to clear; if it persists, re-create the profile or open an AWS support case.",
-        ),
-    ],
-    fallback_hint: "A code this version does not know: see the message and the EKS documentation for Fargate profile health issues.",
-};
-
 impl Kind {
     /// An EKS Fargate profile.
-    pub const FARGATE_PROFILE: Kind = Kind(&FARGATE_PROFILE);
+    pub const FARGATE_PROFILE: Kind = Kind(&kinds::FARGATE_PROFILE);
+    /// A managed node group.
+    pub const NODEGROUP: Kind = Kind(&kinds::NODEGROUP);
+    /// An add-on.
+    pub const ADDON: Kind = Kind(&kinds::ADDON);
+    /// A cluster (its name is the cluster's).
+    pub const CLUSTER: Kind = Kind(&kinds::CLUSTER);
+    /// A capability.
+    pub const CAPABILITY: Kind = Kind(&kinds::CAPABILITY);
 
     /// Every kind this build watches.
     pub const ALL: &'static [Kind] = &[Kind::FARGATE_PROFILE];
@@ -546,6 +516,9 @@ pub struct Observation {
     /// Extra labels for the resource's info series, named by the adapter (for a Fargate
     /// profile: `pod_execution_role_arn`), so the diff needs no resource-specific fields.
     pub info: BTreeMap<String, String>,
+    /// The kind's own numbers, for its gauges (a node group's `desired_size`, `min_size`,
+    /// `max_size`).
+    pub values: BTreeMap<String, i64>,
     pub issues: Vec<RawIssue>,
     pub observed_at: Timestamp,
 }
@@ -624,15 +597,29 @@ pub enum Operation {
     DescribeFargateProfile,
     GetCallerIdentity,
     AssumeRole,
+    DescribeCluster,
+    ListNodegroups,
+    DescribeNodegroup,
+    ListAddons,
+    DescribeAddon,
+    ListCapabilities,
+    DescribeCapability,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 5] = [
+    pub const ALL: [Operation; 12] = [
         Operation::ListClusters,
         Operation::ListFargateProfiles,
         Operation::DescribeFargateProfile,
         Operation::GetCallerIdentity,
         Operation::AssumeRole,
+        Operation::DescribeCluster,
+        Operation::ListNodegroups,
+        Operation::DescribeNodegroup,
+        Operation::ListAddons,
+        Operation::DescribeAddon,
+        Operation::ListCapabilities,
+        Operation::DescribeCapability,
     ];
 
     /// The name AWS gives the operation.
@@ -643,6 +630,13 @@ impl Operation {
             Operation::DescribeFargateProfile => "DescribeFargateProfile",
             Operation::GetCallerIdentity => "GetCallerIdentity",
             Operation::AssumeRole => "AssumeRole",
+            Operation::DescribeCluster => "DescribeCluster",
+            Operation::ListNodegroups => "ListNodegroups",
+            Operation::DescribeNodegroup => "DescribeNodegroup",
+            Operation::ListAddons => "ListAddons",
+            Operation::DescribeAddon => "DescribeAddon",
+            Operation::ListCapabilities => "ListCapabilities",
+            Operation::DescribeCapability => "DescribeCapability",
         }
     }
 }
@@ -779,7 +773,7 @@ impl fmt::Display for ResolveReason {
 /// A second kind, for the tests only: the core must hold for a kind it has never heard of.
 #[cfg(test)]
 pub mod fake {
-    use super::{Kind, KindSpec};
+    use super::{Kind, KindSpec, Operation};
 
     static WIDGET_SPEC: KindSpec = KindSpec {
         name: "widget",
@@ -787,6 +781,8 @@ pub mod fake {
         alert_name: "Widget",
         metric_prefix: "eks_widget",
         name_label: Some("eks_widget"),
+        list: Operation::ListAddons,
+        describe: Operation::DescribeAddon,
         statuses: &["BUILDING", "OK", "WOBBLING", "BROKEN"],
         alert_worthy: &["WOBBLING", "BROKEN"],
         codes: &["Wobbly", "Squeaky"],

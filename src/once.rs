@@ -318,7 +318,7 @@ async fn describe_all<E: Eks>(
             let labels = &config.targets[index].labels;
             async move {
                 let answer = paced(&limiter, policy, || {
-                    client.describe_fargate_profile(&key.cluster, &key.name)
+                    client.describe(key.kind, &key.cluster, &key.name)
                 })
                 .await;
                 let observed_at = clock.now();

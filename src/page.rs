@@ -585,6 +585,7 @@ mod tests {
             },
             status: Status::from_wire(status),
             info: BTreeMap::new(),
+            values: Default::default(),
             issues,
             observed_at: Timestamp::from_secs(at),
         }));

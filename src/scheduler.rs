@@ -613,12 +613,10 @@ async fn describe<E: Eks>(
     let answer = paced(&limiter, policy, || {
         Box::pin(async {
             if stopping.is_cancelled() {
-                return Err(stopped(Operation::DescribeFargateProfile));
+                return Err(stopped(key.kind.spec().describe));
             }
             sent.store(true, Ordering::Relaxed);
-            client
-                .describe_fargate_profile(&key.cluster, &key.name)
-                .await
+            client.describe(key.kind, &key.cluster, &key.name).await
         })
     })
     .await;
@@ -643,7 +641,7 @@ async fn describe<E: Eks>(
     };
     tracing::debug!(profile = %key, %error, "describe says not found; listing to confirm");
     let listed = Box::pin(discovery::list_all(&limiter, policy, |token| {
-        client.list_fargate_profiles(&key.cluster, token)
+        client.list_resources(key.kind, &key.cluster, token)
     }))
     .await;
     let gone = Outcome::Input(Input::Gone(Gone {

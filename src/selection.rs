@@ -293,6 +293,9 @@ mod tests {
                 .iter()
                 .map(|p| Pattern::parse(p).unwrap())
                 .collect(),
+            kinds: crate::model::Kind::ALL.to_vec(),
+            nodegroups: vec![Pattern::parse("*").unwrap()],
+            addons: vec![Pattern::parse("*").unwrap()],
             labels: BTreeMap::new(),
             account_id: None,
             aws_profile: None,

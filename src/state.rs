@@ -481,6 +481,7 @@ mod tests {
             },
             status: Status::from_wire("ACTIVE"),
             info: BTreeMap::new(),
+            values: Default::default(),
             issues: codes
                 .iter()
                 .map(|code| RawIssue {

@@ -651,6 +651,7 @@ mod tests {
                     },
                     status: Status::from_wire("ACTIVE"),
                     info: Default::default(),
+                    values: Default::default(),
                     episodes: Default::default(),
                 },
             }],
@@ -727,6 +728,7 @@ mod tests {
                 },
                 status: Status::from_wire("ACTIVE"),
                 info: Default::default(),
+                values: Default::default(),
                 issues: vec![RawIssue {
                     code: IssueCode::from_wire("AccessDenied"),
                     message: "denied".into(),

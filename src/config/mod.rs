@@ -19,7 +19,7 @@ use std::time::Duration;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use url::Url;
 
-use crate::model::{EventKind, Shard, Status};
+use crate::model::{EventKind, Kind, Shard, Status};
 use crate::secret::{Secret, SecretUrl};
 
 /// The validated configuration.
@@ -72,12 +72,19 @@ pub struct Alerts {
     pub resolve_after: Duration,
 }
 
-/// Which profiles of which clusters, in one region, with which credentials.
+/// Which resources of which clusters, in one region, with which credentials.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub region: String,
     pub cluster: Pattern,
+    /// The kinds it watches, in [`Kind::ALL`] order (default: all of them).
+    pub kinds: Vec<Kind>,
+    /// Fargate profile names (default `["*"]`).
     pub profiles: Vec<Pattern>,
+    /// Node group names (default `["*"]`).
+    pub nodegroups: Vec<Pattern>,
+    /// Add-on names (default `["*"]`).
+    pub addons: Vec<Pattern>,
     /// Static labels added to every series and event of this target.
     pub labels: BTreeMap<String, String>,
     pub account_id: Option<String>,
@@ -89,7 +96,37 @@ pub struct Target {
     pub sts_endpoint_url: Option<Url>,
 }
 
-/// A cluster or profile name, or a glob over names.
+impl Target {
+    /// The name globs of `kind`: every capability, and the cluster itself, are selected.
+    pub fn patterns(&self, kind: Kind) -> Option<&[Pattern]> {
+        match kind.name() {
+            "nodegroup" => Some(&self.nodegroups),
+            "addon" => Some(&self.addons),
+            "fargate_profile" => Some(&self.profiles),
+            _ => None,
+        }
+    }
+
+    /// Whether it watches `kind` and selects a resource of that kind called `name`.
+    pub fn selects(&self, kind: Kind, name: &str) -> bool {
+        self.kinds.contains(&kind)
+            && self
+                .patterns(kind)
+                .is_none_or(|patterns| patterns.iter().any(|p| p.matches(name)))
+    }
+
+    /// The config key of `kind`'s name globs.
+    pub fn patterns_key(kind: Kind) -> Option<&'static str> {
+        match kind.name() {
+            "nodegroup" => Some("nodegroups"),
+            "addon" => Some("addons"),
+            "fargate_profile" => Some("profiles"),
+            _ => None,
+        }
+    }
+}
+
+/// A cluster or resource name, or a glob over names.
 #[derive(Clone, Debug)]
 pub struct Pattern {
     text: String,

@@ -38,7 +38,10 @@ const ALERTS_KEYS: &[&str] = &["resolve_after"];
 const TARGET_KEYS: &[&str] = &[
     "region",
     "cluster",
+    "kinds",
     "profiles",
+    "nodegroups",
+    "addons",
     "labels",
     "account_id",
     "profile",
@@ -556,24 +559,10 @@ fn target(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Target> {
     let cluster = r
         .string(t, "cluster")
         .and_then(|s| pattern(r, &s, "cluster"));
-    let profiles = match r.strings(t, "profiles") {
-        Some(list) if list.value.is_empty() => {
-            r.error(
-                &list.span,
-                "`profiles` must not be empty; use [\"*\"] for every profile",
-            );
-            None
-        }
-        Some(list) => list
-            .value
-            .iter()
-            .map(|s| pattern(r, s, "profiles"))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect::<Option<Vec<_>>>(),
-        None if t.has("profiles") => None,
-        None => Pattern::parse("*").ok().map(|p| vec![p]),
-    };
+    let profiles = name_globs(r, t, "profiles");
+    let nodegroups = name_globs(r, t, "nodegroups");
+    let addons = name_globs(r, t, "addons");
+    let kinds = kinds(r, t);
     let labels = labels(r, t);
     let account_id = r.string(t, "account_id").and_then(|s| {
         if s.value.len() == 12 && s.value.bytes().all(|b| b.is_ascii_digit()) {
@@ -640,7 +629,10 @@ fn target(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Target> {
     Some(Target {
         region: region?,
         cluster: cluster?,
+        kinds: kinds?,
         profiles: profiles?,
+        nodegroups: nodegroups?,
+        addons: addons?,
         labels: labels?,
         account_id: given(t, "account_id", account_id)?,
         aws_profile: given(t, "profile", aws_profile)?,
@@ -648,6 +640,76 @@ fn target(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Target> {
         external_id: given(t, "external_id", external_id)?,
         endpoint_url: given(t, "endpoint_url", endpoint_url)?,
         sts_endpoint_url: given(t, "sts_endpoint_url", sts_endpoint_url)?,
+    })
+}
+
+/// A target's name globs under `key`: not empty; `["*"]` when absent.
+fn name_globs(r: &mut Reader<'_>, t: Table<'_, '_>, key: &str) -> Option<Vec<Pattern>> {
+    match r.strings(t, key) {
+        Some(list) if list.value.is_empty() => {
+            r.error(
+                &list.span,
+                format!("`{key}` must not be empty; use [\"*\"] for every name"),
+            );
+            None
+        }
+        Some(list) => list
+            .value
+            .iter()
+            .map(|s| pattern(r, s, key))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Option<Vec<_>>>(),
+        None if t.has(key) => None,
+        None => Pattern::parse("*").ok().map(|p| vec![p]),
+    }
+}
+
+/// A target's `kinds`: known kind names, at least one, without repeats; every kind when
+/// absent. Kept in [`Kind::ALL`] order.
+fn kinds(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Vec<Kind>> {
+    let Some(list) = r.strings(t, "kinds") else {
+        return (!t.has("kinds")).then(|| Kind::ALL.to_vec());
+    };
+    if list.value.is_empty() {
+        r.error(
+            &list.span,
+            "`kinds` must not be empty; leave it out for every kind",
+        );
+        return None;
+    }
+    let mut ok = true;
+    let mut named = Vec::new();
+    for name in &list.value {
+        match Kind::from_name(&name.value) {
+            Some(kind) if named.contains(&kind) => {
+                r.error(
+                    &name.span,
+                    format!("`kinds`: {} is named twice", shown(&name.value)),
+                );
+                ok = false;
+            }
+            Some(kind) => named.push(kind),
+            None => {
+                let known: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                r.error(
+                    &name.span,
+                    format!(
+                        "`kinds`: {} is not a kind; the kinds are {}",
+                        shown(&name.value),
+                        known.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| {
+        Kind::ALL
+            .iter()
+            .copied()
+            .filter(|k| named.contains(k))
+            .collect()
     })
 }
 

@@ -1532,3 +1532,44 @@ fn token_like_values_are_not_shown() {
         assert!(is_safe_to_show(plain), "{plain}");
     }
 }
+
+#[test]
+fn a_target_watches_every_kind_unless_it_names_some_with_globs_per_kind() {
+    let every = ok("[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n");
+    let target = &every.targets[0];
+    assert_eq!(target.kinds, Kind::ALL);
+    for kind in Kind::ALL {
+        assert!(target.selects(*kind, "anything"));
+    }
+    let some = ok(concat!(
+        "[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n",
+        "kinds = [\"fargate_profile\"]\nprofiles = [\"web-*\"]\n",
+        "nodegroups = [\"general\"]\naddons = [\"vpc-cni\", \"core*\"]\n",
+    ));
+    let target = &some.targets[0];
+    assert_eq!(target.kinds, [Kind::FARGATE_PROFILE]);
+    assert!(target.selects(Kind::FARGATE_PROFILE, "web-1"));
+    assert!(!target.selects(Kind::FARGATE_PROFILE, "jobs"));
+    assert!(!target.selects(Kind::NODEGROUP, "general"));
+    assert_eq!(target.patterns(Kind::ADDON).unwrap().len(), 2);
+    assert!(target.patterns(Kind::CLUSTER).is_none());
+    assert!(target.patterns(Kind::NODEGROUP).unwrap()[0].matches("general"));
+}
+
+#[test]
+fn kinds_and_name_globs_that_cannot_work_are_refused() {
+    let base = "[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n";
+    one_problem(&format!("{base}kinds = []\n"), 4, "`kinds` must not be empty");
+    one_problem(
+        &format!("{base}kinds = [\"widget\"]\n"),
+        4,
+        "is not a kind; the kinds are fargate_profile",
+    );
+    one_problem(
+        &format!("{base}kinds = [\"fargate_profile\", \"fargate_profile\"]\n"),
+        4,
+        "is named twice",
+    );
+    one_problem(&format!("{base}nodegroups = []\n"), 4, "`nodegroups` must not be empty");
+    one_problem(&format!("{base}addons = [\"a b\"]\n"), 4, "`addons`:");
+}

@@ -39,6 +39,7 @@ fn observed_as(inc: &Incarnation, at: i64, status: &str, issues: Vec<RawIssue>) 
             "pod_execution_role_arn".to_owned(),
             "arn:aws:iam::111122223333:role/pod".to_owned(),
         )]),
+        values: Default::default(),
         issues,
         observed_at: Timestamp::from_secs(at),
     })
@@ -971,6 +972,7 @@ fn a_second_kind_goes_through_the_same_diff_with_its_own_codes_and_statuses() {
             incarnation: inc.clone(),
             status: Status::from_wire(status),
             info: BTreeMap::new(),
+            values: Default::default(),
             issues,
             observed_at: Timestamp::from_secs(at),
         })

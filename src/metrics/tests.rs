@@ -23,6 +23,7 @@ fn observation(profile: &str, status: &str, issues: &[(&str, &[&str])], at: i64)
             "pod_execution_role_arn".to_owned(),
             "arn:aws:iam::111122223333:role/pods".to_owned(),
         )]),
+        values: Default::default(),
         issues: issues
             .iter()
             .map(|(code, ids)| RawIssue {

@@ -8,7 +8,8 @@ use super::cycle::{lane_reason, rounded};
 use super::*;
 use crate::config::Pattern;
 use crate::diff::Rules;
-use crate::eks::{FargateProfile, Page};
+use crate::eks::{Described, Page};
+use crate::model::Kind;
 use crate::model::Status;
 
 /// One call as the fake saw it.
@@ -123,8 +124,9 @@ impl Eks for Fake {
         })
     }
 
-    async fn list_fargate_profiles(
+    async fn list_resources(
         &self,
+        _: Kind,
         cluster: &str,
         _: Option<String>,
     ) -> Result<Page, CallError> {
@@ -143,11 +145,12 @@ impl Eks for Fake {
         })
     }
 
-    async fn describe_fargate_profile(
+    async fn describe(
         &self,
+        _: Kind,
         cluster: &str,
         profile: &str,
-    ) -> Result<FargateProfile, CallError> {
+    ) -> Result<Described, CallError> {
         let operation = Operation::DescribeFargateProfile;
         self.call(operation, profile).await?;
         let (panics, fails) = {
@@ -177,14 +180,15 @@ impl Eks for Fake {
         if !exists {
             return Err(CallError::new(operation, ErrorKind::NotFound, "not found"));
         }
-        Ok(FargateProfile {
+        Ok(Described {
             arn: format!(
                 "arn:aws:eks:us-east-1:{}:fargateprofile/{cluster}/{profile}/1",
                 self.account
             ),
             created_at: Timestamp::from_secs(1_700_000_000),
             status: Status::from_wire("ACTIVE"),
-            pod_execution_role_arn: None,
+            info: BTreeMap::new(),
+            values: BTreeMap::new(),
             issues: Vec::new(),
         })
     }
@@ -248,6 +252,9 @@ impl Harness {
                 region: "us-east-1".into(),
                 cluster: Pattern::parse(cluster).unwrap(),
                 profiles: vec![Pattern::parse("*").unwrap()],
+                kinds: crate::model::Kind::ALL.to_vec(),
+                nodegroups: vec![Pattern::parse("*").unwrap()],
+                addons: vec![Pattern::parse("*").unwrap()],
                 labels: BTreeMap::new(),
                 account_id: Some(account.to_string()),
                 aws_profile: None,

@@ -314,6 +314,12 @@ fn respond(
                 Err(refusal) => refusal_reply(&refusal),
             }
         }
+        // Not routed yet: the simulator does not speak these operations.
+        _ => eks_error(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            "unknown operation",
+        ),
     };
     (delay, reply)
 }

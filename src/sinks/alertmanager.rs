@@ -355,6 +355,7 @@ mod tests {
             },
             status: crate::model::Status::from_wire("WOBBLING"),
             info: Default::default(),
+            values: Default::default(),
             issues: vec![RawIssue {
                 code: IssueCode::from_wire("Wobbly"),
                 message: "it wobbles".into(),

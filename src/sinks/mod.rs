@@ -290,6 +290,7 @@ url = "http://127.0.0.1:9"
             },
             status: Status::from_wire("ACTIVE"),
             info: BTreeMap::new(),
+            values: Default::default(),
             issues: vec![RawIssue {
                 code: IssueCode::from_wire("AccessDenied"),
                 message: "denied".into(),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use fargate_health_monitor::eks::{Connector, Eks, Page, StaticCredentials};
-use fargate_health_monitor::model::{ErrorKind, IssueCode, Operation, ResourceKey, Status};
+use fargate_health_monitor::model::{ErrorKind, IssueCode, Kind, Operation, ResourceKey, Status};
 use fargate_health_monitor::simulator::{
     Command, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCOUNT, FaultKind, Health, IssueSpec, Scope, Simulator,
 };
@@ -60,7 +60,8 @@ async fn lists_page_through_every_cluster_and_profile() {
     let (clusters, pages) = all_pages(|token| client.list_clusters(token)).await;
     assert_eq!(clusters, ["c0", "c1", "c2", "c3", "c4", "c5", "c6"]);
     assert_eq!(pages, 3);
-    let (profiles, pages) = all_pages(|token| client.list_fargate_profiles("c3", token)).await;
+    let (profiles, pages) =
+        all_pages(|token| client.list_resources(Kind::FARGATE_PROFILE, "c3", token)).await;
     let expected: Vec<String> = ["default", "p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"]
         .map(String::from)
         .to_vec();
@@ -88,7 +89,7 @@ async fn describe_converts_status_issues_and_creation_time() {
     let client = sim_client(&sim_target(&sim, REGION, "prod", &["*"])).await;
 
     let sick = client
-        .describe_fargate_profile("prod", "sick")
+        .describe(Kind::FARGATE_PROFILE, "prod", "sick")
         .await
         .unwrap();
     let served = sim.with_world(|w| w.profile(&key("prod", "sick")).unwrap().clone());
@@ -104,17 +105,17 @@ async fn describe_converts_status_issues_and_creation_time() {
     assert_eq!(sick.issues[1].code, IssueCode::from_wire("SomeFutureCode"));
     assert_eq!(sick.issues[2].resource_ids, ["r1", "r2"]);
     assert_eq!(
-        sick.pod_execution_role_arn.as_deref(),
+        sick.info.get("pod_execution_role_arn").map(String::as_str),
         Some(served.pod_execution_role_arn.as_str())
     );
 
     let empty = client
-        .describe_fargate_profile("prod", "empty")
+        .describe(Kind::FARGATE_PROFILE, "prod", "empty")
         .await
         .unwrap();
     assert!(empty.issues.is_empty());
     let absent = client
-        .describe_fargate_profile("prod", "absent")
+        .describe(Kind::FARGATE_PROFILE, "prod", "absent")
         .await
         .unwrap();
     assert!(absent.issues.is_empty());
@@ -130,7 +131,7 @@ async fn every_failure_is_classified() {
     let client = Connector::new(sim_settings(Duration::from_millis(400)))
         .connect(&target)
         .await;
-    let describe = || client.describe_fargate_profile("prod", "default");
+    let describe = || client.describe(Kind::FARGATE_PROFILE, "prod", "default");
 
     let faults = [
         (FaultKind::Throttle, ErrorKind::Throttled),
@@ -149,12 +150,12 @@ async fn every_failure_is_classified() {
     describe().await.unwrap();
 
     let missing = client
-        .describe_fargate_profile("prod", "nope")
+        .describe(Kind::FARGATE_PROFILE, "prod", "nope")
         .await
         .unwrap_err();
     assert_eq!(missing.kind, ErrorKind::NotFound);
     let no_cluster = client
-        .list_fargate_profiles("nope", None)
+        .list_resources(Kind::FARGATE_PROFILE, "nope", None)
         .await
         .unwrap_err();
     assert_eq!(no_cluster.kind, ErrorKind::NotFound);
@@ -239,11 +240,19 @@ async fn a_role_target_is_polled_under_the_assumed_account_beside_a_default_targ
 
     assert_eq!(home.caller_identity().await.unwrap(), DEFAULT_ACCOUNT);
     assert_eq!(role.caller_identity().await.unwrap(), other_account);
-    let home_profiles = home.list_fargate_profiles("prod", None).await.unwrap();
-    let role_profiles = role.list_fargate_profiles("prod", None).await.unwrap();
+    let home_profiles = home
+        .list_resources(Kind::FARGATE_PROFILE, "prod", None)
+        .await
+        .unwrap();
+    let role_profiles = role
+        .list_resources(Kind::FARGATE_PROFILE, "prod", None)
+        .await
+        .unwrap();
     assert_eq!(home_profiles.names, ["home"]);
     assert_eq!(role_profiles.names, ["away"]);
-    role.describe_fargate_profile("prod", "away").await.unwrap();
+    role.describe(Kind::FARGATE_PROFILE, "prod", "away")
+        .await
+        .unwrap();
 
     let log = sim.requests();
     let assumes: Vec<_> = log
@@ -362,13 +371,25 @@ async fn answers_from_other_servers_are_read_and_classified_too() {
 
     let (clusters, pages) = all_pages(|token| client.list_clusters(token)).await;
     assert_eq!((clusters, pages), (vec!["a".to_owned(), "b".to_owned()], 2));
-    let error = client.describe_fargate_profile("a", "p").await.unwrap_err();
+    let error = client
+        .describe(Kind::FARGATE_PROFILE, "a", "p")
+        .await
+        .unwrap_err();
     assert_eq!(error.kind, ErrorKind::Throttled, "{error}");
-    let error = client.describe_fargate_profile("a", "q").await.unwrap_err();
+    let error = client
+        .describe(Kind::FARGATE_PROFILE, "a", "q")
+        .await
+        .unwrap_err();
     assert_eq!(error.kind, ErrorKind::Server, "{error}");
-    let error = client.describe_fargate_profile("a", "s").await.unwrap_err();
+    let error = client
+        .describe(Kind::FARGATE_PROFILE, "a", "s")
+        .await
+        .unwrap_err();
     assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
-    let profile = client.describe_fargate_profile("a", "r").await.unwrap();
+    let profile = client
+        .describe(Kind::FARGATE_PROFILE, "a", "r")
+        .await
+        .unwrap();
     assert_eq!(profile.created_at.as_millis(), 1_700_000_000_000);
     assert_eq!(profile.issues[0].code, IssueCode::from_wire("Unknown"));
     assert_eq!(profile.issues[0].message, "no code here");

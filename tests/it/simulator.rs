@@ -1,7 +1,7 @@
 //! The simulator's JSON control API, driven over HTTP while the real SDK reads the world.
 
 use fargate_health_monitor::eks::Eks;
-use fargate_health_monitor::model::{ErrorKind, IssueCode, Status};
+use fargate_health_monitor::model::{ErrorKind, IssueCode, Kind, Status};
 use fargate_health_monitor::simulator::Simulator;
 use serde_json::{Value, json};
 
@@ -26,12 +26,12 @@ async fn the_control_api_scripts_the_world_the_sdk_sees() {
 
     let client = sim_client(&sim_target(&sim, "us-east-1", "prod", &["*"])).await;
     let error = client
-        .describe_fargate_profile("prod", "default")
+        .describe(Kind::FARGATE_PROFILE, "prod", "default")
         .await
         .unwrap_err();
     assert_eq!(error.kind, ErrorKind::Throttled);
     let described = client
-        .describe_fargate_profile("prod", "default")
+        .describe(Kind::FARGATE_PROFILE, "prod", "default")
         .await
         .unwrap();
     assert_eq!(
@@ -50,7 +50,7 @@ async fn the_control_api_scripts_the_world_the_sdk_sees() {
         200
     );
     let recreated = client
-        .describe_fargate_profile("prod", "default")
+        .describe(Kind::FARGATE_PROFILE, "prod", "default")
         .await
         .unwrap();
     assert_ne!(recreated.arn, described.arn);
@@ -66,7 +66,7 @@ async fn the_control_api_scripts_the_world_the_sdk_sees() {
         200
     );
     let deleting = client
-        .describe_fargate_profile("prod", "default")
+        .describe(Kind::FARGATE_PROFILE, "prod", "default")
         .await
         .unwrap();
     assert_eq!(deleting.status, Status::from_wire("DELETING"));
@@ -79,7 +79,7 @@ async fn the_control_api_scripts_the_world_the_sdk_sees() {
         200
     );
     let gone = client
-        .describe_fargate_profile("prod", "default")
+        .describe(Kind::FARGATE_PROFILE, "prod", "default")
         .await
         .unwrap_err();
     assert_eq!(gone.kind, ErrorKind::NotFound);

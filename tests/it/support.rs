@@ -75,6 +75,9 @@ pub fn sim_target(simulator: &Simulator, region: &str, cluster: &str, profiles: 
             .iter()
             .map(|p| Pattern::parse(p).unwrap())
             .collect(),
+        kinds: fargate_health_monitor::model::Kind::ALL.to_vec(),
+        nodegroups: vec![Pattern::parse("*").unwrap()],
+        addons: vec![Pattern::parse("*").unwrap()],
         labels: Default::default(),
         account_id: None,
         aws_profile: None,

@@ -263,6 +263,8 @@ fn a_kind_whose_resource_is_the_cluster_links_the_clusters_page() {
         alert_name: "Clusterish",
         metric_prefix: "eks_clusterish",
         name_label: None,
+        list: crate::model::Operation::ListClusters,
+        describe: crate::model::Operation::DescribeCluster,
         statuses: &[],
         alert_worthy: &[],
         codes: &[],
