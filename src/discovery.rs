@@ -18,8 +18,8 @@ use crate::model::{ErrorKind, Kind, Operation};
 /// What discovery found for one target.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Discovery {
-    /// The selected `(cluster, profile)` pairs, sorted.
-    pub profiles: Vec<(String, String)>,
+    /// The selected `(kind, cluster, name)` triples, sorted (a cluster's name is its own).
+    pub resources: Vec<(Kind, String, String)>,
     pub problems: Vec<Problem>,
 }
 
@@ -42,9 +42,13 @@ pub enum Problem {
     },
     /// A cluster named in the target does not exist.
     ClusterNotFound { cluster: String },
-    /// A profile named in the target does not exist in its named cluster.
-    ProfileNotFound { cluster: String, profile: String },
-    /// The target's patterns matched no profile at all.
+    /// A resource named in the target does not exist in its named cluster.
+    ResourceNotFound {
+        kind: Kind,
+        cluster: String,
+        name: String,
+    },
+    /// The target's patterns matched nothing at all.
     NothingMatched,
 }
 
@@ -86,7 +90,8 @@ pub struct TargetProblem {
     pub account_id: Option<String>,
     pub cluster: Option<String>,
     pub profile: Option<String>,
-    /// `call_failed`, `cluster_not_found`, `profile_not_found` or `nothing_matched`.
+    /// `call_failed`, `cluster_not_found`, `profile_not_found` (`nodegroup_not_found`,
+    /// `addon_not_found`, `capability_not_found` for the other kinds) or `nothing_matched`.
     pub problem: &'static str,
     pub error: Option<ErrorReport>,
 }
@@ -101,9 +106,11 @@ impl TargetProblem {
             Problem::ClusterNotFound { cluster } => {
                 (Some(cluster), None, "cluster_not_found", None)
             }
-            Problem::ProfileNotFound { cluster, profile } => {
-                (Some(cluster), Some(profile), "profile_not_found", None)
-            }
+            Problem::ResourceNotFound {
+                kind,
+                cluster,
+                name,
+            } => (Some(cluster), Some(name), not_found(kind), None),
             Problem::NothingMatched => {
                 let patterns: Vec<&str> = target.profiles.iter().map(|p| p.as_str()).collect();
                 (
@@ -137,11 +144,14 @@ impl TargetProblem {
                 "cluster {} does not exist",
                 self.cluster.as_deref().unwrap_or_default()
             ),
-            ("profile_not_found", _) => format!(
-                "profile {} does not exist in cluster {}",
-                self.profile.as_deref().unwrap_or_default(),
-                self.cluster.as_deref().unwrap_or_default()
-            ),
+            (problem, _) if let Some((kind, _)) = NOT_FOUND.iter().find(|(_, p)| *p == problem) => {
+                format!(
+                    "{} {} does not exist in cluster {}",
+                    kind.spec().noun,
+                    self.profile.as_deref().unwrap_or_default(),
+                    self.cluster.as_deref().unwrap_or_default()
+                )
+            }
             ("nothing_matched", _) => format!(
                 "cluster {} with profiles {} matched no profile",
                 self.cluster.as_deref().unwrap_or_default(),
@@ -149,7 +159,7 @@ impl TargetProblem {
             ),
             (_, Some(error)) => {
                 let of = match &self.cluster {
-                    Some(cluster) if error.operation == Operation::ListFargateProfiles => {
+                    Some(cluster) if error.operation != Operation::ListClusters => {
                         format!(" of cluster {cluster}")
                     }
                     _ => String::new(),
@@ -164,6 +174,22 @@ impl TargetProblem {
         format!("{scope}: {what}")
     }
 }
+
+/// The `problem` of a named resource of `kind` that does not exist: `profile_not_found` for a
+/// Fargate profile, `<kind>_not_found` for the others.
+fn not_found(kind: Kind) -> &'static str {
+    NOT_FOUND
+        .iter()
+        .find_map(|(k, problem)| (*k == kind).then_some(*problem))
+        .unwrap_or("resource_not_found")
+}
+
+const NOT_FOUND: [(Kind, &str); 4] = [
+    (Kind::FARGATE_PROFILE, "profile_not_found"),
+    (Kind::NODEGROUP, "nodegroup_not_found"),
+    (Kind::ADDON, "addon_not_found"),
+    (Kind::CAPABILITY, "capability_not_found"),
+];
 
 /// The account id of each target: its `account_id`, or STS `GetCallerIdentity`, called once
 /// per distinct credential source.
@@ -253,46 +279,55 @@ pub async fn discover<E: Eks>(
     // Clusters of other shards are theirs to list and report.
     let sharded_away = clusters.len() < listed;
 
-    let listed: Vec<(String, Result<Vec<String>, CallError>)> = stream::iter(clusters)
-        .map(|cluster| async move {
-            let profiles = list_all(limiter, policy, |token| {
-                client.list_resources(Kind::FARGATE_PROFILE, &cluster, token)
+    // One list call per listed kind and cluster; a cluster is a resource of its own.
+    let mut lists = Vec::new();
+    for cluster in clusters {
+        for kind in &target.kinds {
+            if *kind == Kind::CLUSTER {
+                let name = cluster.clone();
+                discovery.resources.push((*kind, cluster.clone(), name));
+            } else {
+                lists.push((*kind, cluster.clone()));
+            }
+        }
+    }
+    let listed: Vec<(Kind, String, Result<Vec<String>, CallError>)> = stream::iter(lists)
+        .map(|(kind, cluster)| async move {
+            let names = list_all(limiter, policy, |token| {
+                client.list_resources(kind, &cluster, token)
             })
             .await;
-            (cluster, profiles)
+            (kind, cluster, names)
         })
         .buffered(concurrency.max(1))
         .collect()
         .await;
 
-    for (cluster, result) in listed {
+    let mut missing_clusters = Vec::new();
+    for (kind, cluster, result) in listed {
         match result {
             Ok(names) => {
-                let selected = names
-                    .iter()
-                    .filter(|name| target.profiles.iter().any(|p| p.matches(name)));
+                let selected = names.iter().filter(|name| target.selects(kind, name));
                 discovery
-                    .profiles
-                    .extend(selected.map(|name| (cluster.clone(), name.clone())));
+                    .resources
+                    .extend(selected.map(|name| (kind, cluster.clone(), name.clone())));
                 if !target.cluster.is_glob() {
-                    let missing = target
-                        .profiles
-                        .iter()
-                        .filter(|p| !p.is_glob() && !names.iter().any(|n| n == p.as_str()));
+                    let named = target.patterns(kind).unwrap_or_default().iter();
+                    let missing =
+                        named.filter(|p| !p.is_glob() && !names.iter().any(|n| n == p.as_str()));
                     discovery
                         .problems
-                        .extend(missing.map(|p| Problem::ProfileNotFound {
+                        .extend(missing.map(|p| Problem::ResourceNotFound {
+                            kind,
                             cluster: cluster.clone(),
-                            profile: p.as_str().to_owned(),
+                            name: p.as_str().to_owned(),
                         }));
                 }
             }
             Err(error) if error.kind == ErrorKind::NotFound => {
                 // A cluster that a glob listed and that is gone by now is simply not there.
-                if !target.cluster.is_glob() {
-                    discovery
-                        .problems
-                        .push(Problem::ClusterNotFound { cluster });
+                if !missing_clusters.contains(&cluster) {
+                    missing_clusters.push(cluster);
                 }
             }
             Err(error) => discovery.problems.push(Problem::Failed {
@@ -301,9 +336,18 @@ pub async fn discover<E: Eks>(
             }),
         }
     }
-    discovery.profiles.sort();
-    discovery.profiles.dedup();
-    if discovery.profiles.is_empty() && discovery.problems.is_empty() && !sharded_away {
+    // A cluster no list call found is not selected, nor are its resources.
+    discovery
+        .resources
+        .retain(|(_, cluster, _)| !missing_clusters.contains(cluster));
+    if !target.cluster.is_glob() {
+        let missing = missing_clusters.into_iter();
+        let problems = missing.map(|cluster| Problem::ClusterNotFound { cluster });
+        discovery.problems.extend(problems);
+    }
+    discovery.resources.sort();
+    discovery.resources.dedup();
+    if discovery.resources.is_empty() && discovery.problems.is_empty() && !sharded_away {
         discovery.problems.push(Problem::NothingMatched);
     }
     discovery
@@ -324,6 +368,8 @@ mod tests {
     #[derive(Default)]
     struct Fake {
         clusters: BTreeMap<String, Vec<String>>,
+        /// Node groups per cluster (none when absent); `ListNodegroups` of `stage` fails.
+        nodegroups: BTreeMap<String, Vec<String>>,
         calls: Mutex<Vec<String>>,
     }
 
@@ -353,22 +399,26 @@ mod tests {
 
         async fn list_resources(
             &self,
-            _: Kind,
+            kind: Kind,
             cluster: &str,
             token: Option<String>,
         ) -> Result<Page, CallError> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("ListFargateProfiles {cluster}"));
-            let op = Operation::ListFargateProfiles;
+            let op = kind.spec().list;
+            self.calls.lock().unwrap().push(format!("{op} {cluster}"));
             if cluster.starts_with("fail-") {
                 return Err(CallError::new(op, ErrorKind::Server, "boom"));
             }
-            match self.clusters.get(cluster) {
-                Some(names) => Ok(Self::page(names.clone(), token)),
-                None => Err(CallError::new(op, ErrorKind::NotFound, "no cluster")),
-            }
+            let Some(profiles) = self.clusters.get(cluster) else {
+                return Err(CallError::new(op, ErrorKind::NotFound, "no cluster"));
+            };
+            let names = match kind.name() {
+                "nodegroup" if cluster == "stage" => {
+                    return Err(CallError::new(op, ErrorKind::Throttled, "slow down"));
+                }
+                "nodegroup" => self.nodegroups.get(cluster).cloned().unwrap_or_default(),
+                _ => profiles.clone(),
+            };
+            Ok(Self::page(names, token))
         }
 
         async fn describe(&self, _: Kind, _: &str, _: &str) -> Result<Described, CallError> {
@@ -395,7 +445,7 @@ mod tests {
                 .iter()
                 .map(|p| Pattern::parse(p).unwrap())
                 .collect(),
-            kinds: crate::model::Kind::ALL.to_vec(),
+            kinds: vec![Kind::FARGATE_PROFILE],
             nodegroups: vec![Pattern::parse("*").unwrap()],
             addons: vec![Pattern::parse("*").unwrap()],
             labels: BTreeMap::new(),
@@ -413,9 +463,9 @@ mod tests {
         discover(fake, target, &limiter, &RetryPolicy::ONCE, 4, |_| true).await
     }
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn pairs(list: &[(&str, &str)]) -> Vec<(Kind, String, String)> {
         list.iter()
-            .map(|(c, p)| (c.to_string(), p.to_string()))
+            .map(|(c, p)| (Kind::FARGATE_PROFILE, c.to_string(), p.to_string()))
             .collect()
     }
 
@@ -424,7 +474,7 @@ mod tests {
         let fake = fake();
         let found = run(&fake, &target("prod-*", &["default", "j*"])).await;
         assert_eq!(
-            found.profiles,
+            found.resources,
             pairs(&[
                 ("prod-a", "default"),
                 ("prod-a", "jobs"),
@@ -449,7 +499,7 @@ mod tests {
         let fake = fake();
         let found = run(&fake, &target("*", &["default"])).await;
         assert_eq!(
-            found.profiles,
+            found.resources,
             pairs(&[
                 ("prod-a", "default"),
                 ("prod-b", "default"),
@@ -473,19 +523,76 @@ mod tests {
                 cluster: "nope".into()
             }]
         );
-        assert!(found.profiles.is_empty());
+        assert!(found.resources.is_empty());
 
         let found = run(&fake, &target("prod-b", &["default", "gone"])).await;
-        assert_eq!(found.profiles, pairs(&[("prod-b", "default")]));
+        assert_eq!(found.resources, pairs(&[("prod-b", "default")]));
         assert_eq!(
             found.problems,
-            [Problem::ProfileNotFound {
+            [Problem::ResourceNotFound {
+                kind: Kind::FARGATE_PROFILE,
                 cluster: "prod-b".into(),
-                profile: "gone".into()
+                name: "gone".into()
             }]
         );
 
         let found = run(&fake, &target("dev-*", &["*"])).await;
         assert_eq!(found.problems, [Problem::NothingMatched]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_kind_is_listed_per_cluster_and_a_cluster_is_a_resource_of_its_own() {
+        let mut fake = fake();
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        fake.nodegroups
+            .insert("prod-a".into(), names(&["general", "gpu", "spot"]));
+        let mut target = target("*", &["default"]);
+        target.kinds = vec![Kind::FARGATE_PROFILE, Kind::CLUSTER, Kind::NODEGROUP];
+        target.nodegroups = vec![Pattern::parse("g*").unwrap()];
+        let found = run(&fake, &target).await;
+        let has = |kind: Kind, cluster: &str, name: &str| {
+            found
+                .resources
+                .contains(&(kind, cluster.to_owned(), name.to_owned()))
+        };
+        assert!(has(Kind::CLUSTER, "prod-a", "prod-a") && has(Kind::CLUSTER, "stage", "stage"));
+        assert!(has(Kind::NODEGROUP, "prod-a", "general") && has(Kind::NODEGROUP, "prod-a", "gpu"));
+        assert!(!has(Kind::NODEGROUP, "prod-a", "spot"));
+        assert!(has(Kind::FARGATE_PROFILE, "stage", "default"));
+        // Listed by a glob but gone: neither the cluster nor anything in it.
+        assert!(!found.resources.iter().any(|(_, c, _)| c == "vanished"));
+        // The failed node group listing of one cluster is a problem of that call only.
+        let failed: Vec<(&Option<String>, Operation)> = found
+            .problems
+            .iter()
+            .filter_map(|p| match p {
+                Problem::Failed { cluster, error } => Some((cluster, error.operation)),
+                _ => None,
+            })
+            .collect();
+        assert!(failed.contains(&(&Some("stage".into()), Operation::ListNodegroups)));
+        let calls = fake.calls.lock().unwrap();
+        assert!(calls.iter().any(|c| c == "ListNodegroups prod-a"));
+        assert!(!calls.iter().any(|c| c.starts_with("ListAddons")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_named_node_group_that_does_not_exist_says_so_in_its_own_words() {
+        let fake = fake();
+        let mut target = target("prod-b", &["*"]);
+        target.kinds = vec![Kind::NODEGROUP];
+        target.nodegroups = vec![Pattern::parse("general").unwrap()];
+        let found = run(&fake, &target).await;
+        let problem = Problem::ResourceNotFound {
+            kind: Kind::NODEGROUP,
+            cluster: "prod-b".into(),
+            name: "general".into(),
+        };
+        assert_eq!(found.problems, std::slice::from_ref(&problem));
+        let text = TargetProblem::new(0, &target, Some("111122223333"), problem).describe();
+        assert!(
+            text.ends_with("node group general does not exist in cluster prod-b"),
+            "{text}"
+        );
     }
 }

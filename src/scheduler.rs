@@ -45,7 +45,7 @@ use crate::discovery::{self, Discovery, Problem};
 use crate::eks::{CallError, Eks};
 use crate::limits::{Backoff, Limiters, RetryPolicy, later, paced};
 use crate::model::{
-    ErrorKind, Gone, Input, Operation, Overdue, PollFailure, ResourceKey, Shard, Timestamp,
+    ErrorKind, Gone, Input, Kind, Operation, Overdue, PollFailure, ResourceKey, Shard, Timestamp,
 };
 use crate::selection::{Change, Selection, restored_end};
 use crate::state::{Labels, State};
@@ -133,7 +133,7 @@ enum Message {
 #[allow(clippy::large_enum_variant)]
 enum Outcome {
     Input(Input),
-    /// The profile's cluster is gone: so is every profile in it.
+    /// The resource's cluster is gone: so is everything in it, and the cluster itself.
     ClusterGone {
         observed_at: Timestamp,
     },
@@ -266,7 +266,7 @@ async fn discovery_loop<E: Eks>(
                 (
                     None,
                     Discovery {
-                        profiles: Vec::new(),
+                        resources: Vec::new(),
                         problems: vec![problem],
                     },
                 )
@@ -456,13 +456,15 @@ impl<E: Eks + 'static> Core<E> {
                 self.state.apply(&input);
             }
             Outcome::ClusterGone { observed_at } => {
-                let gone = self.selection.in_cluster(&key);
+                let mut gone = self.selection.in_cluster(&key);
+                // What the cluster holds ends first, then the cluster itself.
+                gone.sort_by_key(|key| key.kind == Kind::CLUSTER);
                 tracing::info!(
                     account_id = %key.account_id,
                     region = %key.region,
                     cluster = %key.cluster,
-                    profiles = gone.len(),
-                    "cluster is gone; so are its profiles"
+                    resources = gone.len(),
+                    "cluster is gone; so is everything in it"
                 );
                 for key in gone {
                     self.forget(&key);
@@ -649,6 +651,10 @@ async fn describe<E: Eks>(
         observed_at,
     }));
     Some(match listed {
+        // A cluster that is gone ends what it holds, then itself.
+        Ok(names) if !names.contains(&key.name) && key.kind == Kind::CLUSTER => {
+            Outcome::ClusterGone { observed_at }
+        }
         Ok(names) if !names.contains(&key.name) => gone,
         Err(error) if error.kind == ErrorKind::NotFound => {
             let clusters = Box::pin(discovery::list_all(&limiter, policy, |token| {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Target;
 use crate::discovery::{Discovery, Problem};
-use crate::model::{Gone, Input, ResourceKey, Shard, Timestamp, Unmonitored};
+use crate::model::{Gone, Input, Kind, ResourceKey, Shard, Timestamp, Unmonitored};
 
 /// What every target selects.
 #[derive(Clone, Debug, Default)]
@@ -108,7 +108,9 @@ impl Selection {
             return Vec::new();
         };
         let new = listed(account_id, region, discovery, &old);
-        let removed: Vec<ResourceKey> = old.difference(&new).cloned().collect();
+        let mut removed: Vec<ResourceKey> = old.difference(&new).cloned().collect();
+        // A cluster ends after its node groups, add-ons, profiles and capabilities.
+        removed.sort_by_key(|key| key.kind == Kind::CLUSTER);
         let added: Vec<ResourceKey> = new.difference(&old).cloned().collect();
         self.targets[index] = Some(new);
         let mut changes: Vec<Change> = removed
@@ -183,20 +185,21 @@ fn listed(
 ) -> BTreeSet<ResourceKey> {
     let mut kept = BTreeSet::new();
     for problem in &discovery.problems {
-        if let Problem::Failed { cluster, .. } = problem {
-            kept.extend(
-                before
-                    .iter()
-                    .filter(|k| cluster.as_ref().is_none_or(|c| *c == k.cluster))
-                    .cloned(),
-            );
+        if let Problem::Failed { cluster, error } = problem {
+            // A failed list of one kind keeps that kind's resources of the cluster.
+            let unlisted = |k: &ResourceKey| {
+                cluster
+                    .as_ref()
+                    .is_none_or(|c| *c == k.cluster && k.kind.spec().list == error.operation)
+            };
+            kept.extend(before.iter().filter(|k| unlisted(k)).cloned());
         }
     }
     discovery
-        .profiles
+        .resources
         .iter()
-        .map(|(cluster, profile)| {
-            ResourceKey::fargate_profile(account_id, region, cluster.as_str(), profile.as_str())
+        .map(|(kind, cluster, name)| {
+            ResourceKey::new(*kind, account_id, region, cluster.as_str(), name.as_str())
         })
         .chain(kept)
         .collect()
@@ -247,7 +250,7 @@ pub fn covers(target: &Target, shard: Shard, key: &ResourceKey) -> bool {
     shard.owns(&key.account_id, &key.region, &key.cluster)
         && target.region == key.region
         && target.cluster.matches(&key.cluster)
-        && target.profiles.iter().any(|p| p.matches(&key.name))
+        && target.selects(key.kind, &key.name)
 }
 
 #[cfg(test)]
@@ -266,9 +269,9 @@ mod tests {
 
     fn found(pairs: &[(&str, &str)]) -> Discovery {
         Discovery {
-            profiles: pairs
+            resources: pairs
                 .iter()
-                .map(|(c, p)| (c.to_string(), p.to_string()))
+                .map(|(c, p)| (Kind::FARGATE_PROFILE, c.to_string(), p.to_string()))
                 .collect(),
             problems: Vec::new(),
         }

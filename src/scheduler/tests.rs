@@ -252,7 +252,7 @@ impl Harness {
                 region: "us-east-1".into(),
                 cluster: Pattern::parse(cluster).unwrap(),
                 profiles: vec![Pattern::parse("*").unwrap()],
-                kinds: crate::model::Kind::ALL.to_vec(),
+                kinds: vec![Kind::FARGATE_PROFILE],
                 nodegroups: vec![Pattern::parse("*").unwrap()],
                 addons: vec![Pattern::parse("*").unwrap()],
                 labels: BTreeMap::new(),
