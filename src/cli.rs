@@ -124,6 +124,9 @@ pub fn check(path: &Path, env: &dyn Environment, out: &mut dyn Write, err: &mut 
                 let _ = writeln!(err, "warning: {warning}");
             }
             let config = &loaded.config;
+            for warning in config::budget::warnings(config) {
+                let _ = writeln!(err, "warning: {}: {warning}", path.display());
+            }
             tracing::debug!(
                 path = %path.display(),
                 targets = config.targets.len(),

@@ -3,6 +3,7 @@
 //! would stop at the first). `${VAR}` is expanded in string values after parsing; keys that hold
 //! secrets also accept `<key>_file`. Secrets never appear in messages.
 
+pub mod budget;
 mod duration;
 pub mod files;
 mod reader;

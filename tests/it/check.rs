@@ -686,3 +686,26 @@ fn a_state_path_that_is_a_symbolic_link_is_a_warning() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_lane_whose_named_resources_exceed_its_rate_is_a_warning_not_a_failure() {
+    let names: Vec<String> = (0..30).map(|n| format!("\"p{n}\"")).collect();
+    let text = format!(
+        "[poll]\ninterval = \"20s\"\nmax_requests_per_second = 1\n[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\naccount_id = \"111122223333\"\nkinds = [\"fargate_profile\"]\nprofiles = [{}]\n",
+        names.join(", ")
+    );
+    let checked = check_config(&text, &[]);
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    let expected = format!(
+        "warning: {}: lane us-east-1 (account 111122223333): the targets name 30 resources, but max_requests_per_second = 1 allows 20 describes per interval of 20s",
+        checked.path.display()
+    );
+    assert!(checked.stderr.contains(&expected), "{}", checked.stderr);
+
+    // Within the budget, or unknown (a glob): no warning.
+    let fits = text.replace("max_requests_per_second = 1", "max_requests_per_second = 2");
+    let checked = check_config(&fits, &[]);
+    assert!(!checked.stderr.contains("lane "), "{}", checked.stderr);
+    let glob = "[[targets]]\nregion = \"us-east-1\"\ncluster = \"*\"\n";
+    assert!(!check_config(glob, &[]).stderr.contains("lane "));
+}
