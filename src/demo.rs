@@ -265,11 +265,11 @@ fn section<'a>(page: &'a str, id: &str) -> &'a str {
 fn section_has_row(page: &str, id: &str, key: &ResourceKey, cells: &[&str]) -> bool {
     let account = format!("<td>{}</td>", escape(&key.account_id));
     let cluster = format!("<td>{}</td>", escape(&key.cluster));
-    let profile = format!("<td class=\"profile\">{}</td>", escape(&key.name));
+    let name = format!("<td class=\"name\">{}</td>", escape(&key.name));
     section(page, id).split("<tr").any(|row| {
         row.contains(&account)
             && row.contains(&cluster)
-            && row.contains(&profile)
+            && row.contains(&name)
             && cells.iter().all(|cell| row.contains(cell))
     })
 }

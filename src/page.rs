@@ -85,8 +85,8 @@ pub fn render(snapshot: &Snapshot, ready: bool, now: Timestamp) -> String {
     profiles(&mut html, &rows, now);
     html.push_str(
         "<footer><p><a href=\"metrics\">/metrics</a> · \
-         <a href=\"api/v1/profiles?pretty\">/api/v1/profiles</a> · \
-         <a href=\"api/v1/profiles?unhealthy=true&amp;pretty\">unhealthy as JSON</a> · \
+         <a href=\"api/v1/resources?pretty\">/api/v1/resources</a> · \
+         <a href=\"api/v1/resources?unhealthy=true&amp;pretty\">unhealthy as JSON</a> · \
          <a href=\"readyz\">/readyz</a> · <a href=\"healthz\">/healthz</a></p></footer>\n\
          </body></html>\n",
     );
@@ -126,7 +126,7 @@ fn readiness(
     if !ready {
         let _ = writeln!(
             html,
-            "<p id=\"readiness\" class=\"bad\">Not ready: discovery or the first describe of every profile is not done ({described} of {} profiles described so far).</p>",
+            "<p id=\"readiness\" class=\"bad\">Not ready: discovery or the first describe of every resource is not done ({described} of {} resources described so far).</p>",
             summary.monitored
         );
     } else if problems > 0 {
@@ -138,7 +138,7 @@ fn readiness(
     } else {
         let _ = writeln!(
             html,
-            "<p id=\"readiness\" class=\"ok\">Ready: every target was discovered and every profile attempted.</p>"
+            "<p id=\"readiness\" class=\"ok\">Ready: every target was discovered and every resource attempted.</p>"
         );
     }
     if problems > 0 {
@@ -161,7 +161,7 @@ fn readiness(
     }
     let _ = writeln!(
         html,
-        "<p>As of {} (refreshes every {REFRESH_SECONDS} s). A profile is stale when it was not attempted for {}. {} poll cycles overran their interval.</p>",
+        "<p>As of {} (refreshes every {REFRESH_SECONDS} s). A resource is stale when it was not attempted for {}. {} poll cycles overran their interval.</p>",
         now.to_rfc3339(),
         short_duration(snapshot.stale_after),
         snapshot.overruns,
@@ -196,7 +196,7 @@ fn counts(html: &mut String, summary: &Summary) {
     html.push_str("</dl></section>\n");
 }
 
-/// The profile's name cells: account, region, cluster, profile, labels.
+/// The resource's name cells: kind, account, region, cluster, name, labels.
 fn name_cells(html: &mut String, entry: &Entry) {
     let key = &entry.state.key;
     let labels: Vec<String> = entry
@@ -206,7 +206,8 @@ fn name_cells(html: &mut String, entry: &Entry) {
         .collect();
     let _ = write!(
         html,
-        "<td>{}</td><td>{}</td><td>{}</td><td class=\"profile\">{}</td><td>{}</td>",
+        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"name\">{}</td><td>{}</td>",
+        key.kind.spec().noun,
         shown(&key.account_id, NAME_CHARS),
         shown(&key.region, NAME_CHARS),
         shown(&key.cluster, NAME_CHARS),
@@ -216,7 +217,7 @@ fn name_cells(html: &mut String, entry: &Entry) {
 }
 
 const NAME_HEADINGS: &str =
-    "<th>account</th><th>region</th><th>cluster</th><th>profile</th><th>labels</th>";
+    "<th>kind</th><th>account</th><th>region</th><th>cluster</th><th>name</th><th>labels</th>";
 
 fn table_start(html: &mut String, id: &str, title: &str, headings: &str) {
     let _ = writeln!(
@@ -256,7 +257,7 @@ fn unhealthy(html: &mut String, rows: &[(&Entry, Health)], now: Timestamp) {
             html,
             "unhealthy",
             "Open issues",
-            "None: no profile has an open health issue.",
+            "None: no resource has an open health issue.",
         );
     }
     issues.sort_by_key(|(entry, episode)| (episode.since, &entry.state.key));
@@ -282,7 +283,7 @@ fn unhealthy(html: &mut String, rows: &[(&Entry, Health)], now: Timestamp) {
         html,
         MAX_ROWS.min(issues.len()),
         issues.len(),
-        "api/v1/profiles?unhealthy=true&amp;pretty",
+        "api/v1/resources?unhealthy=true&amp;pretty",
     );
 }
 
@@ -315,7 +316,7 @@ fn failed(html: &mut String, rows: &[(&Entry, Health)]) {
         html,
         MAX_ROWS.min(failed.len()),
         failed.len(),
-        "api/v1/profiles?unhealthy=true&amp;pretty",
+        "api/v1/resources?unhealthy=true&amp;pretty",
     );
 }
 
@@ -330,7 +331,7 @@ fn not_described(html: &mut String, rows: &[(&Entry, Health)], now: Timestamp) {
             html,
             "not-described",
             "Not described",
-            "None: the last describe of every profile succeeded.",
+            "None: the last describe of every resource succeeded.",
         );
     }
     table_start(
@@ -360,13 +361,13 @@ fn not_described(html: &mut String, rows: &[(&Entry, Health)], now: Timestamp) {
         html,
         MAX_ROWS.min(down.len()),
         down.len(),
-        "api/v1/profiles?up=false&amp;pretty",
+        "api/v1/resources?up=false&amp;pretty",
     );
 }
 
 fn stalest(html: &mut String, rows: &[(&Entry, Health)], now: Timestamp) {
     if rows.is_empty() {
-        return none(html, "stalest", "Stalest", "No profile is monitored yet.");
+        return none(html, "stalest", "Stalest", "No resource is monitored yet.");
     }
     let mut oldest: Vec<&(&Entry, Health)> = rows.iter().collect();
     oldest.sort_by_key(|(entry, _)| (entry.freshness(), &entry.state.key));
@@ -514,7 +515,7 @@ fn profiles(html: &mut String, rows: &[(&Entry, Health)], now: Timestamp) {
     table_start(
         html,
         "profiles",
-        "Profiles (unhealthy first)",
+        "Resources (unhealthy first)",
         &format!("{NAME_HEADINGS}<th>status</th><th>issues</th><th>described</th>"),
     );
     for (entry, health) in ordered.iter().take(MAX_ROWS) {
@@ -557,7 +558,7 @@ fn profiles(html: &mut String, rows: &[(&Entry, Health)], now: Timestamp) {
         html,
         MAX_ROWS.min(ordered.len()),
         ordered.len(),
-        "api/v1/profiles?pretty",
+        "api/v1/resources?pretty",
     );
 }
 

@@ -553,7 +553,7 @@ async fn gzip_and_plain_scrapes_agree_and_only_get_and_head_are_allowed() {
     assert!(profile["issues"][0]["episode_id"].as_str().unwrap().len() > 8);
     let (status, body) = http(addr, "GET", "/", "").await;
     assert_eq!(status, 200);
-    assert!(body.contains("/metrics") && body.contains("api/v1/profiles"));
+    assert!(body.contains("/metrics") && body.contains("api/v1/resources"));
     assert_eq!(http(addr, "GET", "/nope", "").await.0, 404);
     daemon.stop().await;
 }
