@@ -154,7 +154,7 @@ impl Daemon {
                     pending = saved.outbox.len(),
                     "state file loaded"
                 );
-                state.restore(saved);
+                state.restore(saved, clock.now());
             }
             store::Loaded::Missing => {
                 tracing::info!(path = %path.display(), "no state file: a first start, open issues are alerted once");

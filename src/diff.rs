@@ -116,8 +116,10 @@ impl Sequence {
         self.last
     }
 
+    /// The next number; at `u64::MAX` it stays there (never wraps to 0, which receivers
+    /// would take for an old event).
     fn next(&mut self) -> u64 {
-        self.last += 1;
+        self.last = self.last.saturating_add(1);
         self.last
     }
 }

@@ -192,9 +192,9 @@ impl State {
         &self.outbox
     }
 
-    /// Takes back what the state file held: the sequence counter, the resources (which wait
-    /// for discovery to select them again) and the events not delivered yet.
-    pub fn restore(&self, saved: Saved) {
+    /// Takes back what the state file held at `now`: the sequence counter, the resources
+    /// (which wait for discovery to select them again) and the events not delivered yet.
+    pub fn restore(&self, saved: Saved, now: Timestamp) {
         let mut inner = self.lock();
         inner.sequence = Sequence::starting_after(saved.sequence);
         inner.restored = saved
@@ -210,7 +210,7 @@ impl State {
                 (resource.key, restored)
             })
             .collect();
-        self.outbox.restore(saved.outbox);
+        self.outbox.restore(saved.outbox, now);
     }
 
     /// Raises the sequence counter so that the next number is above `at_least` (see
@@ -588,7 +588,7 @@ mod tests {
         // Restored: one rediscovered and described, one waiting for discovery, one never
         // described (not saved), and events waiting in the outbox.
         let second = State::new(Rules::default(), vec![subscription(100)]);
-        second.restore(saved);
+        second.restore(saved, Timestamp::from_secs(100));
         second.discovered(&key(), Arc::default(), Timestamp::from_secs(20));
         second.apply(&observed(30, &["AccessDenied", "ClusterUnreachable"]));
         let never = ResourceKey::fargate_profile("111122223333", "us-east-1", "prod", "never");
@@ -612,7 +612,7 @@ mod tests {
         let (_, saved) = first.to_save();
 
         let second = State::new(Rules::default(), vec![subscription(100)]);
-        second.restore(saved);
+        second.restore(saved, Timestamp::from_secs(100));
         second.discovered(&key(), Arc::default(), Timestamp::from_secs(50));
         assert!(second.apply(&observed(60, &["AccessDenied"])).is_empty());
         let resolved: Vec<Event> = [70, 80]
@@ -640,6 +640,15 @@ mod tests {
         assert!(sequence_floor(at(2_800 * 365 * 86_400)) < 1 << 53);
         assert_eq!(sequence_floor(at(200_000_000_000_000)), u64::MAX);
 
+        let saturated = State::new(Rules::default(), Vec::new());
+        saturated.raise_sequence(u64::MAX);
+        saturated.discovered(&key(), Arc::default(), Timestamp::from_secs(1));
+        let events = saturated.apply(&observed(10, &["AccessDenied"]));
+        assert!(
+            events.iter().all(|e| e.sequence == u64::MAX),
+            "never wraps to 0"
+        );
+
         let state = State::new(Rules::default(), vec![subscription(100)]);
         state.raise_sequence(1_000);
         state.raise_sequence(10);
@@ -648,7 +657,7 @@ mod tests {
         assert_eq!(events[0].sequence, 1_001);
         let (_, saved) = state.to_save();
         let restarted = State::new(Rules::default(), vec![subscription(100)]);
-        restarted.restore(saved);
+        restarted.restore(saved, Timestamp::from_secs(100));
         restarted.raise_sequence(5);
         assert_eq!(
             restarted.to_save().1.sequence,

@@ -218,7 +218,10 @@ impl std::fmt::Display for ReadError {
 pub fn load(path: &Path, clock: &Clock) -> Loaded {
     let prev = prev_path(path);
     match read(path) {
-        Ok(Some(saved)) => Loaded::Found(saved),
+        Ok(Some(saved)) => {
+            keep_version_1(path);
+            Loaded::Found(saved)
+        }
         Ok(None) => match read(&prev) {
             // The file is missing but a previous one exists: a crash between writes of an
             // older version, or a file removed by hand. Use it.
@@ -249,6 +252,36 @@ pub fn load(path: &Path, clock: &Clock) -> Loaded {
                     Loaded::Corrupt { moved_to }
                 }
             }
+        }
+    }
+}
+
+/// The copy of a version-1 state file kept at the first start of this version, for a
+/// downgrade: `<path>.v1`.
+pub fn v1_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".v1")
+}
+
+/// When the file at `path` is of version 1 (it was just read, so it is small and regular),
+/// copies it to [`v1_path`] unless a copy is there already: the writes that follow replace
+/// both it and `.prev` with version 2, which 0.1.0 cannot read.
+fn keep_version_1(path: &Path) {
+    let mut bytes = Vec::new();
+    let read = File::open(path).and_then(|file| file.take(MAX_FILE_BYTES).read_to_end(&mut bytes));
+    if read.is_err() {
+        return;
+    }
+    let version = serde_json::from_slice::<Version>(&bytes).map(|v| v.version);
+    let copy = v1_path(path);
+    if version.ok() != Some(v1::VERSION) || copy.exists() {
+        return;
+    }
+    match fs::write(&copy, &bytes) {
+        Ok(()) => {
+            tracing::info!(path = %copy.display(), "kept the version-1 state file for a downgrade to 0.1.0")
+        }
+        Err(error) => {
+            tracing::warn!(path = %copy.display(), %error, "cannot keep a copy of the version-1 state file")
         }
     }
 }

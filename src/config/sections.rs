@@ -223,6 +223,13 @@ fn server(r: &mut Reader<'_>, t: Table<'_, '_>, base_dir: &Path) -> Server {
         .unwrap_or(default_listen);
     let external_url = r.string(t, "external_url").and_then(|s| {
         let url = http_url(r, &s, "external_url")?;
+        if url.query().is_some() || url.fragment().is_some() {
+            r.error(
+                &s.span,
+                "`external_url` must not have a query or a fragment: links are made below its path",
+            );
+            return None;
+        }
         if !url.username().is_empty() || url.password().is_some() {
             // Links in alerts and on the page carry it: a password would reach every receiver.
             r.error(

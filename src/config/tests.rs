@@ -376,6 +376,10 @@ fn server_keys_are_checked() {
         2,
         "not an http:// or https:// URL",
     );
+    for tail in ["?tok=hunter2", "/x#frag"] {
+        let text = format!("[server]\nexternal_url = \"https://fhm.example.com{tail}\"\n{TARGET}");
+        one_problem(&text, 2, "must not have a query or a fragment");
+    }
     for userinfo in ["u:hunter2@", "u@", ":hunter2@"] {
         let text =
             format!("[server]\nexternal_url = \"https://{userinfo}fhm.example.com\"\n{TARGET}");

@@ -173,13 +173,21 @@ impl Outbox {
         }
     }
 
-    /// Takes back the events the state file held, as due at once, to sinks that still exist;
-    /// those of other sinks are dropped with a WARN.
-    pub fn restore(&self, saved: Vec<Pending>) {
+    /// Takes back the events the state file held at `now`, to sinks that still exist; those
+    /// of other sinks are dropped with a WARN. Times the file puts ahead of `now` (a clock
+    /// that was ahead when they were written) are brought back: an event enqueued "later"
+    /// counts as enqueued now, and a retry due more than [`worker::RETRY_AFTER_CEILING`] ahead
+    /// is due now, so no event holds back its resource for longer than a retry can.
+    pub fn restore(&self, saved: Vec<Pending>, now: Timestamp) {
         let mut queues = self.lock();
         let mut orphans: BTreeMap<String, usize> = BTreeMap::new();
+        let latest_retry = worker::later(now, worker::RETRY_AFTER_CEILING);
         for mut pending in saved {
             pending.generation = 0;
+            pending.enqueued_at = pending.enqueued_at.min(now);
+            if pending.not_before.is_some_and(|at| at > latest_retry) {
+                pending.not_before = Some(now);
+            }
             match queues.by_sink.get_mut(&pending.sink) {
                 Some(queue) => queue.push_back(pending),
                 None => *orphans.entry(pending.sink).or_default() += 1,

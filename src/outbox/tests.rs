@@ -150,7 +150,7 @@ fn a_restored_event_is_due_at_once_and_one_for_a_removed_sink_is_dropped() {
     let (_, contents) = first.contents();
     assert_eq!(contents.len(), 2);
     let second = Outbox::new(vec![subscription("kept", &["FAILED"], 100)]);
-    second.restore(contents);
+    second.restore(contents, at);
     let restored = second.next_for("kept", at, DAY).pending.unwrap();
     assert_eq!(restored.event.key, key(1));
     assert_eq!(second.contents().1.len(), 1);
@@ -440,7 +440,7 @@ fn run(ops: Vec<Op>) {
             Op::Tick(ms) => now = later_by(now, ms.into()),
             Op::Crash => {
                 outbox = new_outbox();
-                outbox.restore(file_contents.clone());
+                outbox.restore(file_contents.clone(), now);
                 model.queues = model.file.clone();
                 model.copy = None;
                 copy_contents = None;
@@ -480,4 +480,27 @@ proptest! {
     ) {
         run(ops);
     }
+}
+
+#[test]
+fn times_a_file_puts_ahead_of_the_clock_hold_nothing_back_after_a_restore() {
+    let now = Timestamp::from_secs(1_000_000);
+    let ahead = Timestamp::from_secs(1_000_000 + 10 * 86_400);
+    let first = Outbox::new(vec![subscription("hook", &["FAILED"], 100)]);
+    first.record(true, &[event(0, 1, "FAILED", ahead)], &Labels::new(), ahead);
+    first.record(true, &[event(1, 2, "FAILED", now)], &Labels::new(), now);
+    let (_, mut contents) = first.contents();
+    contents[0].not_before = Some(ahead);
+    // A retry due within the hour stays as it was.
+    let soon = Timestamp::from_secs(1_000_000 + 600);
+    contents[1].not_before = Some(soon);
+    let second = Outbox::new(vec![subscription("hook", &["FAILED"], 100)]);
+    second.restore(contents, now);
+    let next = second.next_for("hook", now, Duration::from_secs(3600));
+    let pending = next.pending.unwrap();
+    assert_eq!(pending.event.sequence, 1);
+    assert_eq!((pending.enqueued_at, pending.not_before), (now, Some(now)));
+    assert_eq!(next.wake, None);
+    let (_, restored) = second.contents();
+    assert_eq!(restored[1].not_before, Some(soon));
 }

@@ -207,6 +207,9 @@ type = "log"
 
     let written: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(written["version"], 2);
+    // The version-1 file is kept, byte for byte, for a downgrade to 0.1.0.
+    let kept = fargate_health_monitor::store::v1_path(&state);
+    assert_eq!(std::fs::read(&kept).unwrap(), FIXTURE.as_bytes());
     assert!(written.get("profiles").is_none());
     let resources = written["resources"].as_array().unwrap();
     assert_eq!(
