@@ -47,7 +47,7 @@ fn harness() -> &'static Harness {
     HARNESS.get_or_init(|| {
         let state = Arc::new(State::new(Rules::default(), Vec::new()));
         if let Ok(saved) = store::decode(SEED_STATE) {
-            state.restore(saved);
+            state.restore(saved, Clock::wall().now());
         }
         let hash = bcrypt::hash("fuzz", 4).expect("bcrypt hashes");
         let server = Server {
