@@ -1559,7 +1559,11 @@ fn a_target_watches_every_kind_unless_it_names_some_with_globs_per_kind() {
 #[test]
 fn kinds_and_name_globs_that_cannot_work_are_refused() {
     let base = "[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n";
-    one_problem(&format!("{base}kinds = []\n"), 4, "`kinds` must not be empty");
+    one_problem(
+        &format!("{base}kinds = []\n"),
+        4,
+        "`kinds` must not be empty",
+    );
     one_problem(
         &format!("{base}kinds = [\"widget\"]\n"),
         4,
@@ -1570,6 +1574,10 @@ fn kinds_and_name_globs_that_cannot_work_are_refused() {
         4,
         "is named twice",
     );
-    one_problem(&format!("{base}nodegroups = []\n"), 4, "`nodegroups` must not be empty");
+    one_problem(
+        &format!("{base}nodegroups = []\n"),
+        4,
+        "`nodegroups` must not be empty",
+    );
     one_problem(&format!("{base}addons = [\"a b\"]\n"), 4, "`addons`:");
 }

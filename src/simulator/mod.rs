@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 
 pub use populate::{Population, account_id, reader_role};
 pub use world::{
-    AssumedCredentials, Command, CommandError, Fault, FaultKind, Health, IssueSpec, LoggedRequest,
-    Profile, Scope, World,
+    Addon, AssumedCredentials, Capability, Cluster, Command, CommandError, Fault, FaultKind,
+    Health, IssueSpec, LoggedRequest, Nodegroup, NodegroupSettings, Profile, Scaling, Scope, World,
 };
 
 use crate::clock::Clock;
