@@ -104,7 +104,13 @@ pub struct SimulateArgs {
     /// Fargate profiles per cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub profiles_per_cluster: u32,
-    /// The share of profiles with a health issue, from 0 to 1.
+    /// Managed node groups per cluster.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub nodegroups_per_cluster: u32,
+    /// Add-ons per cluster.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub addons_per_cluster: u32,
+    /// The share of profiles (and of node groups and add-ons) with a health issue, from 0 to 1.
     #[arg(long, default_value_t = 0.1, value_parser = share)]
     pub unhealthy_share: f64,
 }
@@ -384,6 +390,8 @@ pub async fn simulate(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Wr
         regions: args.regions.clone(),
         clusters_per_region: args.clusters as usize,
         profiles_per_cluster: args.profiles_per_cluster as usize,
+        nodegroups_per_cluster: args.nodegroups_per_cluster as usize,
+        addons_per_cluster: args.addons_per_cluster as usize,
         unhealthy_share: args.unhealthy_share,
     };
     if let Err(error) = simulator.populate(&population) {
@@ -394,6 +402,7 @@ pub async fn simulate(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Wr
         out,
         "simulated EKS and STS on {url} (control API on {control})\n\
          {profiles} profiles: {accounts} account(s) x {regions} region(s) x {clusters} cluster(s) x {per} profile(s)\n\
+         and {nodegroups} node group(s), {addons} add-on(s): {ng_per} and {addons_per} per cluster\n\
          sign with AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret}\n\
          other accounts: role_arn = \"{role}\" (account ids count up from 222233330001)\n\
          stop with Ctrl-C",
@@ -404,6 +413,10 @@ pub async fn simulate(args: &SimulateArgs, out: &mut dyn Write, err: &mut dyn Wr
         regions = population.regions.len(),
         clusters = population.clusters_per_region,
         per = population.profiles_per_cluster,
+        nodegroups = population.nodegroups(),
+        addons = population.addons(),
+        ng_per = population.nodegroups_per_cluster,
+        addons_per = population.addons_per_cluster,
         key = simulator::DEFAULT_ACCESS_KEY_ID,
         secret = simulator::DEFAULT_SECRET_ACCESS_KEY,
         role = simulator::reader_role("<account>"),

@@ -27,6 +27,8 @@ pub fn population() -> Population {
         regions: vec![REGION.to_owned()],
         clusters_per_region: 3,
         profiles_per_cluster: 4,
+        nodegroups_per_cluster: 2,
+        addons_per_cluster: 2,
         unhealthy_share: 0.0,
     }
 }

@@ -208,6 +208,7 @@ fn scope_matches(scope: &Scope, request: &LoggedRequest) -> bool {
         && field(&scope.region, &request.region)
         && field(&scope.cluster, &request.cluster)
         && field(&scope.profile, &request.profile)
+        && field(&scope.name, &request.name)
 }
 
 /// The successful describes per incarnation (by ARN), in log order, and the count of failed ones.
@@ -755,6 +756,7 @@ mod tests {
                 region: Some("us-east-1".into()),
                 cluster: Some("prod".into()),
                 profile: Some("default".into()),
+                name: Some("default".into()),
                 status,
                 at: Timestamp::from_millis(at),
             });

@@ -1,8 +1,8 @@
 //! A simulated EKS and STS on loopback, for `demo`, the tests and the benchmark.
 //!
 //! One port speaks the AWS wire formats the official SDK parses: EKS REST-JSON
-//! (`GET /clusters`, `GET /clusters/{name}/fargate-profiles`,
-//! `GET /clusters/{name}/fargate-profiles/{profile}`) and STS Query/XML on `POST /`
+//! (`GET /clusters`, `GET /clusters/{name}`, and `GET /clusters/{name}/{collection}[/{item}]`
+//! for `fargate-profiles`, `node-groups`, `addons` and `capabilities`) and STS Query/XML on `POST /`
 //! (`GetCallerIdentity`, `AssumeRole`). Point the SDK's `endpoint_url` and `sts_endpoint_url` at
 //! [`Simulator::endpoint_url`]. Requests act in the account of the access key id that signed
 //! them, so credentials from `AssumeRole` see the role's account. A second port takes
@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 
 pub use populate::{Population, account_id, reader_role};
 pub use world::{
-    AssumedCredentials, Command, CommandError, Fault, FaultKind, Health, IssueSpec, LoggedRequest,
-    Profile, Scope, World,
+    Addon, AssumedCredentials, Capability, Cluster, Command, CommandError, Fault, FaultKind,
+    Health, IssueSpec, LoggedRequest, Nodegroup, NodegroupSettings, Profile, Scaling, Scope, World,
 };
 
 use crate::clock::Clock;
@@ -147,6 +147,50 @@ impl Simulator {
             health,
         };
         // Adding a profile cannot fail.
+        let _ = self.apply(command);
+    }
+
+    /// Adds (or replaces) a resource of any kind with a status and health and generated
+    /// settings, creating its cluster if needed; for a cluster, sets its status and health.
+    pub fn add_resource(&self, key: &ResourceKey, status: &str, health: Health) {
+        let status = status.to_owned();
+        let key = key.clone();
+        let command = match key.kind.name() {
+            "nodegroup" => Command::AddNodegroup {
+                key,
+                status,
+                health,
+                settings: NodegroupSettings::default(),
+            },
+            "addon" => Command::AddAddon {
+                key,
+                status,
+                health,
+                addon_version: None,
+            },
+            "capability" => Command::AddCapability {
+                key,
+                status,
+                health,
+                capability_type: None,
+                role_arn: None,
+            },
+            "cluster" => Command::AddCluster {
+                account_id: key.account_id,
+                region: key.region,
+                cluster: key.cluster,
+                status: Some(status),
+                health: Some(health),
+                version: None,
+                platform_version: None,
+            },
+            _ => Command::AddProfile {
+                key,
+                status,
+                health,
+            },
+        };
+        // Adding cannot fail.
         let _ = self.apply(command);
     }
 

@@ -1,9 +1,10 @@
-//! A generated world for `simulate`, `demo` and the benchmark: accounts × regions × clusters ×
-//! profiles, a share of them with health issues, and a role per extra account.
+//! A generated world for `simulate`, `demo` and the benchmark: accounts × regions × clusters,
+//! each with its Fargate profiles, managed node groups and add-ons, a share of each kind with
+//! health issues, and a role per extra account.
 
 use crate::model::{IssueCode, Kind, ResourceKey};
 
-use super::world::{Command, Health, IssueSpec};
+use super::world::{Command, Health, IssueSpec, NodegroupSettings};
 use super::{DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCOUNT};
 
 /// The shape of a generated world.
@@ -13,7 +14,12 @@ pub struct Population {
     pub regions: Vec<String>,
     pub clusters_per_region: usize,
     pub profiles_per_cluster: usize,
-    /// The share of profiles, from 0 to 1, that have a health issue.
+    /// Managed node groups per cluster (`ng-00`, `ng-01`, …).
+    pub nodegroups_per_cluster: usize,
+    /// Add-ons per cluster (`coredns`, `kube-proxy`, `vpc-cni`, … then `addon-05`, …).
+    pub addons_per_cluster: usize,
+    /// The share of profiles, from 0 to 1, that have a health issue (and so of node groups and
+    /// of add-ons, each kind counted on its own).
     pub unhealthy_share: f64,
 }
 
@@ -24,8 +30,57 @@ impl Default for Population {
             regions: vec!["us-east-1".to_owned()],
             clusters_per_region: 3,
             profiles_per_cluster: 3,
+            nodegroups_per_cluster: 2,
+            addons_per_cluster: 2,
             unhealthy_share: 0.1,
         }
+    }
+}
+
+/// The names and versions of the first generated add-ons.
+const ADDONS: [(&str, &str); 5] = [
+    ("coredns", "v1.12.1-eksbuild.2"),
+    ("kube-proxy", "v1.33.0-eksbuild.2"),
+    ("vpc-cni", "v1.19.5-eksbuild.1"),
+    ("aws-ebs-csi-driver", "v1.44.0-eksbuild.1"),
+    ("eks-pod-identity-agent", "v1.3.7-eksbuild.2"),
+];
+
+/// Spreads health issues evenly over one kind's resources, cycling through its known codes.
+#[derive(Debug)]
+struct Spread {
+    kind: Kind,
+    share: f64,
+    seen: usize,
+    unhealthy: usize,
+}
+
+impl Spread {
+    fn new(kind: Kind, share: f64) -> Self {
+        Self {
+            kind,
+            share: share.clamp(0.0, 1.0),
+            seen: 0,
+            unhealthy: 0,
+        }
+    }
+
+    /// The health of the next resource: unhealthy when the count of unhealthy ones so far falls
+    /// behind the share; `healthy` otherwise.
+    fn next(&mut self, name: &str, healthy: Health) -> Health {
+        self.seen += 1;
+        let behind = (self.unhealthy as f64) < self.share * self.seen as f64;
+        if !behind {
+            return healthy;
+        }
+        self.unhealthy += 1;
+        let codes = self.kind.spec().codes;
+        let code = IssueCode::from_wire(codes[self.unhealthy % codes.len()]);
+        Health::Issues(vec![IssueSpec {
+            code: code.as_str().to_owned(),
+            message: format!("simulated {} on {name}", code.as_str()),
+            resource_ids: vec![format!("eni-{:08x}", self.seen)],
+        }])
     }
 }
 
@@ -49,16 +104,31 @@ impl Population {
         self.accounts * self.regions.len() * self.clusters_per_region * self.profiles_per_cluster
     }
 
+    /// How many node groups the world will hold.
+    pub fn nodegroups(&self) -> usize {
+        self.clusters() * self.nodegroups_per_cluster
+    }
+
+    /// How many add-ons the world will hold.
+    pub fn addons(&self) -> usize {
+        self.clusters() * self.addons_per_cluster
+    }
+
+    fn clusters(&self) -> usize {
+        self.accounts * self.regions.len() * self.clusters_per_region
+    }
+
     /// The commands that build the world. Every account but the first is reached through its
-    /// [`reader_role`]; issues are spread evenly and cycle through the known codes.
+    /// [`reader_role`]; issues are spread evenly over each kind and cycle through its known
+    /// codes.
     pub fn commands(&self) -> Vec<Command> {
         let mut commands = vec![Command::AddAccessKey {
             access_key_id: DEFAULT_ACCESS_KEY_ID.to_owned(),
             account_id: DEFAULT_ACCOUNT.to_owned(),
         }];
-        let share = self.unhealthy_share.clamp(0.0, 1.0);
-        let mut index = 0usize;
-        let mut unhealthy = 0usize;
+        let mut profiles = Spread::new(Kind::FARGATE_PROFILE, self.unhealthy_share);
+        let mut nodegroups = Spread::new(Kind::NODEGROUP, self.unhealthy_share);
+        let mut addons = Spread::new(Kind::ADDON, self.unhealthy_share);
         for a in 0..self.accounts {
             let account = account_id(a);
             commands.push(Command::AddRole {
@@ -75,25 +145,37 @@ impl Population {
                             &cluster,
                             format!("profile-{p:02}"),
                         );
-                        index += 1;
-                        // Spread evenly: profile n is unhealthy when the count of unhealthy
-                        // ones so far falls behind the share.
-                        let health = if (unhealthy as f64) < share * index as f64 {
-                            unhealthy += 1;
-                            let codes = Kind::FARGATE_PROFILE.spec().codes;
-                            let code = IssueCode::from_wire(codes[unhealthy % codes.len()]);
-                            Health::Issues(vec![IssueSpec {
-                                code: code.as_str().to_owned(),
-                                message: format!("simulated {} on {}", code.as_str(), key.name),
-                                resource_ids: vec![format!("eni-{index:08x}")],
-                            }])
-                        } else {
-                            Health::Absent
-                        };
+                        let health = profiles.next(&key.name, Health::Absent);
                         commands.push(Command::AddProfile {
                             key,
                             status: "ACTIVE".to_owned(),
                             health,
+                        });
+                    }
+                    for n in 0..self.nodegroups_per_cluster {
+                        let name = format!("ng-{n:02}");
+                        let key =
+                            ResourceKey::new(Kind::NODEGROUP, &account, region, &cluster, name);
+                        let health = nodegroups.next(&key.name, Health::Issues(Vec::new()));
+                        commands.push(Command::AddNodegroup {
+                            key,
+                            status: "ACTIVE".to_owned(),
+                            health,
+                            settings: NodegroupSettings::default(),
+                        });
+                    }
+                    for n in 0..self.addons_per_cluster {
+                        let (name, version) = match ADDONS.get(n) {
+                            Some((name, version)) => ((*name).to_owned(), (*version).to_owned()),
+                            None => (format!("addon-{n:02}"), "v1.0.0-eksbuild.1".to_owned()),
+                        };
+                        let key = ResourceKey::new(Kind::ADDON, &account, region, &cluster, name);
+                        let health = addons.next(&key.name, Health::Issues(Vec::new()));
+                        commands.push(Command::AddAddon {
+                            key,
+                            status: "ACTIVE".to_owned(),
+                            health,
+                            addon_version: Some(version),
                         });
                     }
                 }
@@ -116,6 +198,8 @@ mod tests {
             regions: vec!["us-east-1".into(), "eu-west-1".into()],
             clusters_per_region: 5,
             profiles_per_cluster: 10,
+            nodegroups_per_cluster: 3,
+            addons_per_cluster: 7,
             unhealthy_share: 0.1,
         };
         let mut world = World::default();
@@ -130,6 +214,36 @@ mod tests {
             .filter(|(_, p)| matches!(&p.health, Health::Issues(i) if !i.is_empty()))
             .count();
         assert_eq!(sick, 20);
+        assert_eq!(world.count(Kind::NODEGROUP), population.nodegroups());
+        assert_eq!(world.count(Kind::NODEGROUP), 60);
+        assert_eq!(world.count(Kind::ADDON), 140);
+        let sick_groups = world
+            .clusters()
+            .flat_map(|(_, c)| c.nodegroups.values())
+            .filter(|g| matches!(&g.health, Health::Issues(i) if !i.is_empty()))
+            .count();
+        assert_eq!(sick_groups, 6);
+        let cluster = world
+            .cluster(&ResourceKey::fargate_profile(
+                account_id(1),
+                "eu-west-1",
+                "cluster-0004",
+                "",
+            ))
+            .unwrap();
+        let addons: Vec<&str> = cluster.addons.keys().map(String::as_str).collect();
+        assert_eq!(
+            addons,
+            [
+                "addon-05",
+                "addon-06",
+                "aws-ebs-csi-driver",
+                "coredns",
+                "eks-pod-identity-agent",
+                "kube-proxy",
+                "vpc-cni"
+            ]
+        );
         assert!(
             world
                 .assume_role(&reader_role(&account_id(1)), "s", None)

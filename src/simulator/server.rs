@@ -20,9 +20,12 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use super::world::{Command, Failure, Health, Page, Profile, Refusal, Request, World};
+use super::world::{
+    Addon, Capability, Cluster, Command, Failure, Health, IssueSpec, Nodegroup, Page, Profile,
+    Refusal, Request, World,
+};
 use crate::clock::Clock;
-use crate::model::{Operation, ResourceKey};
+use crate::model::{Kind, Operation, ResourceKey};
 
 /// The world shared by the servers and the Rust handle.
 pub type SharedWorld = Arc<Mutex<World>>;
@@ -134,7 +137,11 @@ pub async fn handle_aws(request: HttpRequest<Incoming>, world: SharedWorld, cloc
         account_id: None,
         region,
         cluster: route.cluster.clone(),
-        profile: route.profile.clone(),
+        profile: route
+            .name
+            .clone()
+            .filter(|_| route.operation == Operation::DescribeFargateProfile),
+        name: route.name.clone(),
     };
     let query = parts.uri.query().unwrap_or("");
     let (delay, reply) = answer(&mut lock(&world), &mut request, &route, query, &clock);
@@ -164,7 +171,8 @@ impl Drop for InFlight {
 struct Route {
     operation: Operation,
     cluster: Option<String>,
-    profile: Option<String>,
+    /// The described resource (for `DescribeCluster`, the cluster).
+    name: Option<String>,
     /// STS form parameters.
     params: Vec<(String, String)>,
 }
@@ -194,10 +202,10 @@ impl Unrouted {
 }
 
 fn route(method: &Method, path: &str, form: &[u8]) -> Result<Route, Unrouted> {
-    let route = |operation, cluster: Option<&str>, profile: Option<&str>| Route {
+    let route = |operation, cluster: Option<&str>, name: Option<&str>| Route {
         operation,
         cluster: cluster.map(percent_decode),
-        profile: profile.map(percent_decode),
+        name: name.map(percent_decode),
         params: Vec::new(),
     };
     if (method == Method::POST || method == Method::GET) && path == "/" {
@@ -220,17 +228,33 @@ fn route(method: &Method, path: &str, form: &[u8]) -> Result<Route, Unrouted> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let found = match (method, segments.as_slice()) {
         (&Method::GET, ["clusters"]) => Some(route(Operation::ListClusters, None, None)),
-        (&Method::GET, ["clusters", cluster, "fargate-profiles"]) => {
-            Some(route(Operation::ListFargateProfiles, Some(cluster), None))
-        }
-        (&Method::GET, ["clusters", cluster, "fargate-profiles", profile]) => Some(route(
-            Operation::DescribeFargateProfile,
+        (&Method::GET, ["clusters", cluster]) => Some(route(
+            Operation::DescribeCluster,
             Some(cluster),
-            Some(profile),
+            Some(cluster),
         )),
+        (&Method::GET, ["clusters", cluster, collection]) => {
+            let kind = collection_kind(collection)?;
+            Some(route(kind.spec().list, Some(cluster), None))
+        }
+        (&Method::GET, ["clusters", cluster, collection, name]) => {
+            let kind = collection_kind(collection)?;
+            Some(route(kind.spec().describe, Some(cluster), Some(name)))
+        }
         _ => None,
     };
     found.ok_or(Unrouted::Path)
+}
+
+/// The kind of a cluster's collection path segment, as the SDK writes it.
+fn collection_kind(segment: &str) -> Result<Kind, Unrouted> {
+    match segment {
+        "fargate-profiles" => Ok(Kind::FARGATE_PROFILE),
+        "node-groups" => Ok(Kind::NODEGROUP),
+        "addons" => Ok(Kind::ADDON),
+        "capabilities" => Ok(Kind::CAPABILITY),
+        _ => Err(Unrouted::Path),
+    }
 }
 
 /// Answers a routed request, with faults applied, and logs it; also returns how long to delay
@@ -297,29 +321,47 @@ fn respond(
             }),
             "clusters",
         ),
-        Operation::ListFargateProfiles => page_reply(
-            paging(query).and_then(|(max, token)| {
-                world.list_profiles(&account, &region, cluster, max, token.as_deref())
-            }),
-            "fargateProfileNames",
-        ),
-        Operation::DescribeFargateProfile => {
-            let profile = route.profile.as_deref().unwrap_or_default();
-            let key = ResourceKey::fargate_profile(account, region, cluster, profile);
-            match world.describe(&key) {
-                Ok(found) => json_reply(
-                    StatusCode::OK,
-                    &json!({ "fargateProfile": profile_json(&key, found) }),
-                ),
-                Err(refusal) => refusal_reply(&refusal),
+        Operation::ListFargateProfiles
+        | Operation::ListNodegroups
+        | Operation::ListAddons
+        | Operation::ListCapabilities => {
+            let kind = list_kind(request.operation);
+            let key = ResourceKey::new(kind, account, region, cluster, "");
+            let page =
+                paging(query).and_then(|(max, token)| world.list(&key, max, token.as_deref()));
+            match (page, kind.name()) {
+                (Ok(page), "capability") => capabilities_page(world, &key, page),
+                (page, _) => page_reply(page, list_member(kind)),
             }
         }
-        // Not routed yet: the simulator does not speak these operations.
-        _ => eks_error(
-            StatusCode::NOT_FOUND,
-            "UnknownOperationException",
-            "unknown operation",
-        ),
+        Operation::DescribeCluster => {
+            let key = ResourceKey::new(Kind::CLUSTER, account, region, cluster, cluster);
+            described(world.describe_cluster(&key), "cluster", |found| {
+                cluster_json(&key, found)
+            })
+        }
+        Operation::DescribeFargateProfile
+        | Operation::DescribeNodegroup
+        | Operation::DescribeAddon
+        | Operation::DescribeCapability => {
+            let name = route.name.as_deref().unwrap_or_default();
+            let kind = describe_kind(request.operation);
+            let key = ResourceKey::new(kind, account, region, cluster, name);
+            match kind.name() {
+                "nodegroup" => described(world.describe_nodegroup(&key), "nodegroup", |found| {
+                    nodegroup_json(world, &key, found)
+                }),
+                "addon" => described(world.describe_addon(&key), "addon", |found| {
+                    addon_json(&key, found)
+                }),
+                "capability" => described(world.describe_capability(&key), "capability", |found| {
+                    capability_json(&key, found)
+                }),
+                _ => described(world.describe(&key), "fargateProfile", |found| {
+                    profile_json(&key, found)
+                }),
+            }
+        }
     };
     (delay, reply)
 }
@@ -408,6 +450,208 @@ fn page_reply(page: Result<Page, Refusal>, member: &str) -> Reply {
     }
 }
 
+/// The kind listed by a list operation.
+fn list_kind(operation: Operation) -> Kind {
+    match operation {
+        Operation::ListNodegroups => Kind::NODEGROUP,
+        Operation::ListAddons => Kind::ADDON,
+        Operation::ListCapabilities => Kind::CAPABILITY,
+        _ => Kind::FARGATE_PROFILE,
+    }
+}
+
+/// The kind described by a describe operation (but `DescribeCluster`).
+fn describe_kind(operation: Operation) -> Kind {
+    match operation {
+        Operation::DescribeNodegroup => Kind::NODEGROUP,
+        Operation::DescribeAddon => Kind::ADDON,
+        Operation::DescribeCapability => Kind::CAPABILITY,
+        _ => Kind::FARGATE_PROFILE,
+    }
+}
+
+/// The member of a list answer that holds the names.
+fn list_member(kind: Kind) -> &'static str {
+    match kind.name() {
+        "nodegroup" => "nodegroups",
+        "addon" => "addons",
+        _ => "fargateProfileNames",
+    }
+}
+
+/// A describe answer: `{"<member>": {...}}`, or the refusal.
+fn described<T>(
+    found: Result<&T, Refusal>,
+    member: &str,
+    to_json: impl FnOnce(&T) -> Value,
+) -> Reply {
+    match found {
+        Ok(found) => {
+            let mut body = serde_json::Map::new();
+            body.insert(member.to_owned(), to_json(found));
+            json_reply(StatusCode::OK, &Value::Object(body))
+        }
+        Err(refusal) => refusal_reply(&refusal),
+    }
+}
+
+/// `ListCapabilities` answers with summaries, not names.
+fn capabilities_page(world: &World, key: &ResourceKey, page: Page) -> Reply {
+    let summaries: Vec<Value> = page
+        .names
+        .iter()
+        .filter_map(|name| {
+            let key = ResourceKey::new(
+                Kind::CAPABILITY,
+                &key.account_id,
+                &key.region,
+                &key.cluster,
+                name,
+            );
+            let capability = world.describe_capability(&key).ok()?;
+            Some(json!({
+                "capabilityName": capability.name,
+                "arn": capability.arn,
+                "type": capability.capability_type,
+                "status": capability.status,
+                "createdAt": capability.created_at,
+                "modifiedAt": capability.created_at,
+            }))
+        })
+        .collect();
+    let mut body = json!({ "capabilities": summaries });
+    if let Some(token) = page.next_token {
+        body["nextToken"] = json!(token);
+    }
+    json_reply(StatusCode::OK, &body)
+}
+
+/// `health` as EKS serves it, when present; capabilities' issues have no resource ids.
+fn health_json(health: &Health, with_resource_ids: bool) -> Option<Value> {
+    let Health::Issues(issues) = health else {
+        return None;
+    };
+    let issues: Vec<Value> = issues
+        .iter()
+        .map(
+            |IssueSpec {
+                 code,
+                 message,
+                 resource_ids,
+             }| match with_resource_ids {
+                true => json!({ "code": code, "message": message, "resourceIds": resource_ids }),
+                false => json!({ "code": code, "message": message }),
+            },
+        )
+        .collect();
+    Some(json!({ "issues": issues }))
+}
+
+/// A `cluster` member as EKS serves it.
+fn cluster_json(key: &ResourceKey, cluster: &Cluster) -> Value {
+    let mut body = json!({
+        "name": cluster.name,
+        "arn": cluster.arn,
+        "createdAt": cluster.created_at,
+        "version": cluster.version,
+        "endpoint": format!("https://{}.sim.{}.eks.amazonaws.com", key.cluster, key.region),
+        "roleArn": format!("arn:aws:iam::{}:role/{}-cluster", key.account_id, key.cluster),
+        "resourcesVpcConfig": {
+            "subnetIds": [],
+            "securityGroupIds": [],
+            "endpointPublicAccess": false,
+            "endpointPrivateAccess": true,
+        },
+        "kubernetesNetworkConfig": { "serviceIpv4Cidr": "10.100.0.0/16", "ipFamily": "ipv4" },
+        "status": cluster.status,
+        "certificateAuthority": { "data": "c2ltdWxhdGVk" },
+        "platformVersion": cluster.platform_version,
+        "tags": {},
+        "accessConfig": { "authenticationMode": "API" },
+        "upgradePolicy": { "supportType": "STANDARD" },
+    });
+    if let Some(health) = health_json(&cluster.health, true) {
+        body["health"] = health;
+    }
+    body
+}
+
+/// A `nodegroup` member as EKS serves it.
+fn nodegroup_json(world: &World, key: &ResourceKey, group: &Nodegroup) -> Value {
+    let version = world
+        .cluster(key)
+        .map(|cluster| cluster.version.clone())
+        .unwrap_or_default();
+    let mut body = json!({
+        "nodegroupName": group.name,
+        "nodegroupArn": group.arn,
+        "clusterName": key.cluster,
+        "version": version,
+        "releaseVersion": group.release_version,
+        "createdAt": group.created_at,
+        "modifiedAt": group.created_at,
+        "status": group.status,
+        "capacityType": group.capacity_type,
+        "scalingConfig": {
+            "minSize": group.scaling.min_size,
+            "maxSize": group.scaling.max_size,
+            "desiredSize": group.scaling.desired_size,
+        },
+        "instanceTypes": ["m5.large"],
+        "subnets": [],
+        "amiType": "AL2023_x86_64_STANDARD",
+        "nodeRole": group.node_role,
+        "labels": {},
+        "resources": {
+            "autoScalingGroups": [{ "name": format!("eks-{}-{}", key.cluster, group.name) }],
+        },
+        "diskSize": 20,
+        "updateConfig": { "maxUnavailable": 1 },
+        "tags": {},
+    });
+    if let Some(health) = health_json(&group.health, true) {
+        body["health"] = health;
+    }
+    body
+}
+
+/// An `addon` member as EKS serves it.
+fn addon_json(key: &ResourceKey, addon: &Addon) -> Value {
+    let mut body = json!({
+        "addonName": addon.name,
+        "clusterName": key.cluster,
+        "status": addon.status,
+        "addonVersion": addon.addon_version,
+        "addonArn": addon.arn,
+        "createdAt": addon.created_at,
+        "modifiedAt": addon.created_at,
+        "tags": {},
+    });
+    if let Some(health) = health_json(&addon.health, true) {
+        body["health"] = health;
+    }
+    body
+}
+
+/// A `capability` member as EKS serves it.
+fn capability_json(key: &ResourceKey, capability: &Capability) -> Value {
+    let mut body = json!({
+        "capabilityName": capability.name,
+        "arn": capability.arn,
+        "clusterName": key.cluster,
+        "type": capability.capability_type,
+        "roleArn": capability.role_arn,
+        "status": capability.status,
+        "tags": {},
+        "createdAt": capability.created_at,
+        "modifiedAt": capability.created_at,
+    });
+    if let Some(health) = health_json(&capability.health, false) {
+        body["health"] = health;
+    }
+    body
+}
+
 /// A `fargateProfile` member as EKS serves it.
 fn profile_json(key: &ResourceKey, profile: &Profile) -> Value {
     let mut body = json!({
@@ -421,18 +665,8 @@ fn profile_json(key: &ResourceKey, profile: &Profile) -> Value {
         "status": profile.status,
         "tags": {},
     });
-    if let Health::Issues(issues) = &profile.health {
-        let issues: Vec<Value> = issues
-            .iter()
-            .map(|issue| {
-                json!({
-                    "code": issue.code,
-                    "message": issue.message,
-                    "resourceIds": issue.resource_ids,
-                })
-            })
-            .collect();
-        body["health"] = json!({ "issues": issues });
+    if let Some(health) = health_json(&profile.health, true) {
+        body["health"] = health;
     }
     body
 }
@@ -606,6 +840,10 @@ pub async fn handle_control(
                 .collect();
             json_reply(StatusCode::OK, &json!(profiles))
         }
+        (&Method::GET, "/v1/resources") => {
+            let world = lock(&world);
+            json_reply(StatusCode::OK, &resources_json(&world))
+        }
         (&Method::GET, "/v1/stats") => {
             let world = lock(&world);
             let mut per_operation = BTreeMap::new();
@@ -614,8 +852,13 @@ pub async fn handle_control(
                     .entry(request.operation.as_str())
                     .or_insert(0u64) += 1;
             }
+            let resources: BTreeMap<&str, usize> = super::world::KINDS
+                .into_iter()
+                .map(|kind| (kind.name(), world.count(kind)))
+                .collect();
             let body = json!({
                 "profiles": world.profiles().count(),
+                "resources": resources,
                 "max_in_flight": world.max_in_flight(),
                 "requests": per_operation,
             });
@@ -624,9 +867,49 @@ pub async fn handle_control(
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
         _ => control_error(
             StatusCode::NOT_FOUND,
-            "not found: POST /v1/commands, GET /v1/requests, GET /v1/profiles, GET /v1/stats",
+            "not found: POST /v1/commands, GET /v1/requests, GET /v1/profiles, \
+             GET /v1/resources, GET /v1/stats",
         ),
     }
+}
+
+/// Every resource of every kind: `key` (with its `kind`) and the simulated `resource`.
+fn resources_json(world: &World) -> Value {
+    fn entries<T: serde::Serialize>(
+        out: &mut Vec<Value>,
+        cluster: &ResourceKey,
+        kind: Kind,
+        resources: &BTreeMap<String, T>,
+    ) {
+        for (name, resource) in resources {
+            let key = ResourceKey::new(
+                kind,
+                &cluster.account_id,
+                &cluster.region,
+                &cluster.cluster,
+                name,
+            );
+            out.push(json!({ "key": key, "resource": resource }));
+        }
+    }
+    let mut out = Vec::new();
+    for (key, cluster) in world.clusters() {
+        let own = json!({
+            "name": cluster.name,
+            "arn": cluster.arn,
+            "created_at": cluster.created_at,
+            "status": cluster.status,
+            "version": cluster.version,
+            "platform_version": cluster.platform_version,
+            "health": cluster.health,
+        });
+        out.push(json!({ "key": key, "resource": own }));
+        entries(&mut out, &key, Kind::FARGATE_PROFILE, &cluster.profiles);
+        entries(&mut out, &key, Kind::NODEGROUP, &cluster.nodegroups);
+        entries(&mut out, &key, Kind::ADDON, &cluster.addons);
+        entries(&mut out, &key, Kind::CAPABILITY, &cluster.capabilities);
+    }
+    Value::Array(out)
 }
 
 fn control_error(status: StatusCode, message: &str) -> Reply {

@@ -1,12 +1,12 @@
-//! The simulated AWS: accounts and their access keys, IAM roles, clusters and Fargate profiles,
-//! the faults to inject and the request log. Pure data: the HTTP layer in [`super::server`]
+//! The simulated AWS: accounts and their access keys, IAM roles, clusters with their Fargate
+//! profiles, node groups, add-ons and capabilities, the faults to inject and the request log. Pure data: the HTTP layer in [`super::server`]
 //! turns requests into calls on [`World`] and its answers into the wire formats.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Operation, ResourceKey, Timestamp};
+use crate::model::{Kind, Operation, ResourceKey, Timestamp};
 
 /// Whether an operation is served by STS (Query/XML) rather than EKS (REST-JSON).
 pub const fn is_sts(operation: Operation) -> bool {
@@ -62,8 +62,140 @@ pub struct Profile {
     pub health: Health,
 }
 
-/// Where a fault applies; an unset field matches everything. A fault scoped to a profile
-/// applies to describing that profile only; one scoped to a cluster also to listing it.
+/// A node group's `scalingConfig`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scaling {
+    pub min_size: i32,
+    pub max_size: i32,
+    pub desired_size: i32,
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Self {
+            min_size: 1,
+            max_size: 3,
+            desired_size: 2,
+        }
+    }
+}
+
+/// What a node group is besides its status and health; unset fields get generated values.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodegroupSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_role: Option<String>,
+    /// `ON_DEMAND`, `SPOT`, `CAPACITY_BLOCK` or any string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<Scaling>,
+}
+
+/// One simulated managed node group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Nodegroup {
+    pub name: String,
+    pub arn: String,
+    pub created_at: f64,
+    pub status: String,
+    pub node_role: String,
+    pub capacity_type: String,
+    pub release_version: String,
+    pub scaling: Scaling,
+    pub health: Health,
+}
+
+/// One simulated add-on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Addon {
+    pub name: String,
+    pub arn: String,
+    pub created_at: f64,
+    pub status: String,
+    pub addon_version: String,
+    pub health: Health,
+}
+
+/// One simulated capability; its issues are served with code and message only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Capability {
+    pub name: String,
+    pub arn: String,
+    pub created_at: f64,
+    pub status: String,
+    /// `ACK`, `KRO`, `ARGOCD` or any string.
+    pub capability_type: String,
+    pub role_arn: String,
+    pub health: Health,
+}
+
+/// One simulated cluster: its own status, health and versions, and its resources by name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub name: String,
+    pub arn: String,
+    pub created_at: f64,
+    pub status: String,
+    pub version: String,
+    pub platform_version: String,
+    pub health: Health,
+    pub profiles: BTreeMap<String, Profile>,
+    pub nodegroups: BTreeMap<String, Nodegroup>,
+    pub addons: BTreeMap<String, Addon>,
+    pub capabilities: BTreeMap<String, Capability>,
+}
+
+impl Cluster {
+    fn new(account_id: &str, region: &str, name: &str, now: Timestamp) -> Self {
+        Self {
+            name: name.to_owned(),
+            // A cluster's ARN names it only: a re-created cluster has the same ARN.
+            arn: format!("arn:aws:eks:{region}:{account_id}:cluster/{name}"),
+            created_at: now.as_secs_f64(),
+            status: default_status(),
+            version: DEFAULT_VERSION.to_owned(),
+            platform_version: DEFAULT_PLATFORM_VERSION.to_owned(),
+            health: Health::Absent,
+            profiles: BTreeMap::new(),
+            nodegroups: BTreeMap::new(),
+            addons: BTreeMap::new(),
+            capabilities: BTreeMap::new(),
+        }
+    }
+
+    /// The names of this kind's resources, sorted.
+    fn names(&self, kind: Kind) -> Vec<&str> {
+        fn keys<V>(map: &BTreeMap<String, V>) -> Vec<&str> {
+            map.keys().map(String::as_str).collect()
+        }
+        match kind.name() {
+            "nodegroup" => keys(&self.nodegroups),
+            "addon" => keys(&self.addons),
+            "capability" => keys(&self.capabilities),
+            _ => keys(&self.profiles),
+        }
+    }
+}
+
+/// Every kind the simulator speaks (more than [`Kind::ALL`] while the monitor catches up).
+pub const KINDS: [Kind; 5] = [
+    Kind::FARGATE_PROFILE,
+    Kind::NODEGROUP,
+    Kind::ADDON,
+    Kind::CLUSTER,
+    Kind::CAPABILITY,
+];
+
+/// The Kubernetes version of new clusters.
+const DEFAULT_VERSION: &str = "1.33";
+/// The EKS platform version of new clusters.
+const DEFAULT_PLATFORM_VERSION: &str = "eks.9";
+
+/// Where a fault applies; an unset field matches everything. A fault scoped to a profile (or to
+/// a `name`) applies to describing it only; one scoped to a cluster also to listing it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +206,9 @@ pub struct Scope {
     pub cluster: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// The described resource of any kind (for `DescribeCluster`, the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Only these operations; empty means every operation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<Operation>,
@@ -92,7 +227,20 @@ impl Scope {
             region: Some(key.region.clone()),
             cluster: Some(key.cluster.clone()),
             profile: Some(key.name.clone()),
+            name: None,
             operations: Vec::new(),
+        }
+    }
+
+    /// Requests that describe one resource of any kind.
+    pub fn resource(key: &ResourceKey) -> Self {
+        Self {
+            account_id: Some(key.account_id.clone()),
+            region: Some(key.region.clone()),
+            cluster: Some(key.cluster.clone()),
+            profile: None,
+            name: Some(key.name.clone()),
+            operations: vec![key.kind.spec().describe],
         }
     }
 
@@ -111,6 +259,7 @@ impl Scope {
             && field(&self.region, request.region.as_deref())
             && field(&self.cluster, request.cluster.as_deref())
             && field(&self.profile, request.profile.as_deref())
+            && field(&self.name, request.name.as_deref())
     }
 }
 
@@ -186,10 +335,20 @@ pub enum Command {
         #[serde(default)]
         external_id: Option<String>,
     },
+    /// Adds a cluster when it is missing (`ACTIVE`, no health, the default versions); the
+    /// settings given are set either way.
     AddCluster {
         account_id: String,
         region: String,
         cluster: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        health: Option<Health>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        platform_version: Option<String>,
     },
     RemoveCluster {
         account_id: String,
@@ -224,6 +383,78 @@ pub enum Command {
         key: ResourceKey,
         health: Health,
     },
+    /// Adds a managed node group (and its cluster when missing), replacing one of the same
+    /// name.
+    AddNodegroup {
+        #[serde(flatten, with = "nodegroup_ref")]
+        key: ResourceKey,
+        #[serde(default = "default_status")]
+        status: String,
+        #[serde(default)]
+        health: Health,
+        #[serde(flatten)]
+        settings: NodegroupSettings,
+    },
+    /// Adds an add-on (and its cluster when missing), replacing one of the same name.
+    AddAddon {
+        #[serde(flatten, with = "addon_ref")]
+        key: ResourceKey,
+        #[serde(default = "default_status")]
+        status: String,
+        #[serde(default)]
+        health: Health,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        addon_version: Option<String>,
+    },
+    /// Adds a capability (and its cluster when missing), replacing one of the same name.
+    AddCapability {
+        #[serde(flatten, with = "capability_ref")]
+        key: ResourceKey,
+        #[serde(default = "default_status")]
+        status: String,
+        #[serde(default)]
+        health: Health,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capability_type: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role_arn: Option<String>,
+    },
+    /// Deletes a resource of any kind; a cluster goes with everything in it.
+    DeleteResource {
+        #[serde(flatten, with = "resource_ref")]
+        key: ResourceKey,
+    },
+    /// Deletes a resource of any kind and creates it again with the same name and settings:
+    /// `ACTIVE`, no health, a later `createdAt` and (but for a cluster, whose ARN is its name)
+    /// a new ARN. A re-created cluster is empty.
+    RecreateResource {
+        #[serde(flatten, with = "resource_ref")]
+        key: ResourceKey,
+    },
+    SetResourceStatus {
+        #[serde(flatten, with = "resource_ref")]
+        key: ResourceKey,
+        status: String,
+    },
+    SetResourceHealth {
+        #[serde(flatten, with = "resource_ref")]
+        key: ResourceKey,
+        health: Health,
+    },
+    /// Sets a cluster's Kubernetes version, a node group's release version or an add-on's
+    /// version.
+    SetVersion {
+        #[serde(flatten, with = "resource_ref")]
+        key: ResourceKey,
+        version: String,
+    },
+    /// Sets a node group's `scalingConfig`.
+    SetScaling {
+        #[serde(flatten, with = "nodegroup_ref")]
+        key: ResourceKey,
+        #[serde(flatten)]
+        scaling: Scaling,
+    },
     AddFault {
         fault: Fault,
     },
@@ -253,26 +484,81 @@ pub enum Command {
     },
 }
 
-/// A profile as the control API names it: `account_id`, `region`, `cluster` and `profile`.
-mod profile_ref {
+/// A resource as the control API names it: `account_id`, `region`, `cluster` and the name under
+/// the kind's own field (`profile`, `nodegroup`, `addon`, `capability`).
+macro_rules! named_ref {
+    ($module:ident, $field:ident, $kind:ident) => {
+        mod $module {
+            use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+            use crate::model::{Kind, ResourceKey};
+
+            #[derive(Serialize, Deserialize)]
+            struct Ref {
+                account_id: String,
+                region: String,
+                cluster: String,
+                $field: String,
+            }
+
+            pub fn serialize<S: Serializer>(
+                key: &ResourceKey,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                Ref {
+                    account_id: key.account_id.clone(),
+                    region: key.region.clone(),
+                    cluster: key.cluster.clone(),
+                    $field: key.name.clone(),
+                }
+                .serialize(serializer)
+            }
+
+            pub fn deserialize<'de, D: Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<ResourceKey, D::Error> {
+                let r = Ref::deserialize(deserializer)?;
+                Ok(ResourceKey::new(
+                    Kind::$kind,
+                    r.account_id,
+                    r.region,
+                    r.cluster,
+                    r.$field,
+                ))
+            }
+        }
+    };
+}
+
+named_ref!(profile_ref, profile, FARGATE_PROFILE);
+named_ref!(nodegroup_ref, nodegroup, NODEGROUP);
+named_ref!(addon_ref, addon, ADDON);
+named_ref!(capability_ref, capability, CAPABILITY);
+
+/// A resource of any kind: `kind`, `account_id`, `region`, `cluster` and `name` (for a cluster,
+/// `name` may be left out).
+mod resource_ref {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use crate::model::ResourceKey;
+    use crate::model::{Kind, ResourceKey};
 
     #[derive(Serialize, Deserialize)]
-    struct ProfileRef {
+    struct Ref {
+        kind: String,
         account_id: String,
         region: String,
         cluster: String,
-        profile: String,
+        #[serde(default)]
+        name: Option<String>,
     }
 
     pub fn serialize<S: Serializer>(key: &ResourceKey, serializer: S) -> Result<S::Ok, S::Error> {
-        ProfileRef {
+        Ref {
+            kind: key.kind.name().to_owned(),
             account_id: key.account_id.clone(),
             region: key.region.clone(),
             cluster: key.cluster.clone(),
-            profile: key.name.clone(),
+            name: Some(key.name.clone()),
         }
         .serialize(serializer)
     }
@@ -280,12 +566,25 @@ mod profile_ref {
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<ResourceKey, D::Error> {
-        let r = ProfileRef::deserialize(deserializer)?;
-        Ok(ResourceKey::fargate_profile(
+        let r = Ref::deserialize(deserializer)?;
+        let kind = super::KINDS
+            .into_iter()
+            .find(|kind| kind.name() == r.kind)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown resource kind {:?}", r.kind))
+            })?;
+        let name = match (r.name, kind == Kind::CLUSTER) {
+            // A cluster's name is the cluster's.
+            (_, true) => r.cluster.clone(),
+            (Some(name), false) => name,
+            (None, false) => return Err(serde::de::Error::missing_field("name")),
+        };
+        Ok(ResourceKey::new(
+            kind,
             r.account_id,
             r.region,
             r.cluster,
-            r.profile,
+            name,
         ))
     }
 }
@@ -299,6 +598,10 @@ fn default_status() -> String {
 pub enum CommandError {
     #[error("no such profile: {0}")]
     NoSuchProfile(ResourceKey),
+    #[error("no such resource: {0}")]
+    NoSuchResource(ResourceKey),
+    #[error("a {0} has no version to set")]
+    NoVersion(Kind),
     #[error("no such cluster: {account_id}/{region}/{cluster}")]
     NoSuchCluster {
         account_id: String,
@@ -322,7 +625,10 @@ pub struct Request {
     /// The region from the SigV4 credential scope.
     pub region: Option<String>,
     pub cluster: Option<String>,
+    /// The described Fargate profile.
     pub profile: Option<String>,
+    /// The described resource of any kind (for `DescribeCluster`, the cluster).
+    pub name: Option<String>,
 }
 
 /// One line of the request log.
@@ -334,6 +640,9 @@ pub struct LoggedRequest {
     pub region: Option<String>,
     pub cluster: Option<String>,
     pub profile: Option<String>,
+    /// The described resource of any kind (for `DescribeCluster`, the cluster).
+    #[serde(default)]
+    pub name: Option<String>,
     /// The HTTP status served.
     pub status: u16,
     pub at: Timestamp,
@@ -359,7 +668,7 @@ const REQUEST_LOG_LIMIT: usize = 200_000;
 pub struct World {
     access_keys: HashMap<String, String>,
     roles: BTreeMap<String, Option<String>>,
-    clusters: BTreeMap<ClusterKey, BTreeMap<String, Profile>>,
+    clusters: BTreeMap<ClusterKey, Cluster>,
     faults: Vec<Fault>,
     page_limit: usize,
     log: VecDeque<LoggedRequest>,
@@ -422,10 +731,26 @@ impl World {
                 account_id,
                 region,
                 cluster,
+                status,
+                health,
+                version,
+                platform_version,
             } => {
-                self.clusters
-                    .entry((account_id, region, cluster))
-                    .or_default();
+                let key =
+                    ResourceKey::new(Kind::CLUSTER, account_id, region, cluster.clone(), cluster);
+                let cluster = self.cluster_entry(&key, now);
+                if let Some(status) = status {
+                    cluster.status = status;
+                }
+                if let Some(health) = health {
+                    cluster.health = health;
+                }
+                if let Some(version) = version {
+                    cluster.version = version;
+                }
+                if let Some(platform_version) = platform_version {
+                    cluster.platform_version = platform_version;
+                }
             }
             Command::RemoveCluster {
                 account_id,
@@ -446,25 +771,113 @@ impl World {
                 health,
             } => {
                 let profile = self.new_profile(&key, status, health, now);
-                self.clusters
-                    .entry(cluster_key(&key))
-                    .or_default()
+                self.cluster_entry(&key, now)
+                    .profiles
                     .insert(key.name, profile);
             }
-            Command::DeleteProfile { key } => {
-                self.cluster_mut(&key)?
-                    .remove(&key.name)
-                    .ok_or_else(|| CommandError::NoSuchProfile(key.clone()))?;
-            }
-            Command::RecreateProfile { key } => {
-                let old = self.profile_mut(&key)?.clone();
-                let mut new = self.new_profile(&key, "ACTIVE".to_owned(), Health::Absent, now);
-                new.created_at = new.created_at.max(old.created_at + 0.001);
-                new.pod_execution_role_arn = old.pod_execution_role_arn;
-                *self.profile_mut(&key)? = new;
-            }
+            Command::DeleteProfile { key } => self.delete(&key)?,
+            Command::RecreateProfile { key } => self.recreate(&key, now)?,
             Command::SetStatus { key, status } => self.profile_mut(&key)?.status = status,
             Command::SetHealth { key, health } => self.profile_mut(&key)?.health = health,
+            Command::AddNodegroup {
+                key,
+                status,
+                health,
+                settings,
+            } => {
+                let id = self.fresh_id(now);
+                let cluster = self.cluster_entry(&key, now);
+                let group = Nodegroup {
+                    name: key.name.clone(),
+                    arn: resource_arn(&key, "nodegroup", &id),
+                    created_at: now.as_secs_f64(),
+                    status,
+                    node_role: settings.node_role.unwrap_or_else(|| {
+                        format!("arn:aws:iam::{}:role/{}-node", key.account_id, key.cluster)
+                    }),
+                    capacity_type: settings
+                        .capacity_type
+                        .unwrap_or_else(|| "ON_DEMAND".to_owned()),
+                    release_version: settings
+                        .release_version
+                        .unwrap_or_else(|| format!("{}.0-20250704", cluster.version)),
+                    scaling: settings.scaling.unwrap_or_default(),
+                    health,
+                };
+                cluster.nodegroups.insert(key.name, group);
+            }
+            Command::AddAddon {
+                key,
+                status,
+                health,
+                addon_version,
+            } => {
+                let id = self.fresh_id(now);
+                let addon = Addon {
+                    name: key.name.clone(),
+                    arn: resource_arn(&key, "addon", &id),
+                    created_at: now.as_secs_f64(),
+                    status,
+                    addon_version: addon_version.unwrap_or_else(|| "v1.0.0-eksbuild.1".to_owned()),
+                    health,
+                };
+                self.cluster_entry(&key, now).addons.insert(key.name, addon);
+            }
+            Command::AddCapability {
+                key,
+                status,
+                health,
+                capability_type,
+                role_arn,
+            } => {
+                let id = self.fresh_id(now);
+                let capability = Capability {
+                    name: key.name.clone(),
+                    arn: resource_arn(&key, "capability", &id),
+                    created_at: now.as_secs_f64(),
+                    status,
+                    capability_type: capability_type.unwrap_or_else(|| "ACK".to_owned()),
+                    role_arn: role_arn.unwrap_or_else(|| {
+                        format!(
+                            "arn:aws:iam::{}:role/{}-capability",
+                            key.account_id, key.cluster
+                        )
+                    }),
+                    health,
+                };
+                self.cluster_entry(&key, now)
+                    .capabilities
+                    .insert(key.name, capability);
+            }
+            Command::DeleteResource { key } => self.delete(&key)?,
+            Command::RecreateResource { key } => self.recreate(&key, now)?,
+            Command::SetResourceStatus { key, status } => *self.state_mut(&key)?.0 = status,
+            Command::SetResourceHealth { key, health } => *self.state_mut(&key)?.1 = health,
+            Command::SetVersion { key, version } => {
+                let missing = missing(&key);
+                let cluster = self.cluster_of(&key)?;
+                let slot = match key.kind.name() {
+                    "cluster" => Some(&mut cluster.version),
+                    "nodegroup" => cluster
+                        .nodegroups
+                        .get_mut(&key.name)
+                        .map(|group| &mut group.release_version),
+                    "addon" => cluster
+                        .addons
+                        .get_mut(&key.name)
+                        .map(|addon| &mut addon.addon_version),
+                    _ => return Err(CommandError::NoVersion(key.kind)),
+                };
+                *slot.ok_or(missing)? = version;
+            }
+            Command::SetScaling { key, scaling } => {
+                let missing = missing(&key);
+                self.cluster_of(&key)?
+                    .nodegroups
+                    .get_mut(&key.name)
+                    .ok_or(missing)?
+                    .scaling = scaling;
+            }
             Command::AddFault { fault } => self.faults.push(fault),
             Command::ClearFaults => self.faults.clear(),
             Command::SetPageLimit { limit } => {
@@ -486,6 +899,20 @@ impl World {
         Ok(())
     }
 
+    /// A new id for an ARN, unique in this world: `8-4-4-4-12` hex digits.
+    fn fresh_id(&mut self, now: Timestamp) -> String {
+        self.serial += 1;
+        let serial = self.serial;
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            serial,
+            now.as_millis() & 0xffff,
+            serial & 0xfff,
+            (serial >> 12) & 0xfff,
+            now.as_millis()
+        )
+    }
+
     fn new_profile(
         &mut self,
         key: &ResourceKey,
@@ -493,38 +920,31 @@ impl World {
         health: Health,
         now: Timestamp,
     ) -> Profile {
-        self.serial += 1;
-        let serial = self.serial;
+        let id = self.fresh_id(now);
         Profile {
             name: key.name.clone(),
-            arn: format!(
-                "arn:aws:eks:{}:{}:fargateprofile/{}/{}/{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-                key.region,
-                key.account_id,
-                key.cluster,
-                key.name,
-                serial,
-                now.as_millis() & 0xffff,
-                serial & 0xfff,
-                (serial >> 12) & 0xfff,
-                now.as_millis()
-            ),
+            arn: resource_arn(key, "fargateprofile", &id),
             created_at: now.as_secs_f64(),
             status,
             pod_execution_role_arn: format!(
                 "arn:aws:iam::{}:role/{}-pod-execution",
                 key.account_id, key.cluster
             ),
-            subnets: vec![format!("subnet-{:08x}", serial)],
+            subnets: vec![format!("subnet-{:08x}", self.serial)],
             namespace: key.name.clone(),
             health,
         }
     }
 
-    fn cluster_mut(
-        &mut self,
-        key: &ResourceKey,
-    ) -> Result<&mut BTreeMap<String, Profile>, CommandError> {
+    /// The cluster of `key`, created when missing.
+    fn cluster_entry(&mut self, key: &ResourceKey, now: Timestamp) -> &mut Cluster {
+        self.clusters
+            .entry(cluster_key(key))
+            .or_insert_with(|| Cluster::new(&key.account_id, &key.region, &key.cluster, now))
+    }
+
+    /// The cluster of `key`.
+    fn cluster_of(&mut self, key: &ResourceKey) -> Result<&mut Cluster, CommandError> {
         self.clusters
             .get_mut(&cluster_key(key))
             .ok_or_else(|| CommandError::NoSuchCluster {
@@ -535,28 +955,146 @@ impl World {
     }
 
     fn profile_mut(&mut self, key: &ResourceKey) -> Result<&mut Profile, CommandError> {
-        self.cluster_mut(key)?
+        self.cluster_of(key)?
+            .profiles
             .get_mut(&key.name)
             .ok_or_else(|| CommandError::NoSuchProfile(key.clone()))
     }
 
+    /// The status and health of a resource of any kind.
+    fn state_mut(&mut self, key: &ResourceKey) -> Result<(&mut String, &mut Health), CommandError> {
+        let missing = missing(key);
+        let cluster = self.cluster_of(key)?;
+        let found = match key.kind.name() {
+            "cluster" => Some((&mut cluster.status, &mut cluster.health)),
+            "nodegroup" => cluster
+                .nodegroups
+                .get_mut(&key.name)
+                .map(|r| (&mut r.status, &mut r.health)),
+            "addon" => cluster
+                .addons
+                .get_mut(&key.name)
+                .map(|r| (&mut r.status, &mut r.health)),
+            "capability" => cluster
+                .capabilities
+                .get_mut(&key.name)
+                .map(|r| (&mut r.status, &mut r.health)),
+            _ => cluster
+                .profiles
+                .get_mut(&key.name)
+                .map(|r| (&mut r.status, &mut r.health)),
+        };
+        found.ok_or(missing)
+    }
+
+    /// Deletes a resource of any kind.
+    fn delete(&mut self, key: &ResourceKey) -> Result<(), CommandError> {
+        if key.kind == Kind::CLUSTER {
+            self.cluster_of(key)?;
+            self.clusters.remove(&cluster_key(key));
+            return Ok(());
+        }
+        let missing = missing(key);
+        let cluster = self.cluster_of(key)?;
+        let removed = match key.kind.name() {
+            "nodegroup" => cluster.nodegroups.remove(&key.name).is_some(),
+            "addon" => cluster.addons.remove(&key.name).is_some(),
+            "capability" => cluster.capabilities.remove(&key.name).is_some(),
+            _ => cluster.profiles.remove(&key.name).is_some(),
+        };
+        if removed { Ok(()) } else { Err(missing) }
+    }
+
+    /// Deletes a resource and creates it again with the same name and settings: `ACTIVE`, no
+    /// health, a later `createdAt`, a new ARN (a cluster's stays: it is its name).
+    fn recreate(&mut self, key: &ResourceKey, now: Timestamp) -> Result<(), CommandError> {
+        let missing = missing(key);
+        let later = |old: f64| now.as_secs_f64().max(old + 0.001);
+        if key.kind == Kind::FARGATE_PROFILE {
+            let old = self.profile_mut(key)?.clone();
+            let mut new = self.new_profile(key, default_status(), Health::Absent, now);
+            new.created_at = later(old.created_at);
+            new.pod_execution_role_arn = old.pod_execution_role_arn;
+            *self.profile_mut(key)? = new;
+            return Ok(());
+        }
+        let id = self.fresh_id(now);
+        let cluster = self.cluster_of(key)?;
+        match key.kind.name() {
+            "cluster" => {
+                let mut new = Cluster::new(&key.account_id, &key.region, &key.cluster, now);
+                new.created_at = later(cluster.created_at);
+                new.version.clone_from(&cluster.version);
+                new.platform_version.clone_from(&cluster.platform_version);
+                *cluster = new;
+            }
+            "nodegroup" => {
+                let group = cluster.nodegroups.get_mut(&key.name).ok_or(missing)?;
+                group.arn = resource_arn(key, "nodegroup", &id);
+                group.created_at = later(group.created_at);
+                (group.status, group.health) = (default_status(), Health::Absent);
+            }
+            "addon" => {
+                let addon = cluster.addons.get_mut(&key.name).ok_or(missing)?;
+                addon.arn = resource_arn(key, "addon", &id);
+                addon.created_at = later(addon.created_at);
+                (addon.status, addon.health) = (default_status(), Health::Absent);
+            }
+            _ => {
+                let capability = cluster.capabilities.get_mut(&key.name).ok_or(missing)?;
+                capability.arn = resource_arn(key, "capability", &id);
+                capability.created_at = later(capability.created_at);
+                (capability.status, capability.health) = (default_status(), Health::Absent);
+            }
+        }
+        Ok(())
+    }
+
     /// A profile as it is now, if it exists.
     pub fn profile(&self, key: &ResourceKey) -> Option<&Profile> {
-        self.clusters.get(&cluster_key(key))?.get(&key.name)
+        self.clusters
+            .get(&cluster_key(key))?
+            .profiles
+            .get(&key.name)
+    }
+
+    /// The cluster of a resource of any kind, with everything in it, if it exists.
+    pub fn cluster(&self, key: &ResourceKey) -> Option<&Cluster> {
+        self.clusters.get(&cluster_key(key))
+    }
+
+    /// Every cluster, in key order, with its key (of the cluster kind).
+    pub fn clusters(&self) -> impl Iterator<Item = (ResourceKey, &Cluster)> {
+        self.clusters
+            .iter()
+            .map(|((account, region, name), cluster)| {
+                (
+                    ResourceKey::new(Kind::CLUSTER, account, region, name, name),
+                    cluster,
+                )
+            })
     }
 
     /// Every profile, in key order.
     pub fn profiles(&self) -> impl Iterator<Item = (ResourceKey, &Profile)> {
         self.clusters
             .iter()
-            .flat_map(|((account, region, cluster), profiles)| {
-                profiles.values().map(move |profile| {
+            .flat_map(|((account, region, cluster), c)| {
+                c.profiles.values().map(move |profile| {
                     (
                         ResourceKey::fargate_profile(account, region, cluster, &profile.name),
                         profile,
                     )
                 })
             })
+    }
+
+    /// How many resources of this kind the world holds.
+    pub fn count(&self, kind: Kind) -> usize {
+        match kind.name() {
+            "cluster" => self.clusters.len(),
+            _ => self.clusters.values().map(|c| c.names(kind).len()).sum(),
+        }
     }
 
     /// Fills in the account of the request's access key; `None` when the key is unknown.
@@ -630,22 +1168,74 @@ impl World {
         max_results: Option<usize>,
         next_token: Option<&str>,
     ) -> Result<Page, Refusal> {
-        let key = (account_id.to_owned(), region.to_owned(), cluster.to_owned());
-        let profiles = self
-            .clusters
-            .get(&key)
-            .ok_or_else(|| Refusal::NotFound(format!("No cluster found for name: {cluster}.")))?;
-        self.page(profiles.keys().map(String::as_str), max_results, next_token)
+        let key = ResourceKey::fargate_profile(account_id, region, cluster, "");
+        self.list(&key, max_results, next_token)
+    }
+
+    /// The kind's list operation (`ListFargateProfiles`, `ListNodegroups`, `ListAddons`,
+    /// `ListCapabilities`) in the cluster of `key`; `key.name` is not read.
+    pub fn list(
+        &self,
+        key: &ResourceKey,
+        max_results: Option<usize>,
+        next_token: Option<&str>,
+    ) -> Result<Page, Refusal> {
+        let cluster = self.found_cluster(key)?;
+        self.page(cluster.names(key.kind).into_iter(), max_results, next_token)
+    }
+
+    fn found_cluster(&self, key: &ResourceKey) -> Result<&Cluster, Refusal> {
+        self.clusters.get(&cluster_key(key)).ok_or_else(|| {
+            Refusal::NotFound(format!("No cluster found for name: {}.", key.cluster))
+        })
     }
 
     /// `DescribeFargateProfile`.
     pub fn describe(&self, key: &ResourceKey) -> Result<&Profile, Refusal> {
-        let profiles = self.clusters.get(&cluster_key(key)).ok_or_else(|| {
-            Refusal::NotFound(format!("No cluster found for name: {}.", key.cluster))
-        })?;
-        profiles.get(&key.name).ok_or_else(|| {
-            Refusal::NotFound(format!("No Fargate Profile found with name: {}.", key.name))
-        })
+        self.found_cluster(key)?
+            .profiles
+            .get(&key.name)
+            .ok_or_else(|| {
+                Refusal::NotFound(format!("No Fargate Profile found with name: {}.", key.name))
+            })
+    }
+
+    /// `DescribeCluster`.
+    pub fn describe_cluster(&self, key: &ResourceKey) -> Result<&Cluster, Refusal> {
+        self.found_cluster(key)
+    }
+
+    /// `DescribeNodegroup`.
+    pub fn describe_nodegroup(&self, key: &ResourceKey) -> Result<&Nodegroup, Refusal> {
+        self.found_cluster(key)?
+            .nodegroups
+            .get(&key.name)
+            .ok_or_else(|| {
+                Refusal::NotFound(format!("No node group found for name: {}.", key.name))
+            })
+    }
+
+    /// `DescribeAddon`.
+    pub fn describe_addon(&self, key: &ResourceKey) -> Result<&Addon, Refusal> {
+        self.found_cluster(key)?
+            .addons
+            .get(&key.name)
+            .ok_or_else(|| {
+                Refusal::NotFound(format!(
+                    "No addon: {} found in cluster: {}",
+                    key.name, key.cluster
+                ))
+            })
+    }
+
+    /// `DescribeCapability`.
+    pub fn describe_capability(&self, key: &ResourceKey) -> Result<&Capability, Refusal> {
+        self.found_cluster(key)?
+            .capabilities
+            .get(&key.name)
+            .ok_or_else(|| {
+                Refusal::NotFound(format!("No capability found for name: {}.", key.name))
+            })
     }
 
     /// Pages through sorted names; the token is the hex of the last name served.
@@ -746,6 +1336,7 @@ impl World {
             region: request.region.clone(),
             cluster: request.cluster.clone(),
             profile: request.profile.clone(),
+            name: request.name.clone(),
             status,
             at,
         });
@@ -759,6 +1350,23 @@ impl World {
     /// How many requests the log holds.
     pub fn logged(&self) -> usize {
         self.log.len()
+    }
+}
+
+/// `arn:aws:eks:<region>:<account>:<kind>/<cluster>/<name>/<id>`.
+fn resource_arn(key: &ResourceKey, kind: &str, id: &str) -> String {
+    format!(
+        "arn:aws:eks:{}:{}:{kind}/{}/{}/{id}",
+        key.region, key.account_id, key.cluster, key.name
+    )
+}
+
+/// The error for a missing resource of `key`'s kind (its cluster exists).
+fn missing(key: &ResourceKey) -> CommandError {
+    if key.kind == Kind::FARGATE_PROFILE {
+        CommandError::NoSuchProfile(key.clone())
+    } else {
+        CommandError::NoSuchResource(key.clone())
     }
 }
 
@@ -914,6 +1522,7 @@ mod tests {
             region: Some("us-east-1".into()),
             cluster: Some("prod".into()),
             profile: Some(profile.into()),
+            name: Some(profile.into()),
         };
         assert_eq!(
             world.faults_for(&request("a"), NOW),
@@ -963,6 +1572,7 @@ mod tests {
             region: None,
             cluster: None,
             profile: None,
+            name: None,
         };
         assert_eq!(
             world.authenticate(&mut request).as_deref(),
@@ -984,6 +1594,99 @@ mod tests {
                 key: key("default"),
                 health: Health::Issues(vec![IssueSpec::new("AccessDenied", "m", &[])]),
             }
+        );
+    }
+
+    #[test]
+    fn every_kind_is_scripted_with_the_same_resource_commands() {
+        let mut world = World::default();
+        let parse = |text: &str| serde_json::from_str::<Command>(text).unwrap();
+        let at = r#""account_id": "111122223333", "region": "us-east-1", "cluster": "prod""#;
+        for command in [
+            format!(
+                r#"{{"op": "add_nodegroup", {at}, "nodegroup": "ng", "capacity_type": "SPOT",
+                        "scaling": {{"min_size": 0, "max_size": 9, "desired_size": 4}}}}"#
+            ),
+            format!(r#"{{"op": "add_addon", {at}, "addon": "vpc-cni", "addon_version": "v1"}}"#),
+            format!(
+                r#"{{"op": "add_capability", {at}, "capability": "ack", "status": "CREATING"}}"#
+            ),
+            format!(
+                r#"{{"op": "set_resource_status", "kind": "nodegroup", {at}, "name": "ng",
+                        "status": "SOME_FUTURE_STATUS"}}"#
+            ),
+            format!(
+                r#"{{"op": "set_resource_health", "kind": "cluster", {at},
+                        "health": {{"type": "issues", "issues": [{{"code": "New"}}]}}}}"#
+            ),
+            format!(
+                r#"{{"op": "set_version", "kind": "addon", {at}, "name": "vpc-cni",
+                        "version": "v2"}}"#
+            ),
+            format!(
+                r#"{{"op": "set_scaling", {at}, "nodegroup": "ng", "min_size": 1,
+                        "max_size": 2, "desired_size": 2}}"#
+            ),
+        ] {
+            world.apply(parse(&command), NOW).unwrap();
+        }
+        let cluster_key =
+            ResourceKey::new(Kind::CLUSTER, "111122223333", "us-east-1", "prod", "prod");
+        let cluster = world.cluster(&cluster_key).unwrap().clone();
+        let group = &cluster.nodegroups["ng"];
+        assert_eq!(group.status, "SOME_FUTURE_STATUS");
+        assert_eq!(group.capacity_type, "SPOT");
+        assert_eq!(group.scaling.desired_size, 2);
+        assert_eq!(cluster.addons["vpc-cni"].addon_version, "v2");
+        assert_eq!(cluster.capabilities["ack"].status, "CREATING");
+        assert_eq!(
+            cluster.health,
+            Health::Issues(vec![IssueSpec::new("New", "", &[])])
+        );
+
+        let ng = ResourceKey::new(Kind::NODEGROUP, "111122223333", "us-east-1", "prod", "ng");
+        world
+            .apply(Command::RecreateResource { key: ng.clone() }, NOW)
+            .unwrap();
+        let recreated = &world.cluster(&ng).unwrap().nodegroups["ng"];
+        assert_ne!(recreated.arn, group.arn);
+        assert!(recreated.created_at > group.created_at);
+        assert_eq!(
+            (recreated.status.as_str(), recreated.scaling),
+            ("ACTIVE", group.scaling)
+        );
+
+        world
+            .apply(
+                Command::RecreateResource {
+                    key: cluster_key.clone(),
+                },
+                NOW,
+            )
+            .unwrap();
+        let again = world.cluster(&cluster_key).unwrap();
+        assert_eq!(again.arn, cluster.arn);
+        assert!(again.created_at > cluster.created_at);
+        assert!(again.nodegroups.is_empty() && again.health == Health::Absent);
+
+        assert_eq!(
+            world.apply(Command::DeleteResource { key: ng.clone() }, NOW),
+            Err(CommandError::NoSuchResource(ng.clone()))
+        );
+        world
+            .apply(
+                Command::DeleteResource {
+                    key: cluster_key.clone(),
+                },
+                NOW,
+            )
+            .unwrap();
+        assert!(world.cluster(&cluster_key).is_none());
+        assert!(
+            serde_json::from_str::<Command>(&format!(
+                r#"{{"op": "delete_resource", "kind": "addon", {at}}}"#
+            ))
+            .is_err()
         );
     }
 }

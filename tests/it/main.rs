@@ -7,6 +7,7 @@ mod check;
 mod daemon;
 mod demo;
 mod eks;
+mod eks_kinds;
 mod logs;
 mod migration;
 mod once;
