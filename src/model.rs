@@ -917,7 +917,10 @@ mod tests {
             let hinted: Vec<&str> = spec.hints.iter().map(|(code, _)| *code).collect();
             assert_eq!(hinted, spec.codes, "{kind}: one hint per code, in order");
             assert!(spec.alert_worthy.iter().all(|s| spec.statuses.contains(s)));
-            assert!(spec.hints.iter().all(|(_, hint)| hint.len() <= 160), "{kind}");
+            assert!(
+                spec.hints.iter().all(|(_, hint)| hint.len() <= 160),
+                "{kind}"
+            );
         }
         let kind = Kind::FARGATE_PROFILE;
         assert!(kind.hint("AccessDenied").contains("eks-fargate-pods"));
