@@ -439,22 +439,12 @@ mod tests {
 
     fn target(cluster: &str, profiles: &[&str]) -> Target {
         Target {
-            region: "us-east-1".into(),
-            cluster: Pattern::parse(cluster).unwrap(),
+            kinds: vec![Kind::FARGATE_PROFILE],
             profiles: profiles
                 .iter()
                 .map(|p| Pattern::parse(p).unwrap())
                 .collect(),
-            kinds: vec![Kind::FARGATE_PROFILE],
-            nodegroups: vec![Pattern::parse("*").unwrap()],
-            addons: vec![Pattern::parse("*").unwrap()],
-            labels: BTreeMap::new(),
-            account_id: None,
-            aws_profile: None,
-            role_arn: None,
-            external_id: None,
-            endpoint_url: None,
-            sts_endpoint_url: None,
+            ..Target::new("us-east-1", Pattern::parse(cluster).unwrap())
         }
     }
 

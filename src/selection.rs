@@ -290,22 +290,11 @@ mod tests {
 
     fn target(cluster: &str, profiles: &[&str]) -> Target {
         Target {
-            region: REGION.into(),
-            cluster: Pattern::parse(cluster).unwrap(),
             profiles: profiles
                 .iter()
                 .map(|p| Pattern::parse(p).unwrap())
                 .collect(),
-            kinds: crate::model::Kind::ALL.to_vec(),
-            nodegroups: vec![Pattern::parse("*").unwrap()],
-            addons: vec![Pattern::parse("*").unwrap()],
-            labels: BTreeMap::new(),
-            account_id: None,
-            aws_profile: None,
-            role_arn: None,
-            external_id: None,
-            endpoint_url: None,
-            sts_endpoint_url: None,
+            ..Target::new(REGION, Pattern::parse(cluster).unwrap())
         }
     }
 

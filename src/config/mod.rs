@@ -98,6 +98,27 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target of every resource of `cluster` in `region`, as a config with only those two
+    /// keys gives it: every kind, every name, no labels, the default credentials.
+    pub fn new(region: impl Into<String>, cluster: Pattern) -> Self {
+        let every = || Pattern::parse("*").map(|p| vec![p]).unwrap_or_default();
+        Self {
+            region: region.into(),
+            cluster,
+            kinds: Kind::ALL.to_vec(),
+            profiles: every(),
+            nodegroups: every(),
+            addons: every(),
+            labels: BTreeMap::new(),
+            account_id: None,
+            aws_profile: None,
+            role_arn: None,
+            external_id: None,
+            endpoint_url: None,
+            sts_endpoint_url: None,
+        }
+    }
+
     /// The name globs of `kind`: every capability, and the cluster itself, are selected.
     pub fn patterns(&self, kind: Kind) -> Option<&[Pattern]> {
         match kind.name() {

@@ -1585,3 +1585,10 @@ fn kinds_and_name_globs_that_cannot_work_are_refused() {
     );
     one_problem(&format!("{base}addons = [\"a b\"]\n"), 4, "`addons`:");
 }
+
+#[test]
+fn a_new_target_is_what_a_config_with_only_region_and_cluster_gives() {
+    let parsed = &ok("[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n").targets[0];
+    let made = Target::new("us-east-1", Pattern::parse("prod").unwrap());
+    assert_eq!(format!("{made:?}"), format!("{parsed:?}"));
+}

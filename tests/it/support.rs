@@ -69,22 +69,13 @@ pub fn check_config(text: &str, files: &[(&str, &str)]) -> Checked {
 pub fn sim_target(simulator: &Simulator, region: &str, cluster: &str, profiles: &[&str]) -> Target {
     let url = Url::parse(&simulator.endpoint_url()).unwrap();
     Target {
-        region: region.to_owned(),
-        cluster: Pattern::parse(cluster).unwrap(),
         profiles: profiles
             .iter()
             .map(|p| Pattern::parse(p).unwrap())
             .collect(),
-        kinds: fargate_health_monitor::model::Kind::ALL.to_vec(),
-        nodegroups: vec![Pattern::parse("*").unwrap()],
-        addons: vec![Pattern::parse("*").unwrap()],
-        labels: Default::default(),
-        account_id: None,
-        aws_profile: None,
-        role_arn: None,
-        external_id: None,
         endpoint_url: Some(url.clone()),
         sts_endpoint_url: Some(url),
+        ..Target::new(region, Pattern::parse(cluster).unwrap())
     }
 }
 
