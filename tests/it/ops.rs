@@ -247,6 +247,7 @@ fn the_dashboard_uses_a_datasource_variable_and_the_label_variables() {
         variables,
         [
             "datasource",
+            "kind",
             "aws_account_id",
             "aws_region",
             "eks_cluster",
@@ -254,7 +255,33 @@ fn the_dashboard_uses_a_datasource_variable_and_the_label_variables() {
         ]
     );
     assert_eq!(dashboard["templating"]["list"][0]["type"], "datasource");
-    for panel in dashboard["panels"].as_array().unwrap() {
+    assert_eq!(
+        dashboard["templating"]["list"][1]["definition"],
+        "label_values(fargate_health_monitor_resources, kind)"
+    );
+    let panels = dashboard["panels"].as_array().unwrap();
+    // A row per kind, and one for the monitor itself.
+    let rows: Vec<&str> = panels
+        .iter()
+        .filter(|p| p["type"] == "row")
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "Fargate profiles",
+            "Node groups",
+            "Add-ons",
+            "Clusters",
+            "Capabilities",
+            "The monitor"
+        ]
+    );
+    let mut ids: Vec<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
         assert_eq!(
             panel["datasource"]["uid"], "${datasource}",
             "{}",
@@ -276,6 +303,14 @@ fn the_dashboard_uses_a_datasource_variable_and_the_label_variables() {
         "fargate_health_monitor_oldest_observation_age_seconds",
         "fargate_health_monitor_notifications_total",
         "fargate_health_monitor_notification_queue_depth",
+        "fargate_health_monitor_resources",
+        "eks_nodegroup_health_issues",
+        "eks_nodegroup_desired_size",
+        "eks_nodegroup_min_size",
+        "eks_nodegroup_max_size",
+        "eks_addon_status",
+        "eks_cluster_up",
+        "eks_capability_health_issue_start_timestamp_seconds",
     ] {
         assert!(text.contains(name), "{name}");
     }
