@@ -214,10 +214,36 @@ fn the_kubernetes_manifests_pass_strict_validation_and_carry_a_valid_config() {
         &std::fs::read_to_string(repo_file("deploy/iam-policy.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(
-        policy["Statement"][0]["Action"].as_array().unwrap().len(),
-        3
-    );
+    let actions: Vec<&str> = policy["Statement"][0]["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(actions.len(), 10, "{actions:?}");
+    // A list and a describe per kind, and the cluster's describe; every place that spells the
+    // policy out names every action.
+    for (list, describe) in [
+        ("ListClusters", "DescribeCluster"),
+        ("ListFargateProfiles", "DescribeFargateProfile"),
+        ("ListNodegroups", "DescribeNodegroup"),
+        ("ListAddons", "DescribeAddon"),
+        ("ListCapabilities", "DescribeCapability"),
+    ] {
+        for action in [list, describe] {
+            let action = format!("eks:{action}");
+            assert!(actions.contains(&action.as_str()), "{action}");
+        }
+    }
+    for file in ["README.md", "docs/configuration.md", "docs/kubernetes.md"] {
+        let text = std::fs::read_to_string(repo_file(file)).unwrap();
+        for action in &actions {
+            assert!(
+                text.contains(&format!("`{action}`")) || text.contains(&format!("\"{action}\"")),
+                "{file} does not name {action}"
+            );
+        }
+    }
 
     let Some(validate) = real_tool("kubernetes-validate") else {
         return;
