@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use prometheus::{Registry, TextEncoder};
 
 use crate::clock::Clock;
 use crate::eks::CallObserver;
-use crate::model::{ErrorKind, EventKind, Operation, Timestamp};
+use crate::model::{ErrorKind, EventKind, Kind, Operation, Timestamp};
 use crate::outbox::Outcome;
 use crate::state::{Entry, Snapshot, State};
 
@@ -207,20 +208,28 @@ pub const CHUNK: usize = 32 * 1024;
 /// scraper that stops reading costs no thread and a bounded amount of memory.
 #[derive(Debug)]
 pub struct Page {
-    snapshot: Snapshot,
+    /// Boxed: a page lives in the server's response body, which stays small.
+    snapshot: Box<Snapshot>,
     now: Timestamp,
     /// The self series of the registry, encoded last; none for [`render_snapshot`].
     registry: Option<Registry>,
+    /// The kinds of the page in the snapshot's order, each with its run of resources (the
+    /// snapshot is sorted by key, kind first, so a kind's resources are contiguous): every kind
+    /// this build watches (so its families have their `HELP` even before discovery) and every
+    /// other kind the snapshot holds.
+    runs: Vec<(Kind, Range<usize>)>,
     stage: Stage,
 }
 
 /// Where a [`Page`] stands.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Stage {
-    /// Family `family` of [`FAMILIES`], next at profile `profile`.
+    /// Kind `run` of [`Page::runs`], its family `family` ([`FAMILIES`], then the kind's
+    /// [`Extras::values`]), next at its resource `offset` (0: the family's header is due).
     Domain {
+        run: usize,
         family: usize,
-        profile: usize,
+        offset: usize,
     },
     /// The series counting what the state knows.
     State,
@@ -231,13 +240,33 @@ enum Stage {
 
 impl Page {
     fn new(snapshot: Snapshot, now: Timestamp, registry: Option<Registry>) -> Self {
+        let resources = &snapshot.resources;
+        let mut kinds: Vec<Kind> = Kind::ALL.to_vec();
+        let mut at = 0;
+        while let Some(entry) = resources.get(at) {
+            let kind = entry.state.key.kind;
+            kinds.push(kind);
+            at = resources.partition_point(|e| e.state.key.kind <= kind);
+        }
+        kinds.sort();
+        kinds.dedup();
+        let runs = kinds
+            .into_iter()
+            .map(|kind| {
+                let start = resources.partition_point(|e| e.state.key.kind < kind);
+                let end = resources.partition_point(|e| e.state.key.kind <= kind);
+                (kind, start..end)
+            })
+            .collect();
         Self {
-            snapshot,
+            snapshot: Box::new(snapshot),
             now,
             registry,
+            runs,
             stage: Stage::Domain {
+                run: 0,
                 family: 0,
-                profile: 0,
+                offset: 0,
             },
         }
     }
@@ -248,32 +277,67 @@ impl Page {
         let mut text = String::with_capacity(CHUNK + 4096);
         while text.len() < CHUNK {
             match self.stage {
-                Stage::Domain { family, profile } => {
-                    let Some(spec) = FAMILIES.get(family) else {
+                Stage::Domain {
+                    run,
+                    family,
+                    offset,
+                } => {
+                    let Some((kind, range)) = self.runs.get(run).cloned() else {
                         self.stage = Stage::State;
                         continue;
                     };
-                    if profile == 0 {
-                        header(&mut text, spec.name, "gauge", spec.help);
+                    let extras = Extras::of(kind);
+                    let encoder = match FAMILIES.get(family) {
+                        Some(spec) => Encoder::Family(spec),
+                        None => match extras.values.get(family - FAMILIES.len()) {
+                            Some(value) => Encoder::Value(value),
+                            None => {
+                                self.stage = Stage::Domain {
+                                    run: run + 1,
+                                    family: 0,
+                                    offset: 0,
+                                };
+                                continue;
+                            }
+                        },
+                    };
+                    let spec = kind.spec();
+                    let name = format!("{}_{}", spec.metric_prefix, encoder.suffix());
+                    if offset == 0 {
+                        header(&mut text, &name, "gauge", &encoder.help(kind, &extras));
                     }
-                    let profiles = &self.snapshot.resources;
-                    let mut next = profile;
-                    while let Some(entry) = profiles.get(next) {
-                        (spec.encode)(&mut text, spec.name, entry, &profile_labels(entry));
+                    let entries = &self.snapshot.resources[range];
+                    let mut next = offset;
+                    while let Some(entry) = entries.get(next) {
+                        let labels = resource_labels(entry);
+                        match encoder {
+                            Encoder::Family(spec) => {
+                                (spec.encode)(&mut text, &name, entry, &labels)
+                            }
+                            Encoder::Value((key, _)) => {
+                                let value =
+                                    entry.state.known.as_ref().and_then(|k| k.values.get(*key));
+                                if let Some(value) = value {
+                                    sample(&mut text, &name, &labels, &[], *value as f64);
+                                }
+                            }
+                        }
                         next += 1;
                         if text.len() >= CHUNK {
                             break;
                         }
                     }
-                    self.stage = if next >= profiles.len() {
+                    self.stage = if next >= entries.len() {
                         Stage::Domain {
+                            run,
                             family: family + 1,
-                            profile: 0,
+                            offset: 0,
                         }
                     } else {
                         Stage::Domain {
+                            run,
                             family,
-                            profile: next,
+                            offset: next,
                         }
                     };
                 }
@@ -338,18 +402,98 @@ impl GzipPage {
     }
 }
 
-/// One family of the domain series: its name, help and how it encodes one profile's samples.
+/// One family of the domain series of every kind: its name after the kind's prefix, its help
+/// (with `{a}`, `{noun}` and `{info}` to fill in for the kind) and how it encodes one resource's
+/// samples.
 struct Family {
-    name: &'static str,
+    suffix: &'static str,
     help: &'static str,
     encode: fn(&mut String, &str, &Entry, &str),
 }
 
-/// The `eks_fargate_profile_*` families, in the order of the page; each is a gauge.
+/// What a kind has beyond [`FAMILIES`]: the info labels its describe gives (for the help) and
+/// a gauge per number of its [`crate::diff::Known::values`].
+struct Extras {
+    info: &'static [&'static str],
+    /// Per gauge: the key in `values` (also the family's suffix) and the help.
+    values: &'static [(&'static str, &'static str)],
+}
+
+impl Extras {
+    fn of(kind: Kind) -> Self {
+        let (info, values): (&[&str], &[(&str, &str)]) = match kind.name() {
+            "fargate_profile" => (&["pod_execution_role_arn"], &[]),
+            "nodegroup" => (
+                &["node_role_arn", "capacity_type", "release_version"],
+                &[
+                    (
+                        "desired_size",
+                        "The node group's desired number of nodes (its scaling config).",
+                    ),
+                    (
+                        "min_size",
+                        "The node group's minimum number of nodes (its scaling config).",
+                    ),
+                    (
+                        "max_size",
+                        "The node group's maximum number of nodes (its scaling config).",
+                    ),
+                ],
+            ),
+            "addon" => (&["addon_version"], &[]),
+            "cluster" => (&["version", "platform_version"], &[]),
+            "capability" => (&["role_arn"], &[]),
+            _ => (&[], &[]),
+        };
+        Self { info, values }
+    }
+}
+
+/// A family of one kind's page: one of [`FAMILIES`], or a gauge of [`Extras::values`].
+#[derive(Clone, Copy)]
+enum Encoder {
+    Family(&'static Family),
+    Value(&'static (&'static str, &'static str)),
+}
+
+impl Encoder {
+    fn suffix(self) -> &'static str {
+        match self {
+            Encoder::Family(family) => family.suffix,
+            Encoder::Value((key, _)) => key,
+        }
+    }
+
+    /// The family's help for `kind`: "Unix time the node group was created."
+    fn help(self, kind: Kind, extras: &Extras) -> String {
+        let template = match self {
+            Encoder::Family(family) => family.help,
+            Encoder::Value((_, help)) => help,
+        };
+        let noun = kind.spec().noun;
+        let a = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        let info = match extras.info {
+            [] => " and the describe's details".to_owned(),
+            [only] => format!(" and {only}"),
+            [first @ .., last] => format!(", {} and {last}", first.join(", ")),
+        };
+        template
+            .replace("{a}", a)
+            .replace("{noun}", noun)
+            .replace("{info}", &info)
+    }
+}
+
+/// The families every kind has (`eks_fargate_profile_info`, `eks_nodegroup_info`, …), in the
+/// order of the page; each is a gauge.
 const FAMILIES: &[Family] = &[
     Family {
-        name: "eks_fargate_profile_info",
-        help: "Always 1 for a profile described at least once; labels arn and pod_execution_role_arn.",
+        suffix: "info",
+        help: "Always 1 for {a} {noun} described at least once; labels arn{info}.",
         encode: |out, name, entry, labels| {
             if let Some(known) = &entry.state.known {
                 let mut extra = vec![("arn", known.incarnation.arn.as_str())];
@@ -359,8 +503,8 @@ const FAMILIES: &[Family] = &[
         },
     },
     Family {
-        name: "eks_fargate_profile_status",
-        help: "1 for the profile's current status, 0 for the other known statuses.",
+        suffix: "status",
+        help: "1 for the {noun}'s current status, 0 for the other known statuses.",
         encode: |out, name, entry, labels| {
             if let Some(known) = &entry.state.known {
                 let kind = entry.state.key.kind;
@@ -375,7 +519,7 @@ const FAMILIES: &[Family] = &[
         },
     },
     Family {
-        name: "eks_fargate_profile_health_issues",
+        suffix: "health_issues",
         help: "1 while an episode of the issue code is open, 0 for the other known codes.",
         encode: |out, name, entry, labels| {
             if let Some(known) = &entry.state.known {
@@ -391,7 +535,7 @@ const FAMILIES: &[Family] = &[
         },
     },
     Family {
-        name: "eks_fargate_profile_health_issue_resources",
+        suffix: "health_issue_resources",
         help: "Distinct resource ids of an open issue episode.",
         encode: |out, name, entry, labels| {
             for episode in entry.state.known.iter().flat_map(|k| k.episodes.values()) {
@@ -402,7 +546,7 @@ const FAMILIES: &[Family] = &[
         },
     },
     Family {
-        name: "eks_fargate_profile_health_issue_start_timestamp_seconds",
+        suffix: "health_issue_start_timestamp_seconds",
         help: "Unix time the open episode of the issue code began.",
         encode: |out, name, entry, labels| {
             for episode in entry.state.known.iter().flat_map(|k| k.episodes.values()) {
@@ -413,8 +557,8 @@ const FAMILIES: &[Family] = &[
         },
     },
     Family {
-        name: "eks_fargate_profile_created_timestamp_seconds",
-        help: "Unix time the profile was created.",
+        suffix: "created_timestamp_seconds",
+        help: "Unix time the {noun} was created.",
         encode: |out, name, entry, labels| {
             if let Some(known) = &entry.state.known {
                 let created = known.incarnation.created_at.as_secs_f64();
@@ -423,15 +567,15 @@ const FAMILIES: &[Family] = &[
         },
     },
     Family {
-        name: "eks_fargate_profile_up",
-        help: "1 when the last describe of the profile succeeded, 0 otherwise.",
+        suffix: "up",
+        help: "1 when the last describe of the {noun} succeeded, 0 otherwise.",
         encode: |out, name, entry, labels| {
             sample(out, name, labels, &[], f64::from(u8::from(entry.state.up)));
         },
     },
     Family {
-        name: "eks_fargate_profile_last_success_timestamp_seconds",
-        help: "Unix time of the last successful describe of the profile.",
+        suffix: "last_success_timestamp_seconds",
+        help: "Unix time of the last successful describe of the {noun}.",
         encode: |out, name, entry, labels| {
             if let Some(at) = entry.state.last_success {
                 sample(out, name, labels, &[], at.as_secs_f64());
@@ -457,19 +601,26 @@ fn escape_into(out: &mut String, value: &str) {
     }
 }
 
-/// The labels every series of a profile carries, without braces:
-/// `aws_account_id="…",aws_region="…",eks_cluster="…",fargate_profile="…"` and the target's.
-fn profile_labels(entry: &Entry) -> String {
+/// The labels every series of a resource carries, without braces:
+/// `aws_account_id="…",aws_region="…",eks_cluster="…"`, the kind's name label
+/// (`fargate_profile="…"`, `eks_nodegroup="…"`; none for a cluster) and the target's.
+fn resource_labels(entry: &Entry) -> String {
     let key = &entry.state.key;
     let mut out = String::with_capacity(160);
+    let name = key
+        .kind
+        .spec()
+        .name_label
+        .map(|label| (label, key.name.as_str()));
     let ours = [
         ("aws_account_id", key.account_id.as_str()),
         ("aws_region", key.region.as_str()),
         ("eks_cluster", key.cluster.as_str()),
-        ("fargate_profile", key.name.as_str()),
-    ];
+    ]
+    .into_iter()
+    .chain(name);
     let theirs = entry.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    for (i, (name, value)) in ours.into_iter().chain(theirs).enumerate() {
+    for (i, (name, value)) in ours.chain(theirs).enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -500,10 +651,8 @@ fn sample(out: &mut String, name: &str, labels: &str, extra: &[(&str, &str)], va
 fn encode_state(out: &mut String, snapshot: &Snapshot, now: Timestamp) {
     let name = format!("{PREFIX}resources");
     header(out, &name, "gauge", "Resources monitored now, by kind.");
-    let mut by_kind: BTreeMap<&str, usize> = crate::model::Kind::ALL
-        .iter()
-        .map(|kind| (kind.name(), 0))
-        .collect();
+    let mut by_kind: BTreeMap<&str, usize> =
+        Kind::ALL.iter().map(|kind| (kind.name(), 0)).collect();
     for entry in &snapshot.resources {
         *by_kind.entry(entry.state.key.kind.name()).or_default() += 1;
     }

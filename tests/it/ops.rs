@@ -101,7 +101,7 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
     let rules = repo_file("dashboards/alerts.yml");
     let (code, stdout, stderr) = run(Command::new(&promtool).args(["check", "rules"]).arg(&rules));
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("SUCCESS: 10 rules found"), "{stdout}");
+    assert!(stdout.contains("SUCCESS: 22 rules found"), "{stdout}");
     let tests = repo_file("dashboards/alerts_test.yml");
     let (code, stdout, stderr) = run(Command::new(&promtool).args(["test", "rules"]).arg(&tests));
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -145,7 +145,7 @@ fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
         );
         alerts += 1;
     }
-    assert_eq!(alerts, 10);
+    assert_eq!(alerts, 22);
 }
 
 /// GitHub's anchor for a Markdown heading: lower case, spaces to hyphens, punctuation dropped.
@@ -214,10 +214,36 @@ fn the_kubernetes_manifests_pass_strict_validation_and_carry_a_valid_config() {
         &std::fs::read_to_string(repo_file("deploy/iam-policy.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(
-        policy["Statement"][0]["Action"].as_array().unwrap().len(),
-        3
-    );
+    let actions: Vec<&str> = policy["Statement"][0]["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(actions.len(), 10, "{actions:?}");
+    // A list and a describe per kind, and the cluster's describe; every place that spells the
+    // policy out names every action.
+    for (list, describe) in [
+        ("ListClusters", "DescribeCluster"),
+        ("ListFargateProfiles", "DescribeFargateProfile"),
+        ("ListNodegroups", "DescribeNodegroup"),
+        ("ListAddons", "DescribeAddon"),
+        ("ListCapabilities", "DescribeCapability"),
+    ] {
+        for action in [list, describe] {
+            let action = format!("eks:{action}");
+            assert!(actions.contains(&action.as_str()), "{action}");
+        }
+    }
+    for file in ["README.md", "docs/configuration.md", "docs/kubernetes.md"] {
+        let text = std::fs::read_to_string(repo_file(file)).unwrap();
+        for action in &actions {
+            assert!(
+                text.contains(&format!("`{action}`")) || text.contains(&format!("\"{action}\"")),
+                "{file} does not name {action}"
+            );
+        }
+    }
 
     let Some(validate) = real_tool("kubernetes-validate") else {
         return;
@@ -247,6 +273,7 @@ fn the_dashboard_uses_a_datasource_variable_and_the_label_variables() {
         variables,
         [
             "datasource",
+            "kind",
             "aws_account_id",
             "aws_region",
             "eks_cluster",
@@ -254,7 +281,33 @@ fn the_dashboard_uses_a_datasource_variable_and_the_label_variables() {
         ]
     );
     assert_eq!(dashboard["templating"]["list"][0]["type"], "datasource");
-    for panel in dashboard["panels"].as_array().unwrap() {
+    assert_eq!(
+        dashboard["templating"]["list"][1]["definition"],
+        "label_values(fargate_health_monitor_resources, kind)"
+    );
+    let panels = dashboard["panels"].as_array().unwrap();
+    // A row per kind, and one for the monitor itself.
+    let rows: Vec<&str> = panels
+        .iter()
+        .filter(|p| p["type"] == "row")
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "Fargate profiles",
+            "Node groups",
+            "Add-ons",
+            "Clusters",
+            "Capabilities",
+            "The monitor"
+        ]
+    );
+    let mut ids: Vec<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
         assert_eq!(
             panel["datasource"]["uid"], "${datasource}",
             "{}",
@@ -276,6 +329,14 @@ fn the_dashboard_uses_a_datasource_variable_and_the_label_variables() {
         "fargate_health_monitor_oldest_observation_age_seconds",
         "fargate_health_monitor_notifications_total",
         "fargate_health_monitor_notification_queue_depth",
+        "fargate_health_monitor_resources",
+        "eks_nodegroup_health_issues",
+        "eks_nodegroup_desired_size",
+        "eks_nodegroup_min_size",
+        "eks_nodegroup_max_size",
+        "eks_addon_status",
+        "eks_cluster_up",
+        "eks_capability_health_issue_start_timestamp_seconds",
     ] {
         assert!(text.contains(name), "{name}");
     }

@@ -243,6 +243,7 @@ async fn a_real_prometheus_scrapes_over_tls_with_basic_auth_and_the_rules_fire()
                 .replace("$__rate_interval", "1m")
                 .replace("$__range", "5m");
             let expr = [
+                "kind",
                 "aws_account_id",
                 "aws_region",
                 "eks_cluster",
