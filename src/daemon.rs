@@ -196,7 +196,7 @@ impl Daemon {
             targets = config.targets.len(),
             sinks = config.sinks.len().max(1),
             interval = %humantime::format_duration(config.poll.interval),
-            "serving /metrics, /api/v1/profiles, /readyz and /healthz"
+            "serving /metrics, /api/v1/resources, /readyz and /healthz"
         );
         Ok(Self {
             addr,

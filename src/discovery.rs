@@ -69,6 +69,10 @@ pub struct ErrorReport {
     pub operation: Operation,
     pub kind: ErrorKind,
     pub message: String,
+    /// The call could not be signed (no credentials, a role that cannot be assumed): every
+    /// call of the target fails alike, and the message says what to fix.
+    #[serde(skip)]
+    pub credentials: bool,
 }
 
 impl From<&CallError> for ErrorReport {
@@ -77,6 +81,7 @@ impl From<&CallError> for ErrorReport {
             operation: error.operation,
             kind: error.kind,
             message: error.message.clone(),
+            credentials: error.credentials.is_some(),
         }
     }
 }
@@ -89,7 +94,11 @@ pub struct TargetProblem {
     pub region: String,
     pub account_id: Option<String>,
     pub cluster: Option<String>,
-    pub profile: Option<String>,
+    /// The kind of the named resource that does not exist.
+    pub kind: Option<Kind>,
+    /// The named resource that does not exist; for `nothing_matched`, the target's name
+    /// patterns per kind (`profiles web-*; nodegroups *`).
+    pub name: Option<String>,
     /// `call_failed`, `cluster_not_found`, `profile_not_found` (`nodegroup_not_found`,
     /// `addon_not_found`, `capability_not_found` for the other kinds) or `nothing_matched`.
     pub problem: &'static str,
@@ -99,35 +108,34 @@ pub struct TargetProblem {
 impl TargetProblem {
     /// A discovery problem of target number `index` (from 0).
     pub fn new(index: usize, target: &Target, account_id: Option<&str>, problem: Problem) -> Self {
-        let (cluster, profile, name, error) = match problem {
+        let (cluster, kind, name, problem, error) = match problem {
             Problem::Failed { cluster, error } => {
-                (cluster, None, "call_failed", Some((&error).into()))
+                (cluster, None, None, "call_failed", Some((&error).into()))
             }
             Problem::ClusterNotFound { cluster } => {
-                (Some(cluster), None, "cluster_not_found", None)
+                (Some(cluster), None, None, "cluster_not_found", None)
             }
             Problem::ResourceNotFound {
                 kind,
                 cluster,
                 name,
-            } => (Some(cluster), Some(name), not_found(kind), None),
-            Problem::NothingMatched => {
-                let patterns: Vec<&str> = target.profiles.iter().map(|p| p.as_str()).collect();
-                (
-                    Some(target.cluster.as_str().to_owned()),
-                    Some(patterns.join(",")),
-                    "nothing_matched",
-                    None,
-                )
-            }
+            } => (Some(cluster), Some(kind), Some(name), not_found(kind), None),
+            Problem::NothingMatched => (
+                Some(target.cluster.as_str().to_owned()),
+                None,
+                Some(patterns_of(target)),
+                "nothing_matched",
+                None,
+            ),
         };
         Self {
             target: index + 1,
             region: target.region.clone(),
             account_id: account_id.map(str::to_owned),
             cluster,
-            profile,
-            problem: name,
+            kind,
+            name,
+            problem,
             error,
         }
     }
@@ -148,15 +156,17 @@ impl TargetProblem {
                 format!(
                     "{} {} does not exist in cluster {}",
                     kind.spec().noun,
-                    self.profile.as_deref().unwrap_or_default(),
+                    self.name.as_deref().unwrap_or_default(),
                     self.cluster.as_deref().unwrap_or_default()
                 )
             }
             ("nothing_matched", _) => format!(
-                "cluster {} with profiles {} matched no profile",
+                "cluster {} with {} matched nothing",
                 self.cluster.as_deref().unwrap_or_default(),
-                self.profile.as_deref().unwrap_or_default()
+                self.name.as_deref().unwrap_or_default()
             ),
+            // The same for every call of the target: said once, not once per list.
+            (_, Some(error)) if error.credentials => error.message.clone(),
             (_, Some(error)) => {
                 let of = match &self.cluster {
                     Some(cluster) if error.operation != Operation::ListClusters => {
@@ -173,6 +183,21 @@ impl TargetProblem {
         };
         format!("{scope}: {what}")
     }
+}
+
+/// What a target selects within its clusters, for a target that matched nothing:
+/// `kinds cluster, fargate_profile; profiles web-*` (the name patterns of the kinds that have
+/// them, after the kinds it watches).
+fn patterns_of(target: &Target) -> String {
+    let kinds: Vec<&str> = target.kinds.iter().map(|k| k.name()).collect();
+    let mut text = format!("kinds {}", kinds.join(", "));
+    for kind in &target.kinds {
+        if let (Some(key), Some(patterns)) = (Target::patterns_key(*kind), target.patterns(*kind)) {
+            let patterns: Vec<&str> = patterns.iter().map(|p| p.as_str()).collect();
+            let _ = write!(text, "; {key} {}", patterns.join(","));
+        }
+    }
+    text
 }
 
 /// The `problem` of a named resource of `kind` that does not exist: `profile_not_found` for a

@@ -222,7 +222,13 @@ impl Kind {
     pub const CAPABILITY: Kind = Kind(&kinds::CAPABILITY);
 
     /// Every kind this build watches.
-    pub const ALL: &'static [Kind] = &[Kind::FARGATE_PROFILE];
+    pub const ALL: &'static [Kind] = &[
+        Kind::FARGATE_PROFILE,
+        Kind::NODEGROUP,
+        Kind::ADDON,
+        Kind::CLUSTER,
+        Kind::CAPABILITY,
+    ];
 
     /// A kind described by `spec` (the built-in kinds are constants; tests define their own).
     pub const fn new(spec: &'static KindSpec) -> Self {
@@ -948,7 +954,19 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(defaults, ["CREATE_FAILED", "DELETE_FAILED"]);
+        assert_eq!(
+            defaults,
+            [
+                "CREATE_FAILED",
+                "DELETE_FAILED",
+                "DEGRADED",
+                "UPDATE_FAILED",
+                "FAILED"
+            ]
+        );
+        for name in ["nodegroup", "addon", "cluster", "capability"] {
+            assert_eq!(Kind::from_name(name).map(Kind::name), Some(name));
+        }
     }
 
     #[test]

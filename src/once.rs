@@ -1,5 +1,5 @@
 //! `once`: one pass over every configured target (account id, discovery, one describe per
-//! selected profile) through the same diff the daemon uses, starting from an empty state, so
+//! selected resource) through the same diff the daemon uses, starting from an empty state, so
 //! its view of issues is the daemon's. The [`Report`] prints as a table or JSON and gives the
 //! exit code (DESIGN.md "Command line").
 
@@ -17,7 +17,7 @@ use crate::eks::{CredentialSource, Eks};
 use crate::exit;
 use crate::limits::{Limiters, RateLimiter, RetryPolicy, paced};
 use crate::model::for_display;
-use crate::model::{Input, PollFailure, ResourceKey, Status};
+use crate::model::{Input, Kind, PollFailure, ResourceKey, Status};
 use crate::selection::Selection;
 
 /// The most characters of a value shown in a table cell; longer ones end with `…`.
@@ -28,15 +28,15 @@ pub const MAX_LINE_CHARS: usize = 2048;
 /// What one pass found.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
-    /// Every selected profile, sorted by key.
-    pub profiles: Vec<ProfileReport>,
+    /// Every selected resource, sorted by key.
+    pub resources: Vec<ResourceReport>,
     /// What could not be told about the targets, in target order.
     pub problems: Vec<TargetProblem>,
 }
 
-/// One profile: its status and open issues, or why it could not be described.
+/// One resource: its status and open issues, or why it could not be described.
 #[derive(Clone, Debug, Serialize)]
-pub struct ProfileReport {
+pub struct ResourceReport {
     #[serde(flatten)]
     pub key: ResourceKey,
     pub labels: BTreeMap<String, String>,
@@ -59,7 +59,7 @@ pub struct IssueReport {
     pub since: String,
 }
 
-impl ProfileReport {
+impl ResourceReport {
     fn unhealthy(&self) -> bool {
         !self.issues.is_empty()
             || (self.status.as_ref()).is_some_and(|status| self.key.kind.is_alert_worthy(status))
@@ -99,9 +99,9 @@ impl ProfileReport {
 impl Report {
     /// 0 healthy, 1 unhealthy, 2 not everything could be told.
     pub fn exit_code(&self) -> u8 {
-        if self.profiles.iter().any(ProfileReport::unhealthy) {
+        if self.resources.iter().any(ResourceReport::unhealthy) {
             exit::UNHEALTHY
-        } else if !self.problems.is_empty() || self.profiles.iter().any(|p| !p.up) {
+        } else if !self.problems.is_empty() || self.resources.iter().any(|p| !p.up) {
             exit::UNKNOWN
         } else {
             exit::OK
@@ -112,13 +112,13 @@ impl Report {
     pub fn to_json(&self) -> String {
         #[derive(Serialize)]
         struct Json<'a> {
-            profiles: &'a [ProfileReport],
+            resources: &'a [ResourceReport],
             problems: &'a [TargetProblem],
             summary: Summary,
             exit_code: u8,
         }
         let json = Json {
-            profiles: &self.profiles,
+            resources: &self.resources,
             problems: &self.problems,
             summary: self.summary(),
             exit_code: self.exit_code(),
@@ -127,11 +127,11 @@ impl Report {
     }
 
     fn summary(&self) -> Summary {
-        let failed = self.profiles.iter().filter(|p| !p.up).count();
-        let unhealthy = self.profiles.iter().filter(|p| p.unhealthy()).count();
+        let failed = self.resources.iter().filter(|p| !p.up).count();
+        let unhealthy = self.resources.iter().filter(|p| p.unhealthy()).count();
         Summary {
-            profiles: self.profiles.len(),
-            healthy: self.profiles.len() - failed - unhealthy,
+            resources: self.resources.len(),
+            healthy: self.resources.len() - failed - unhealthy,
             unhealthy,
             failed,
             problems: self.problems.len(),
@@ -151,7 +151,7 @@ impl Report {
             "RESOURCES",
         ];
         let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
-        for p in &self.profiles {
+        for p in &self.resources {
             let status = p.status.as_ref().map_or("-", Status::as_str).to_owned();
             let (issues, resources) = match &p.error {
                 Some(error) => (format!("error: {}", error.kind), "-".to_owned()),
@@ -182,7 +182,7 @@ impl Report {
             }
         }
         let mut out = String::new();
-        if !self.profiles.is_empty() {
+        if !self.resources.is_empty() {
             for row in &rows {
                 let mut line = String::new();
                 for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
@@ -198,7 +198,7 @@ impl Report {
             }
             out.push('\n');
         }
-        for p in &self.profiles {
+        for p in &self.resources {
             if let Some(error) = &p.error {
                 let line = format!(
                     "{}: {} failed ({}): {}",
@@ -214,9 +214,9 @@ impl Report {
         let s = self.summary();
         let _ = writeln!(
             out,
-            "{} profile{}: {} healthy, {} unhealthy, {} not described; {} problem{}",
-            s.profiles,
-            plural(s.profiles),
+            "{} resource{}: {} healthy, {} unhealthy, {} not described; {} problem{}",
+            s.resources,
+            plural(s.resources),
             s.healthy,
             s.unhealthy,
             s.failed,
@@ -229,7 +229,7 @@ impl Report {
 
 #[derive(Clone, Copy, Debug, Serialize)]
 struct Summary {
-    profiles: usize,
+    resources: usize,
     healthy: usize,
     unhealthy: usize,
     failed: usize,
@@ -281,24 +281,29 @@ pub async fn run<E: Eks>(
         let concurrency = config.poll.concurrency.max(1);
         let found =
             discovery::discover(client, target, &limiter, policy, concurrency, |_| true).await;
-        // A profile selected by several targets is described once, under the first.
+        // A resource selected by several targets is described once, under the first.
         let changes = selection.discovered(index, Some(&account), &target.region, &found);
         for change in changes {
             change.warn_if_duplicate();
         }
+        // Said once when several calls fail alike (credentials fail every list of a target).
         for problem in found.problems {
             let problem = TargetProblem::new(index, target, Some(&account), problem);
-            report.problems.push(problem);
+            let text = problem.describe();
+            if !report.problems.iter().any(|p| p.describe() == text) {
+                report.problems.push(problem);
+            }
         }
     }
 
     let selected = selection.into_owners();
-    report.profiles = describe_all(config, clients, &limiters, policy, clock, selected).await;
+    report.resources = describe_all(config, clients, &limiters, policy, clock, selected).await;
     report
 }
 
-/// Describes each selected profile once and runs the answer through the diff from an empty
-/// state; the result is sorted by key.
+/// Describes each selected resource once and runs the answer through the diff from an empty
+/// state; the result is sorted by account, region and cluster, each cluster before what it
+/// holds (in [`Kind::ALL`] order, then by name).
 async fn describe_all<E: Eks>(
     config: &Config,
     clients: &[E],
@@ -306,12 +311,12 @@ async fn describe_all<E: Eks>(
     policy: &RetryPolicy,
     clock: &Clock,
     selected: BTreeMap<ResourceKey, usize>,
-) -> Vec<ProfileReport> {
+) -> Vec<ResourceReport> {
     let rules = Rules {
         resolve_after: config.alerts.resolve_after,
     };
     let rules = &rules;
-    let mut profiles: Vec<ProfileReport> = stream::iter(selected)
+    let mut resources: Vec<ResourceReport> = stream::iter(selected)
         .map(|(key, index)| {
             let limiter = limiters.get(&key.account_id, &key.region);
             let client = &clients[index];
@@ -323,8 +328,8 @@ async fn describe_all<E: Eks>(
                 .await;
                 let observed_at = clock.now();
                 let (input, error) = match answer {
-                    Ok(profile) => (
-                        Input::Observed(profile.into_observation(key, observed_at)),
+                    Ok(described) => (
+                        Input::Observed(described.into_observation(key, observed_at)),
                         None,
                     ),
                     Err(error) => {
@@ -338,15 +343,29 @@ async fn describe_all<E: Eks>(
                 };
                 let next = diff::diff(None, &input, rules, &mut Sequence::default()).next;
                 let state = next.unwrap_or_else(|| ResourceState::discovered(input.key().clone()));
-                ProfileReport {
+                ResourceReport {
                     error,
-                    ..ProfileReport::from_state(&state, labels)
+                    ..ResourceReport::from_state(&state, labels)
                 }
             }
         })
         .buffer_unordered(config.poll.concurrency.max(1))
         .collect()
         .await;
-    profiles.sort_by(|a, b| a.key.cmp(&b.key));
-    profiles
+    resources.sort_by(|a, b| table_order(&a.key).cmp(&table_order(&b.key)));
+    resources
+}
+
+/// Where a resource goes in the report: by account, region and cluster, the cluster first,
+/// then what it holds in [`Kind::ALL`] order and by name.
+fn table_order(key: &ResourceKey) -> (&str, &str, &str, usize, &str) {
+    let rank = if key.kind == Kind::CLUSTER {
+        0
+    } else {
+        1 + Kind::ALL
+            .iter()
+            .position(|kind| *kind == key.kind)
+            .unwrap_or(Kind::ALL.len())
+    };
+    (&key.account_id, &key.region, &key.cluster, rank, &key.name)
 }

@@ -560,10 +560,10 @@ impl<E: Eks + 'static> Core<E> {
         self.started = true;
         self.end_restored(None);
         if !self.state.is_ready() {
-            let profiles = self.slots.len();
+            let resources = self.slots.len();
             tracing::info!(
-                profiles,
-                "ready: every target discovered and every profile attempted"
+                resources,
+                "ready: every target discovered and every resource attempted"
             );
             self.state.set_ready(true);
         }

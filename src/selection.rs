@@ -50,7 +50,7 @@ impl Change {
                 profile = %key,
                 first_target = first + 1,
                 also_target = also + 1,
-                "profile selected by two targets; polled under the first"
+                "resource selected by two targets; polled under the first"
             );
         }
     }

@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::model::{EventKind, Kind, Shard, Status};
 use crate::secret::{Secret, SecretUrl};
+pub use sections::OWN_LABELS;
 
 /// The validated configuration.
 #[derive(Clone, Debug)]

@@ -567,10 +567,14 @@ fn sink_defaults() {
     assert_eq!(
         delivery.statuses,
         [
-            Status::from_wire("CREATE_FAILED"),
-            Status::from_wire("DELETE_FAILED")
+            "CREATE_FAILED",
+            "DELETE_FAILED",
+            "DEGRADED",
+            "UPDATE_FAILED",
+            "FAILED"
         ]
         .into_iter()
+        .map(Status::from_wire)
         .collect()
     );
 }
@@ -839,13 +843,13 @@ fn sink_names_must_be_unique() {
 #[test]
 fn unknown_statuses_are_warned_about_not_rejected() {
     let loaded = parse_with(
-        &format!("{TARGET}[[sinks]]\ntype = \"log\"\nstatuses = [\"UPDATE_FAILED\"]\n"),
+        &format!("{TARGET}[[sinks]]\ntype = \"log\"\nstatuses = [\"UPGRADE_FAILED\"]\n"),
         &FakeEnv::default(),
     )
     .unwrap();
     assert_eq!(loaded.warnings.len(), 1);
     assert_eq!(loaded.warnings[0].line, 6);
-    assert!(loaded.warnings[0].message.contains("UPDATE_FAILED"));
+    assert!(loaded.warnings[0].message.contains("UPGRADE_FAILED"));
 }
 
 #[test]

@@ -161,7 +161,13 @@ fn labels_info_and_timestamps_are_encoded_as_the_contract_says() {
     assert_eq!(success.len(), 2);
     assert_eq!(
         samples(&text, "fargate_health_monitor_resources", &[]),
-        ["fargate_health_monitor_resources{kind=\"fargate_profile\"} 3"]
+        [
+            "fargate_health_monitor_resources{kind=\"addon\"} 0",
+            "fargate_health_monitor_resources{kind=\"capability\"} 0",
+            "fargate_health_monitor_resources{kind=\"cluster\"} 0",
+            "fargate_health_monitor_resources{kind=\"fargate_profile\"} 3",
+            "fargate_health_monitor_resources{kind=\"nodegroup\"} 0",
+        ]
     );
     // The stalest profile was discovered at 100 and never attempted.
     assert_eq!(
@@ -595,6 +601,8 @@ fn every_family_is_contiguous_under_one_header_across_chunks() {
         samples(&text, "fargate_health_monitor_resources", &[]),
         [
             "fargate_health_monitor_resources{kind=\"addon\"} 600",
+            "fargate_health_monitor_resources{kind=\"capability\"} 0",
+            "fargate_health_monitor_resources{kind=\"cluster\"} 0",
             "fargate_health_monitor_resources{kind=\"fargate_profile\"} 600",
             "fargate_health_monitor_resources{kind=\"nodegroup\"} 600",
         ]
@@ -671,4 +679,23 @@ fn promtool_accepts_a_scrape_of_every_kind() {
     );
     assert!(output.status.success(), "promtool check metrics: {said}");
     assert!(said.trim().is_empty(), "promtool complained: {said}");
+}
+
+#[test]
+fn every_label_of_every_kind_is_one_a_static_label_may_not_take() {
+    for kind in Kind::ALL.iter().copied() {
+        let extras = Extras::of(kind);
+        let names = kind
+            .spec()
+            .name_label
+            .into_iter()
+            .chain(extras.info.iter().copied());
+        for name in names {
+            assert!(
+                crate::config::OWN_LABELS.contains(&name),
+                "{}: label {name} is not reserved",
+                kind.name()
+            );
+        }
+    }
 }

@@ -172,7 +172,7 @@ pub(super) fn lane_reason(
         format!("throttled by AWS, backing off at {rate} requests/s")
     } else if rate_limited(profiles, per_interval) {
         format!(
-            "held back by the rate: {profiles} profiles but {rate} requests/s x {interval} allows {}; raise max_requests_per_second or interval, or split the targets",
+            "held back by the rate: {profiles} resources but {rate} requests/s x {interval} allows {}; raise max_requests_per_second or interval, or split the targets",
             rounded(per_interval)
         )
     } else {
@@ -313,7 +313,7 @@ mod tests {
         let why = why_overdue(&profiles, &overdue, &settings, lane);
         assert_eq!(
             why,
-            "8/us-east-1: 8 held back by the rate: 10 profiles but 0.5 requests/s x 10s allows 5.0; raise max_requests_per_second or interval, or split the targets; \
+            "8/us-east-1: 8 held back by the rate: 10 resources but 0.5 requests/s x 10s allows 5.0; raise max_requests_per_second or interval, or split the targets; \
              7/us-east-1: 7 throttled by AWS, backing off at 10 requests/s; \
              6/us-east-1: 6 calls are slow or failing, or concurrency 4 is too low; \
              and 5 more accounts and regions"

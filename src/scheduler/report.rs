@@ -25,18 +25,18 @@ pub(super) struct OverrunLog {
 }
 
 impl OverrunLog {
-    /// Says how a cycle of `interval` ended: `overdue` profiles of `profiles`, and `late`
+    /// Says how a cycle of `interval` ended: `overdue` resources of `resources`, and `late`
     /// describes not sent in time. `why` (per account and region, with the rate in force) is
     /// worked out only when the WARN is written.
     pub(super) fn cycle_ended(
         &mut self,
-        (overdue, late, profiles): (usize, usize, usize),
+        (overdue, late, resources): (usize, usize, usize),
         interval: Duration,
         why: impl FnOnce() -> String,
     ) {
         if overdue == 0 {
             if let Some(suppressed) = self.repeats.ended() {
-                tracing::info!(suppressed, "every profile is polled in time again");
+                tracing::info!(suppressed, "every resource is polled in time again");
             } else if late > 0 {
                 tracing::debug!(late, "poll cycle ended with describes late, none overdue");
             }
@@ -47,12 +47,12 @@ impl OverrunLog {
         };
         tracing::warn!(
             overdue,
-            profiles,
+            resources,
             interval = %humantime::format_duration(interval),
             why = %why(),
             late,
             suppressed,
-            "poll cycle overran; profiles not polled for two intervals show up 0"
+            "poll cycle overran; resources not polled for two intervals show up 0"
         );
     }
 }
@@ -84,7 +84,8 @@ impl ProblemLog {
         for problem in problems {
             let must_act = problem.needs_person();
             let text = TargetProblem::new(index, target, account_id, problem.clone()).describe();
-            if !self.reported[index].contains(&text) {
+            // Once per text: credentials fail every list of a target alike.
+            if !self.reported[index].contains(&text) && !now.contains(&text) {
                 if must_act {
                     tracing::error!(problem = %text, "target needs attention");
                 } else {
@@ -101,7 +102,7 @@ impl ProblemLog {
     }
 }
 
-/// Logs a profile's describe starting or stopping to fail (ERROR when a person must act), or
+/// Logs a resource's describe starting or stopping to fail (ERROR when a person must act), or
 /// failing in another way: once a minute at most while it comes and goes, with the failures
 /// not logged since the last line.
 pub(super) fn log_describe(key: &ResourceKey, slot: &mut Slot, error: Option<ErrorKind>) {
@@ -112,21 +113,29 @@ pub(super) fn log_describe(key: &ResourceKey, slot: &mut Slot, error: Option<Err
                 return;
             };
             slot.logged_error = Some(kind);
+            let operation = key.kind.spec().describe.as_str();
             if kind == ErrorKind::AccessDenied {
                 tracing::error!(
                     profile = %key,
+                    action = %format_args!("eks:{operation}"),
                     suppressed,
-                    "describe fargate profile is denied; grant eks:DescribeFargateProfile, or fix the target's credentials when its own ERROR says they fail"
+                    "describe is denied; grant the IAM action in `action`, or fix the target's credentials when its own ERROR says they fail"
                 );
             } else {
-                tracing::warn!(profile = %key, error = %kind, suppressed, "describe fargate profile failed");
+                tracing::warn!(profile = %key, operation, error = %kind, suppressed, "describe failed");
             }
         }
         Some(_) => {}
         None => {
             if let Some(was) = slot.logged_error.take() {
                 let suppressed = slot.describe_log.ended().unwrap_or_default();
-                tracing::info!(profile = %key, was = %was, suppressed, "describe fargate profile works again");
+                tracing::info!(
+                    profile = %key,
+                    operation = key.kind.spec().describe.as_str(),
+                    was = %was,
+                    suppressed,
+                    "describe works again"
+                );
             }
         }
     }

@@ -834,7 +834,7 @@ fn the_overrun_warning_says_why_with_the_rate_rounded() {
     );
     assert_eq!(
         lane_reason(0.2, false, 50, &settings),
-        "held back by the rate: 50 profiles but 0.2 requests/s x 10s allows 2.0; raise max_requests_per_second or interval, or split the targets"
+        "held back by the rate: 50 resources but 0.2 requests/s x 10s allows 2.0; raise max_requests_per_second or interval, or split the targets"
     );
     assert_eq!(
         lane_reason(10.0, false, 50, &settings),

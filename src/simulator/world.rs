@@ -180,7 +180,7 @@ impl Cluster {
     }
 }
 
-/// Every kind the simulator speaks (more than [`Kind::ALL`] while the monitor catches up).
+/// Every kind the simulator speaks (its own list: a test may serve kinds the monitor is not told to watch).
 pub const KINDS: [Kind; 5] = [
     Kind::FARGATE_PROFILE,
     Kind::NODEGROUP,

@@ -113,7 +113,7 @@ secret = "do-not-print-me"
 #[test]
 fn warnings_are_shown_beside_errors_in_file_order() {
     let checked = check_config(
-        "[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n[[sinks]]\ntype = \"log\"\nstatuses = [\"FAILED\"]\n[[sinks]]\ntype = \"pagerduty\"\n",
+        "[[targets]]\nregion = \"us-east-1\"\ncluster = \"prod\"\n[[sinks]]\ntype = \"log\"\nstatuses = [\"BROKEN\"]\n[[sinks]]\ntype = \"pagerduty\"\n",
         &[],
     );
     let stderr = &checked.stderr;

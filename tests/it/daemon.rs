@@ -588,10 +588,17 @@ async fn run_serves_metrics_and_exits_0_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let text = eventually(30, "AccessDenied in /metrics", || async {
+    let text = eventually(30, "AccessDenied in /metrics and delivered", || async {
         tokio::net::TcpStream::connect(addr).await.ok()?;
         let (_, body) = http(addr, "GET", "/metrics", "").await;
-        (value(&body, ISSUES, &["\"web\"", "AccessDenied"]) == Some(1.0)).then_some(body)
+        let open = value(&body, ISSUES, &["\"web\"", "AccessDenied"]) == Some(1.0);
+        let delivered = value(
+            &body,
+            "fargate_health_monitor_notifications_total",
+            &["outcome=\"success\""],
+        )
+        .is_some_and(|n| n >= 1.0);
+        (open && delivered).then_some(body)
     })
     .await;
     assert!(text.contains("fargate_health_monitor_build_info"));
@@ -839,10 +846,11 @@ async fn run_shows_up_0_for_profiles_held_back_by_sustained_throttling_and_1_aft
         .filter(|l| l.contains("poll cycle overran"))
         .collect();
     assert!(!warned.is_empty() && warned.len() <= 3, "{warned:?}");
-    assert!(warned[0].contains(" profiles=8 "), "{warned:?}");
+    // The 8 profiles and their cluster.
+    assert!(warned[0].contains(" resources=9 "), "{warned:?}");
     assert!(warned[0].contains("throttled by AWS"), "{warned:?}");
     assert!(
-        stderr.contains("every profile is polled in time again"),
+        stderr.contains("every resource is polled in time again"),
         "{stderr}"
     );
 }

@@ -382,8 +382,8 @@ async fn every_line_a_scenario_logs_is_logfmt_and_json_lines_keep_every_field() 
         "delivering again",
         "AWS throttles this account and region; backing off and lowering the rate",
         "no longer throttled; the rate climbs back",
-        "describe fargate profile failed",
-        "describe fargate profile works again",
+        "describe failed",
+        "describe works again",
         "target needs attention",
     ] {
         assert!(!with(msg).is_empty(), "no {msg:?} in\n{text}");

@@ -8,6 +8,7 @@ mod daemon;
 mod demo;
 mod eks;
 mod eks_kinds;
+mod every_kind;
 mod logs;
 mod migration;
 mod once;

@@ -211,15 +211,29 @@ type = "log"
     let kept = fargate_health_monitor::store::v1_path(&state);
     assert_eq!(std::fs::read(&kept).unwrap(), FIXTURE.as_bytes());
     assert!(written.get("profiles").is_none());
+    // Every profile of the file is still there; beside them only the clusters that hold them,
+    // watched now as resources of their own.
     let resources = written["resources"].as_array().unwrap();
-    assert_eq!(
-        resources.len(),
-        fixture["profiles"].as_array().unwrap().len()
-    );
-    assert!(
+    let of = |kind: &str| -> Vec<&Value> {
         resources
             .iter()
-            .all(|r| r["key"]["kind"] == "fargate_profile")
+            .filter(|r| r["key"]["kind"] == kind)
+            .collect()
+    };
+    assert_eq!(
+        of("fargate_profile").len(),
+        fixture["profiles"].as_array().unwrap().len()
+    );
+    let clusters: std::collections::BTreeSet<[&str; 3]> = fixture["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| ["account_id", "region", "cluster"].map(|k| p["key"][k].as_str().unwrap()))
+        .collect();
+    assert_eq!(of("cluster").len(), clusters.len());
+    assert_eq!(
+        of("fargate_profile").len() + of("cluster").len(),
+        resources.len()
     );
     assert!(written["sequence"].as_u64() > fixture["sequence"].as_u64());
 }

@@ -100,7 +100,7 @@ async fn run_blocking(mut command: Command) -> Outcome {
 }
 
 fn profile<'a>(json: &'a Value, name: &str) -> &'a Value {
-    json["profiles"]
+    json["resources"]
         .as_array()
         .unwrap()
         .iter()
@@ -131,8 +131,22 @@ async fn all_healthy_exits_0_with_a_table_and_json() {
             "RESOURCES"
         ]
     );
+    // The cluster first, then what it holds.
     assert_eq!(
         lines[1].split_whitespace().collect::<Vec<_>>(),
+        [
+            "cluster",
+            DEFAULT_ACCOUNT,
+            REGION,
+            "prod",
+            "prod",
+            "ACTIVE",
+            "-",
+            "0"
+        ]
+    );
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
         [
             "fargate_profile",
             DEFAULT_ACCOUNT,
@@ -145,7 +159,7 @@ async fn all_healthy_exits_0_with_a_table_and_json() {
         ]
     );
     assert_eq!(
-        lines[2].split_whitespace().collect::<Vec<_>>(),
+        lines[3].split_whitespace().collect::<Vec<_>>(),
         [
             "fargate_profile",
             DEFAULT_ACCOUNT,
@@ -161,7 +175,7 @@ async fn all_healthy_exits_0_with_a_table_and_json() {
     assert!(
         table
             .stdout
-            .ends_with("2 profiles: 2 healthy, 0 unhealthy, 0 not described; 0 problems\n"),
+            .ends_with("3 resources: 3 healthy, 0 unhealthy, 0 not described; 0 problems\n"),
         "{}",
         table.stdout
     );
@@ -170,7 +184,7 @@ async fn all_healthy_exits_0_with_a_table_and_json() {
     assert_eq!(json.code, 0, "{}", json.stderr);
     let json = json.json();
     assert_eq!(json["exit_code"], 0);
-    assert_eq!(json["summary"]["healthy"], 2);
+    assert_eq!(json["summary"]["healthy"], 3);
     let default = profile(&json, "default");
     let served = sim.with_world(|w| w.profile(&key("prod", "default")).unwrap().clone());
     assert_eq!(default["arn"], served.arn.as_str());
@@ -179,10 +193,18 @@ async fn all_healthy_exits_0_with_a_table_and_json() {
     assert_eq!(default["up"], true);
     assert_eq!(default["issues"], serde_json::json!([]));
     assert_eq!(json["problems"], serde_json::json!([]));
-    // One identity call, one list, one describe per profile, per run.
+    // One identity call, one list per kind, one describe per resource, per run.
     assert_eq!(sim.count(Operation::GetCallerIdentity), 2);
-    assert_eq!(sim.count(Operation::ListFargateProfiles), 2);
+    for list in [
+        Operation::ListFargateProfiles,
+        Operation::ListNodegroups,
+        Operation::ListAddons,
+        Operation::ListCapabilities,
+    ] {
+        assert_eq!(sim.count(list), 2, "{list}");
+    }
     assert_eq!(sim.count(Operation::DescribeFargateProfile), 4);
+    assert_eq!(sim.count(Operation::DescribeCluster), 2);
     assert_eq!(sim.count(Operation::ListClusters), 0);
 }
 
@@ -219,7 +241,7 @@ async fn an_open_issue_or_failed_status_exits_1_with_codes_and_statuses_verbatim
     assert!(
         table
             .stdout
-            .contains("4 profiles: 2 healthy, 2 unhealthy, 0 not described")
+            .contains("5 resources: 3 healthy, 2 unhealthy, 0 not described")
     );
 
     let json = once(&targets, &["-o", "json"]).await;
@@ -274,8 +296,10 @@ async fn what_cannot_be_told_exits_2() {
     assert_eq!(out.code, 2, "{}", out.stdout);
     let json = out.json();
     assert_eq!(json["problems"][0]["problem"], "profile_not_found");
-    assert_eq!(json["problems"][0]["profile"], "gone");
-    assert_eq!(json["profiles"].as_array().unwrap().len(), 1);
+    assert_eq!(json["problems"][0]["kind"], "fargate_profile");
+    assert_eq!(json["problems"][0]["name"], "gone");
+    // The cluster and the profile that exists.
+    assert_eq!(json["resources"].as_array().unwrap().len(), 2);
 
     // A describe that keeps failing: retried when throttled, then reported with its kind.
     sim.add_fault(
@@ -401,7 +425,8 @@ async fn requests_per_account_and_region_stay_within_the_rate() {
         .filter(|r| !matches!(r.operation, Operation::GetCallerIdentity))
         .map(|r| r.at.as_millis())
         .collect();
-    assert_eq!(times.len(), 25);
+    // 24 profiles, the cluster, and a list per kind of resource it holds.
+    assert_eq!(times.len(), 29);
     for (i, start) in times.iter().enumerate() {
         let in_window = times[i..].iter().take_while(|t| **t - start < 1000).count();
         assert!(
@@ -500,10 +525,29 @@ async fn the_shipped_simulator_config_works_against_the_simulate_command() {
     let _ = simulate.wait();
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     let json = out.json();
-    assert_eq!(json["summary"]["profiles"], 20, "{json:#}");
-    assert_eq!(json["summary"]["unhealthy"], 4);
+    // 2 accounts x 2 clusters, each with 5 profiles and 2 node groups and add-ons.
+    let kinds = json["resources"].as_array().unwrap().iter().fold(
+        std::collections::BTreeMap::<&str, usize>::new(),
+        |mut kinds, r| {
+            *kinds.entry(r["kind"].as_str().unwrap()).or_default() += 1;
+            kinds
+        },
+    );
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [
+            ("addon", 8),
+            ("cluster", 4),
+            ("fargate_profile", 20),
+            ("nodegroup", 8)
+        ],
+        "{json:#}"
+    );
+    assert_eq!(json["summary"]["resources"], 40, "{json:#}");
+    // A fifth of each kind with health: 4 profiles, 2 node groups, 2 add-ons.
+    assert_eq!(json["summary"]["unhealthy"], 8);
     assert_eq!(json["problems"], serde_json::json!([]));
-    let accounts: std::collections::BTreeSet<&str> = json["profiles"]
+    let accounts: std::collections::BTreeSet<&str> = json["resources"]
         .as_array()
         .unwrap()
         .iter()
@@ -626,10 +670,11 @@ async fn named_profiles_with_static_keys_and_credential_process_sign_their_calls
     let out = run_blocking(command).await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let json = out.json();
-    let accounts: Vec<&str> = json["profiles"]
+    let accounts: Vec<&str> = json["resources"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|r| r["kind"] == "fargate_profile")
         .map(|p| p["account_id"].as_str().unwrap())
         .collect();
     assert_eq!(accounts, ["333344445555", "444455556666"]);
