@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """The benchmark's hand-written baseline: a plain boto3 thread-pool poller, as users write it.
 
-It describes every profile once per round with a pool of threads, the way a cron script or a
+It describes every resource once per round with a pool of threads, the way a cron script or a
 small exporter does, against a running `fargate-health-monitor simulate`, and prints the CPU
 time per describe of this process (user + system) and its peak RSS, in the same key=value form
 as examples/bare_sdk.rs.
 
-    bench/boto3_baseline.py http://127.0.0.1:9878 CLUSTERS PER_CLUSTER [ROUNDS] [THREADS] [RATE]
+    bench/boto3_baseline.py http://127.0.0.1:9878 CLUSTERS PROFILES [ROUNDS] [THREADS] [RATE] [NODEGROUPS] [ADDONS]
+
+Per cluster and round: the cluster (when there are node groups or add-ons), PROFILES Fargate
+profiles, NODEGROUPS node groups and ADDONS add-ons, named as `simulate` names them.
 
 With RATE (describes per second) each describe waits for its own slot, 1/RATE apart, as the
 daemon paces its calls; without it the pool goes as fast as it can, as such scripts do.
@@ -28,6 +31,8 @@ def main():
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     threads = int(sys.argv[5]) if len(sys.argv) > 5 else 16
     rate = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+    nodegroups = int(sys.argv[7]) if len(sys.argv) > 7 else 0
+    addons = int(sys.argv[8]) if len(sys.argv) > 8 else 0
 
     eks = boto3.client(
         "eks",
@@ -42,18 +47,34 @@ def main():
             max_pool_connections=threads,
         ),
     )
-    names = [
-        (f"cluster-{c:04}", f"profile-{p:02}")
-        for c in range(clusters)
-        for p in range(per_cluster)
-    ]
+    first_addons = ["coredns", "kube-proxy", "vpc-cni", "aws-ebs-csi-driver", "eks-pod-identity-agent"]
+    addon_names = [first_addons[n] if n < len(first_addons) else f"addon-{n:02}" for n in range(addons)]
+    names = []
+    for c in range(clusters):
+        cluster = f"cluster-{c:04}"
+        if nodegroups + addons > 0:
+            names.append(("cluster", cluster, cluster))
+        names += [("profile", cluster, f"profile-{p:02}") for p in range(per_cluster)]
+        names += [("nodegroup", cluster, f"ng-{n:02}") for n in range(nodegroups)]
+        names += [("addon", cluster, name) for name in addon_names]
+
+    calls = {
+        "cluster": lambda cluster, name: eks.describe_cluster(name=cluster),
+        "profile": lambda cluster, name: eks.describe_fargate_profile(
+            clusterName=cluster, fargateProfileName=name
+        ),
+        "nodegroup": lambda cluster, name: eks.describe_nodegroup(
+            clusterName=cluster, nodegroupName=name
+        ),
+        "addon": lambda cluster, name: eks.describe_addon(clusterName=cluster, addonName=name),
+    }
 
     def describe(numbered):
-        index, (cluster, profile) = numbered
+        index, (kind, cluster, name) = numbered
         if rate > 0:
             time.sleep(max(0.0, start + index / rate - time.monotonic()))
         try:
-            eks.describe_fargate_profile(clusterName=cluster, fargateProfileName=profile)
+            calls[kind](cluster, name)
             return 0
         except Exception:  # counted, as the daemon counts its failures
             return 1

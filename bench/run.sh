@@ -5,8 +5,11 @@
 #
 #   bench/run.sh [CLUSTERS] [PROFILES_PER_CLUSTER] [SECONDS]
 #
-# Defaults: 1000 clusters x 10 profiles (10,000; EKS's default quota is 10 per cluster), 10% of
-# them with issues, a 20 s interval and 80 s of steady-state polling. LATENCY_MS (default 30)
+# Defaults: 1000 clusters, each with 5 Fargate profiles, NODEGROUPS (default 2) managed node
+# groups and ADDONS (default 2) add-ons, and the cluster itself: 10,000 resources of every kind
+# the simulated fleet has, a tenth of the profiles, node groups and add-ons with issues; a 20 s
+# interval and 80 s of steady-state polling. NODEGROUPS=0 ADDONS=0 gives a fleet of Fargate
+# profiles alone (the daemon is then told kinds = ["fargate_profile"]). LATENCY_MS (default 30)
 # delays every describe in the simulator, as a real EKS endpoint takes tens of milliseconds; it
 # is not applied while the simulator's own capacity is measured.
 #
@@ -18,12 +21,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 clusters=${1:-1000}
-per_cluster=${2:-10}
+per_cluster=${2:-5}
 seconds=${3:-80}
 latency=${LATENCY_MS:-30}
+nodegroups=${NODEGROUPS:-2}
+addons=${ADDONS:-2}
 interval=20
-profiles=$((clusters * per_cluster))
+mixed=$((nodegroups + addons > 0 ? 1 : 0))
+# What the daemon describes per cluster: the cluster (when it watches every kind), its profiles,
+# node groups and add-ons.
+per_cluster_all=$((mixed + per_cluster + nodegroups + addons))
+profiles=$((clusters * per_cluster_all))
 rate=$((profiles / interval * 2 + 100))
+if [ "$mixed" = 1 ]; then kinds=''; else kinds='kinds = ["fargate_profile"]'; fi
 
 cargo build --release --locked --quiet --bins --examples
 bin=target/release/fargate-health-monitor
@@ -42,18 +52,21 @@ endpoint="http://127.0.0.1:$aws"
 
 "$bin" simulate --listen "127.0.0.1:$aws" --control-listen "127.0.0.1:$control" \
     --clusters "$clusters" --profiles-per-cluster "$per_cluster" --unhealthy-share 0.1 \
+    --nodegroups-per-cluster "$nodegroups" --addons-per-cluster "$addons" \
     >"$work/simulate.out" 2>&1 &
 sim=$!
 until curl -sf "http://127.0.0.1:$control/v1/stats" >/dev/null; do sleep 0.2; done
 
-echo "== simulator: $profiles profiles ($clusters clusters x $per_cluster), 10% with issues"
+echo "== simulator: $profiles resources ($clusters clusters, each itself and $per_cluster profiles, $nodegroups node groups, $addons add-ons), 10% with issues"
+# The same mix of describes as the daemon's, for every baseline.
+mix() { target/release/examples/bare_sdk "$endpoint" "$clusters" "$per_cluster" "$1" "${2:-0}" "$nodegroups" "$addons"; }
 sim_cpu=$(cpu_of "$sim")
-capacity=$(target/release/examples/bare_sdk "$endpoint" "$clusters" "$per_cluster" 3)
+capacity=$(mix 3)
 sim_cpu=$(echo "$(cpu_of "$sim") - $sim_cpu" | bc)
 n=$(echo "$capacity" | field describes)
 echo "capacity:                 $(div "$n" "$(echo "$capacity" | field wall_s)") describes/s with 32 in flight; $(div "$sim_cpu * 1000000" "$n") us of simulator CPU per describe"
 [ "$latency" -gt 0 ] && curl -sf "http://127.0.0.1:$control/v1/commands" -d "{\"op\": \"add_fault\",
-    \"fault\": {\"scope\": {\"operations\": [\"DescribeFargateProfile\"]},
+    \"fault\": {\"scope\": {\"operations\": [\"DescribeFargateProfile\", \"DescribeNodegroup\", \"DescribeAddon\", \"DescribeCluster\"]},
     \"kind\": {\"type\": \"delay\", \"millis\": $latency}}}" >/dev/null
 echo "latency from here on:     ${latency} ms per describe"
 
@@ -71,6 +84,7 @@ max_requests_per_second = $rate
 [[targets]]
 region = "us-east-1"
 cluster = "*"
+$kinds
 endpoint_url = "$endpoint"
 sts_endpoint_url = "$endpoint"
 TOML
@@ -84,7 +98,7 @@ until curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null; do sleep 0.1; done
 idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 describes() {
     curl -s "http://127.0.0.1:$admin/metrics" |
-        awk '/^fargate_health_monitor_api_requests_total\{.*DescribeFargateProfile/ {n += $2} END {print n + 0}'
+        awk '/^fargate_health_monitor_api_requests_total\{.*operation="Describe(FargateProfile|Nodegroup|Addon|Cluster)"/ {n += $2} END {print n + 0}'
 }
 until curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null; do sleep 0.1; done
 first_cycle=$(echo "$(date +%s.%N) - $started" | bc)
@@ -115,22 +129,22 @@ daemon_rate=$(div "$n" "$seconds")
 writes=$(grep -c 'state file written' "$work/daemon.log" || true)
 slowest=$(grep 'state file written' "$work/daemon.log" | sed -n 's/.*took_ms=\([0-9]*\) fsync_ms=\([0-9]*\).*/\1 \2/p' |
     awk '{ if ($1 > t) t = $1; if ($1 - $2 > w) w = $1 - $2 } END {print t + 0, w + 0}')
-echo "first cycle:              ${first_cycle}s from start to ready (discovery and one describe of each profile)"
-echo "steady state:             $n describes in $cycles cycles of ${interval}s: $daemon_rate/s, $(div "$n" "$cycles * $profiles" 3) describes per profile per cycle; overruns $overruns (all time)"
+echo "first cycle:              ${first_cycle}s from start to ready (discovery and one describe of each resource)"
+echo "steady state:             $n describes in $cycles cycles of ${interval}s: $daemon_rate/s, $(div "$n" "$cycles * $profiles" 3) describes per resource per cycle; overruns $overruns (all time)"
 echo "CPU per describe:         $daemon_us us (user + sys, steady state, all of the daemon's work)"
 echo "RSS:                      $((idle_rss / 1024)) MB at start, $((ready_rss / 1024)) MB when ready, $((peak_rss / 1024)) MB peak"
 echo "/metrics:                 $(echo "$plain" | head -1) bytes in $(echo "$plain" | tail -1)s; gzip $(echo "$gzipped" | head -1) bytes in $(echo "$gzipped" | tail -1)s"
 echo "state file:               $(stat -c %s "$work/state.json") bytes; $writes_before writes until ready, $((writes - writes_before)) after; the slowest ${slowest% *} ms, ${slowest#* } ms without fsync"
 
 echo "== baselines against the same simulator"
-paced=$(target/release/examples/bare_sdk "$endpoint" "$clusters" "$per_cluster" 1 "$daemon_rate")
+paced=$(mix 1 "$daemon_rate")
 echo "bare SDK, paced:          $paced"
-unpaced=$(target/release/examples/bare_sdk "$endpoint" "$clusters" "$per_cluster" 1)
+unpaced=$(mix 1)
 echo "bare SDK, 32 in flight:   $unpaced"
 if python3 -c 'import boto3' 2>/dev/null; then
-    boto3_paced=$(python3 bench/boto3_baseline.py "$endpoint" "$clusters" "$per_cluster" 1 16 "$daemon_rate")
+    boto3_paced=$(python3 bench/boto3_baseline.py "$endpoint" "$clusters" "$per_cluster" 1 16 "$daemon_rate" "$nodegroups" "$addons")
     echo "boto3, paced:             $boto3_paced"
-    boto3=$(python3 bench/boto3_baseline.py "$endpoint" "$clusters" "$per_cluster" 1 16)
+    boto3=$(python3 bench/boto3_baseline.py "$endpoint" "$clusters" "$per_cluster" 1 16 0 "$nodegroups" "$addons")
     echo "boto3, 16 threads:        $boto3"
 else
     boto3="" boto3_paced=""

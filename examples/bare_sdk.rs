@@ -2,10 +2,13 @@
 //! (static credentials, endpoint, no retries, timeouts) and nothing else, against a running
 //! `simulate`. Prints the CPU time per describe of this process.
 //!
-//!     cargo run --release --example bare_sdk -- http://127.0.0.1:9878 CLUSTERS PER_CLUSTER ROUNDS [RATE]
+//!     cargo run --release --example bare_sdk -- http://127.0.0.1:9878 CLUSTERS PROFILES ROUNDS [RATE] [NODEGROUPS] [ADDONS]
 //!
-//! With RATE (describes per second) each describe starts at its own slot, 1/RATE apart, as the
-//! daemon paces its own; without it the loop runs as fast as 32 calls in flight allow.
+//! Per cluster and round it describes what the daemon does: the cluster, PROFILES Fargate
+//! profiles, NODEGROUPS node groups and ADDONS add-ons (default 0 each: profiles only), named as
+//! `simulate` names them. With RATE (describes per second) each describe starts at its own
+//! slot, 1/RATE apart, as the daemon paces its own (RATE 0: unpaced); without it the loop runs as
+//! fast as 32 calls in flight allow.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +43,58 @@ fn peak_rss_mb() -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
+/// One describe, of a cluster or of something in it.
+enum Call {
+    Cluster(String),
+    Profile(String, String),
+    Nodegroup(String, String),
+    Addon(String, String),
+}
+
+impl Call {
+    /// Sends it; true when it failed.
+    async fn send(&self, eks: &aws_sdk_eks::Client) -> bool {
+        match self {
+            Call::Cluster(cluster) => eks.describe_cluster().name(cluster).send().await.is_err(),
+            Call::Profile(cluster, name) => eks
+                .describe_fargate_profile()
+                .cluster_name(cluster)
+                .fargate_profile_name(name)
+                .send()
+                .await
+                .is_err(),
+            Call::Nodegroup(cluster, name) => eks
+                .describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+                .send()
+                .await
+                .is_err(),
+            Call::Addon(cluster, name) => eks
+                .describe_addon()
+                .cluster_name(cluster)
+                .addon_name(name)
+                .send()
+                .await
+                .is_err(),
+        }
+    }
+}
+
+/// The name `simulate` gives a cluster's add-on number `n`.
+fn addon(n: usize) -> String {
+    const FIRST: [&str; 5] = [
+        "coredns",
+        "kube-proxy",
+        "vpc-cni",
+        "aws-ebs-csi-driver",
+        "eks-pod-identity-agent",
+    ];
+    FIRST
+        .get(n)
+        .map_or_else(|| format!("addon-{n:02}"), |name| (*name).to_owned())
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -51,6 +106,7 @@ async fn main() {
         |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (clusters, per_cluster, rounds) = (number(2, 1000), number(3, 10), number(4, 3));
     let rate = number(5, 0);
+    let (nodegroups, addons) = (number(6, 0), number(7, 0));
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
@@ -75,28 +131,34 @@ async fn main() {
             .endpoint_url(&endpoint)
             .build(),
     );
-    let names: Vec<(String, String)> = (0..clusters)
+    let mixed = nodegroups + addons > 0;
+    let names: Vec<Call> = (0..clusters)
         .flat_map(|c| {
-            (0..per_cluster).map(move |p| (format!("cluster-{c:04}"), format!("profile-{p:02}")))
+            let cluster = format!("cluster-{c:04}");
+            let own = mixed.then(|| Call::Cluster(cluster.clone()));
+            let profiles = (0..per_cluster)
+                .map(move |p| Call::Profile(format!("cluster-{c:04}"), format!("profile-{p:02}")));
+            let nodegroups = (0..nodegroups)
+                .map(move |n| Call::Nodegroup(format!("cluster-{c:04}"), format!("ng-{n:02}")));
+            let addons = (0..addons).map(move |n| Call::Addon(format!("cluster-{c:04}"), addon(n)));
+            own.into_iter()
+                .chain(profiles)
+                .chain(nodegroups)
+                .chain(addons)
         })
         .collect();
     let total = names.len() * rounds;
     let (cpu, wall) = (cpu_seconds(), Instant::now());
     let start = tokio::time::Instant::now();
     let failures = stream::iter(names.iter().cycle().take(total).enumerate())
-        .map(|(i, (cluster, profile))| {
+        .map(|(i, call)| {
             let eks = eks.clone();
             async move {
                 if rate > 0 {
                     let slot = Duration::from_secs_f64(i as f64 / rate as f64);
                     tokio::time::sleep_until(start + slot).await;
                 }
-                eks.describe_fargate_profile()
-                    .cluster_name(cluster)
-                    .fargate_profile_name(profile)
-                    .send()
-                    .await
-                    .is_err()
+                call.send(&eks).await
             }
         })
         .buffer_unordered(32)

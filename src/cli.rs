@@ -15,7 +15,8 @@ use crate::exit;
 use crate::limits::RetryPolicy;
 use crate::logging::LogFormat;
 
-/// Watches the health of Amazon EKS Fargate profiles.
+/// Watches the health of Amazon EKS Fargate profiles, managed node groups, add-ons, clusters and
+/// capabilities.
 #[derive(Debug, Parser)]
 #[command(name = "fargate-health-monitor", version, about, max_term_width = 100)]
 pub struct Cli {
@@ -35,7 +36,7 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon: poll every configured profile, serve /metrics and the JSON API.
+    /// Run the daemon: poll every configured resource, serve /metrics and the JSON API.
     ///
     /// SIGTERM or Ctrl-C stops it cleanly (exit 0); a second signal exits at once.
     Run {
@@ -49,7 +50,8 @@ pub enum Command {
     },
     /// Run the daemon against a built-in simulated EKS, with no AWS account and no config.
     ///
-    /// A scripted story changes the simulated profiles over the first two minutes.
+    /// A scripted story changes the simulated profiles, node groups and add-ons over the first
+    /// two minutes.
     Demo {
         /// Where the daemon's HTTP server listens.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9877")]
@@ -64,10 +66,10 @@ pub enum Command {
         #[arg(long, short = 'c', value_name = "PATH")]
         config: PathBuf,
     },
-    /// Describe every configured profile once and print what is wrong.
+    /// Describe every configured resource once and print what is wrong.
     ///
     /// Exit 0: all healthy; 1: an issue is open or a status failed; 2: nothing unhealthy seen,
-    /// but something could not be told (a call failed, a named cluster or profile does not
+    /// but something could not be told (a call failed, a named cluster or resource does not
     /// exist, a target matched nothing); 64: bad usage or config.
     Once {
         /// The TOML config file.
@@ -79,8 +81,9 @@ pub enum Command {
     },
     /// Run a simulated EKS and STS on loopback, for trying the monitor without AWS.
     ///
-    /// Generates accounts, clusters and profiles (a share of them with health issues) and
-    /// serves them until Ctrl-C or SIGTERM. A JSON control API scripts changes and faults.
+    /// Generates accounts, clusters, profiles, node groups and add-ons (a share of them with
+    /// health issues) and serves them until Ctrl-C or SIGTERM. A JSON control API scripts
+    /// changes and faults.
     Simulate(SimulateArgs),
 }
 
@@ -207,7 +210,7 @@ fn load(path: &Path, env: &dyn Environment, err: &mut dyn Write) -> Result<confi
     Ok(loaded.config)
 }
 
-/// `once`: one pass over every configured profile; prints the report and returns its exit
+/// `once`: one pass over every configured resource; prints the report and returns its exit
 /// code (64 for an invalid config).
 pub async fn once(
     path: &Path,

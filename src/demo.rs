@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::config::{self, Config, Environment};
 use crate::daemon::{Daemon, StartError};
 use crate::eks::AwsSettings;
-use crate::model::{Operation, ResourceKey};
+use crate::model::{Kind, Operation, ResourceKey, Status};
 use crate::page::escape;
 use crate::simulator::{
     self, Command, CommandError, Fault, FaultKind, Health, IssueSpec, Population, Scope, Simulator,
@@ -20,7 +20,8 @@ use crate::simulator::{
 /// The region of the demo's world.
 const REGION: &str = "us-east-1";
 
-/// The simulated world: two accounts, three clusters each, four profiles per cluster.
+/// The simulated world: two accounts, three clusters each, with four profiles, two node groups
+/// and two add-ons per cluster.
 pub fn population() -> Population {
     Population {
         accounts: 2,
@@ -86,18 +87,21 @@ pub struct Step {
 /// A step's claim, as `/metrics` and the status page show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// Each of these profiles has an open issue with this code.
+    /// Each of these resources has an open issue with this code.
     IssueOpen {
         keys: Vec<ResourceKey>,
         code: String,
     },
-    /// None of these profiles has an open issue with this code any more.
+    /// None of these resources has an open issue with this code any more.
     IssueResolved {
         keys: Vec<ResourceKey>,
         code: String,
     },
-    /// The profile is in this status.
+    /// The resource is in this status (listed under "Failed statuses" when its kind alerts on
+    /// it, and not listed there otherwise).
     Status { key: ResourceKey, status: String },
+    /// Every one of these claims holds.
+    All(Vec<Claim>),
     /// The profile's ARN is not the one it had when the step began: a new incarnation.
     NewIncarnation { key: ResourceKey },
     /// Describes in the account were throttled, and its lane on the page shows it.
@@ -114,7 +118,7 @@ impl Claim {
             Claim::IssueOpen { keys, code } => keys.iter().all(|key| {
                 has_series(
                     metrics,
-                    "eks_fargate_profile_health_issues",
+                    &family(key, "health_issues"),
                     key,
                     &[("code", code)],
                     "1",
@@ -128,7 +132,7 @@ impl Claim {
             Claim::IssueResolved { keys, code } => keys.iter().all(|key| {
                 !has_series(
                     metrics,
-                    "eks_fargate_profile_health_issues",
+                    &family(key, "health_issues"),
                     key,
                     &[("code", code)],
                     "1",
@@ -140,14 +144,24 @@ impl Claim {
                 )
             }),
             Claim::Status { key, status } => {
+                let listed = section_has_row(page, "failed", key, &[]);
+                let alerted = key.kind.is_alert_worthy(&Status::from_wire(status));
                 has_series(
                     metrics,
-                    "eks_fargate_profile_status",
+                    &family(key, "status"),
                     key,
                     &[("status", status)],
                     "1",
-                ) && section_has_row(page, "failed", key, &[&format!(">{}<", escape(status))])
+                ) && listed == alerted
+                    && (!alerted
+                        || section_has_row(
+                            page,
+                            "failed",
+                            key,
+                            &[&format!(">{}<", escape(status))],
+                        ))
             }
+            Claim::All(claims) => claims.iter().all(|c| c.holds(before, metrics, page)),
             Claim::NewIncarnation { key } => match (arn_of(before, key), arn_of(metrics, key)) {
                 (Some(old), Some(new)) => old != new,
                 _ => false,
@@ -233,14 +247,20 @@ fn has_series(
     })
 }
 
+/// The name of the key's kind's family with this suffix: `eks_nodegroup_status`.
+fn family(key: &ResourceKey, suffix: &str) -> String {
+    format!("{}_{suffix}", key.kind.spec().metric_prefix)
+}
+
 fn is_of(line: &str, key: &ResourceKey) -> bool {
+    let name = key.kind.spec().name_label.map(|label| (label, &key.name));
     [
         ("aws_account_id", &key.account_id),
         ("aws_region", &key.region),
         ("eks_cluster", &key.cluster),
-        ("fargate_profile", &key.name),
     ]
-    .iter()
+    .into_iter()
+    .chain(name)
     .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
 }
 
@@ -293,6 +313,17 @@ fn key(account: usize, cluster: usize, profile: usize) -> ResourceKey {
     )
 }
 
+/// A resource of `kind` in the demo's world, as the simulator names them (`ng-01`, `coredns`).
+fn resource(kind: Kind, account: usize, cluster: usize, name: &str) -> ResourceKey {
+    ResourceKey::new(
+        kind,
+        simulator::account_id(account),
+        REGION,
+        format!("cluster-{cluster:04}"),
+        name,
+    )
+}
+
 fn issue(code: &str, message: &str, resources: &[&str]) -> Health {
     Health::Issues(vec![IssueSpec::new(code, message, resources)])
 }
@@ -310,6 +341,10 @@ pub fn story() -> Vec<Step> {
     let failing = key(0, 2, 2);
     let recreated = key(1, 0, 0);
     let throttled = simulator::account_id(0);
+    let nodegroup = resource(Kind::NODEGROUP, 0, 1, "ng-01");
+    let addon = resource(Kind::ADDON, 1, 2, "coredns");
+    let launch_failures = "AsgInstanceLaunchFailures";
+    let replicas = "InsufficientNumberOfReplicas";
     let clear = |keys: &[ResourceKey]| {
         keys.iter()
             .map(|key| Command::SetHealth {
@@ -359,6 +394,36 @@ pub fn story() -> Vec<Step> {
             },
         },
         Step {
+            at: secs(28),
+            says: format!(
+                "{nodegroup} goes DEGRADED with {launch_failures} (page: Failed statuses and Open issues; /metrics: eks_nodegroup_status, eks_nodegroup_health_issues)"
+            ),
+            commands: vec![
+                Command::SetResourceHealth {
+                    key: nodegroup.clone(),
+                    health: issue(
+                        launch_failures,
+                        "InsufficientInstanceCapacity - We currently do not have sufficient m5.large capacity in us-east-1a. Launching EC2 instance failed.",
+                        &["eks-ng-01-4ac5d2f1-0e4b-6b6a-7a1f-3c1d9b2e8f00"],
+                    ),
+                },
+                Command::SetResourceStatus {
+                    key: nodegroup.clone(),
+                    status: "DEGRADED".into(),
+                },
+            ],
+            claim: Claim::All(vec![
+                Claim::Status {
+                    key: nodegroup.clone(),
+                    status: "DEGRADED".into(),
+                },
+                Claim::IssueOpen {
+                    keys: vec![nodegroup.clone()],
+                    code: launch_failures.into(),
+                },
+            ]),
+        },
+        Step {
             at: secs(35),
             says: format!(
                 "{failing} goes CREATE_FAILED (page: Failed statuses; /metrics: eks_fargate_profile_status)"
@@ -370,6 +435,24 @@ pub fn story() -> Vec<Step> {
             claim: Claim::Status {
                 key: failing,
                 status: "CREATE_FAILED".into(),
+            },
+        },
+        Step {
+            at: secs(42),
+            says: format!(
+                "{addon} reports {replicas} (page: Open issues; /metrics: eks_addon_health_issues)"
+            ),
+            commands: vec![Command::SetResourceHealth {
+                key: addon.clone(),
+                health: issue(
+                    replicas,
+                    "The add-on is unhealthy because it doesn't have the desired number of replicas.",
+                    &["coredns"],
+                ),
+            }],
+            claim: Claim::IssueOpen {
+                keys: vec![addon.clone()],
+                code: replicas.into(),
             },
         },
         Step {
@@ -392,6 +475,20 @@ pub fn story() -> Vec<Step> {
                 key: recreated.clone(),
             }],
             claim: Claim::NewIncarnation { key: recreated },
+        },
+        Step {
+            at: secs(72),
+            says: format!(
+                "{addon} has its replicas again: {replicas} resolves after two clean polls"
+            ),
+            commands: vec![Command::SetResourceHealth {
+                key: addon.clone(),
+                health: Health::Issues(Vec::new()),
+            }],
+            claim: Claim::IssueResolved {
+                keys: vec![addon],
+                code: replicas.into(),
+            },
         },
         Step {
             at: secs(80),
@@ -434,6 +531,32 @@ pub fn story() -> Vec<Step> {
                 keys: unreachable,
                 code: "ClusterUnreachable".into(),
             },
+        },
+        Step {
+            at: secs(112),
+            says: format!(
+                "{nodegroup} launches its instances again: ACTIVE, and {launch_failures} resolves after two clean polls"
+            ),
+            commands: vec![
+                Command::SetResourceHealth {
+                    key: nodegroup.clone(),
+                    health: Health::Issues(Vec::new()),
+                },
+                Command::SetResourceStatus {
+                    key: nodegroup.clone(),
+                    status: "ACTIVE".into(),
+                },
+            ],
+            claim: Claim::All(vec![
+                Claim::Status {
+                    key: nodegroup.clone(),
+                    status: "ACTIVE".into(),
+                },
+                Claim::IssueResolved {
+                    keys: vec![nodegroup],
+                    code: launch_failures.into(),
+                },
+            ]),
         },
     ]
 }
@@ -511,11 +634,14 @@ pub async fn run(
     let population = population();
     let _ = writeln!(
         out,
-        "fargate-health-monitor demo: {profiles} simulated Fargate profiles in {accounts} accounts, polled every 5s\n\
-         \n  {base}/                  status page\n  {base}/metrics           Prometheus metrics\n  {base}/api/v1/profiles   every profile as JSON\n\
+        "fargate-health-monitor demo: {clusters} simulated EKS clusters in {accounts} accounts with {profiles} Fargate profiles, {nodegroups} node groups and {addons} add-ons, polled every 5s\n\
+         \n  {base}/                   status page\n  {base}/metrics            Prometheus metrics\n  {base}/api/v1/resources   every resource as JSON\n\
          \nsimulated EKS and STS at {aws} (control API at {control})\n\
          events appear in the log below as they happen; the story runs for two minutes (with --fast, as fast as each step shows) and each step says where to look; the status page reloads every 10 s; stop with Ctrl-C\n",
+        clusters = population.clusters(),
         profiles = population.profiles(),
+        nodegroups = population.nodegroups(),
+        addons = population.addons(),
         accounts = population.accounts,
         aws = simulator.endpoint_url(),
         control = simulator.control_url(),

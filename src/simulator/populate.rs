@@ -114,7 +114,8 @@ impl Population {
         self.clusters() * self.addons_per_cluster
     }
 
-    fn clusters(&self) -> usize {
+    /// How many clusters the world will hold.
+    pub fn clusters(&self) -> usize {
         self.accounts * self.regions.len() * self.clusters_per_region
     }
 

@@ -143,10 +143,13 @@ chmod -R a+rX "$root/tmp/check"
 in_image AWS_ACCESS_KEY_ID=AKIASIMULATEDEXAMPLE AWS_SECRET_ACCESS_KEY=simulated-secret-access-key \
     -- once --config /tmp/check/once.toml --output json >"$work/once.json" 2>"$work/once.log" \
     || fail "once by name from the image: $(cat "$work/once.log")"
-python3 - "$work/once.json" <<'PY' || fail "once did not describe the simulated profiles"
-import json, sys
-profiles = json.load(open(sys.argv[1]))["profiles"]
-assert len(profiles) == 4 and all(p["up"] and p["status"] == "ACTIVE" for p in profiles), profiles
+python3 - "$work/once.json" <<'PY' || fail "once did not describe the simulated resources"
+import collections, json, sys
+resources = json.load(open(sys.argv[1]))["resources"]
+kinds = collections.Counter(r["kind"] for r in resources)
+# 2 clusters, each itself and 2 profiles, 2 node groups and 2 add-ons.
+assert kinds == {"cluster": 2, "fargate_profile": 4, "nodegroup": 4, "addon": 4}, kinds
+assert all(r["up"] and r["status"] == "ACTIVE" for r in resources), resources
 PY
 mv "$root/etc/hosts" "$work/hosts"
 if in_image AWS_ACCESS_KEY_ID=AKIASIMULATEDEXAMPLE AWS_SECRET_ACCESS_KEY=simulated-secret-access-key \
@@ -156,7 +159,7 @@ fi
 mv "$work/hosts" "$root/etc/hosts"
 grep -qi "dns\|resolve\|lookup" "$work/once-nohosts.json" "$work/once-nohosts.log" \
     || fail "once without /etc/hosts failed, but not for a name: $(cat "$work/once-nohosts.log")"
-echo "name resolution from the image's /etc/hosts: once described the simulated profiles by name (and failed without the file)"
+echo "name resolution from the image's /etc/hosts: once described the simulated resources by name (and failed without the file)"
 kill "${pids[@]}" 2>/dev/null || true
 wait 2>/dev/null || true
 pids=()

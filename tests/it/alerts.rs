@@ -16,7 +16,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::receiver::{Received, Receiver, issue, key};
-use crate::support::{aws_env, binary, eventually, free_port, http, real_tool};
+use crate::support::{Alertmanager, aws_env, binary, eventually, free_port, http};
 
 const NEW_SECRET: &str = "whsec-new-key";
 const OLD_SECRET: &str = "whsec-old-key";
@@ -555,40 +555,14 @@ async fn active_alerts(addr: SocketAddr, profile: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_real_alertmanager_shows_the_alert_then_resolves_it() {
-    let Some(alertmanager) = real_tool("prometheus-alertmanager") else {
+    let receiver = Receiver::start().await;
+    let webhook = format!("http://{}/am", receiver.addr);
+    let Some(alertmanager) = Alertmanager::start("[alertname, fargate_profile]", &webhook).await
+    else {
         return;
     };
+    let am_addr = alertmanager.addr;
     let simulator = Simulator::start().await.unwrap();
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        format!(
-            "route:\n  receiver: hook\n  group_by: [alertname, fargate_profile]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
-             receivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{}/am\n        send_resolved: true\n",
-            receiver.addr
-        ),
-    )
-    .unwrap();
-    let am_addr = free_port();
-    let mut am = Command::new(alertmanager)
-        .arg(format!("--config.file={}", am_config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={am_addr}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    eventually(30, "Alertmanager ready", || async {
-        tokio::net::TcpStream::connect(am_addr).await.ok()?;
-        (http(am_addr, "GET", "/-/ready", "").await.0 == 200).then_some(())
-    })
-    .await;
 
     simulator.add_profile(&key("web"), "ACTIVE", issue("AccessDenied"));
     simulator.add_profile(&key("failed"), "CREATE_FAILED", Health::Absent);
@@ -684,8 +658,6 @@ async fn a_real_alertmanager_shows_the_alert_then_resolves_it() {
     .await;
     assert_eq!(active_alerts(am_addr, "failed").await.len(), 1);
     assert_eq!(stop(daemon, "-TERM").await, Some(0));
-    let _ = am.kill();
-    let _ = am.wait();
 }
 
 #[tokio::test]

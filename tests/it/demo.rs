@@ -43,8 +43,10 @@ impl Demo {
             addr: "127.0.0.1:1".parse().unwrap(),
         };
         let banner = demo.next_line(|l| {
-            l.trim_end()
-                .ends_with("/metrics           Prometheus metrics")
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.len() == 3
+                && words[0].ends_with("/metrics")
+                && words[1..] == ["Prometheus", "metrics"]
         });
         let url = banner.split_whitespace().next().unwrap();
         demo.addr = url
@@ -190,7 +192,7 @@ async fn every_step_of_the_demo_shows_in_the_metrics_and_on_the_page() {
                     4
                 );
             }
-            2 => {
+            3 => {
                 assert!(
                     step.contains(
                         "111122223333/us-east-1/cluster-0002/profile-02 goes CREATE_FAILED"
@@ -213,7 +215,7 @@ async fn every_step_of_the_demo_shows_in_the_metrics_and_on_the_page() {
                     "{section}"
                 );
             }
-            3 => {
+            5 => {
                 assert!(step.contains(
                     "AccessDenied is fixed on 111122223333/us-east-1/cluster-0000/profile-01"
                 ));
@@ -222,7 +224,7 @@ async fn every_step_of_the_demo_shows_in_the_metrics_and_on_the_page() {
                 );
                 assert!(!section(&page, "unhealthy").contains("AccessDenied"));
             }
-            4 => {
+            6 => {
                 assert!(step.contains(
                     "222233330001/us-east-1/cluster-0000/profile-00 is deleted and created again"
                 ));
@@ -231,7 +233,7 @@ async fn every_step_of_the_demo_shows_in_the_metrics_and_on_the_page() {
                 let after = arns(&metrics);
                 assert_ne!(after[key], arns_before[key], "a new incarnation, a new ARN");
             }
-            5 => {
+            8 => {
                 assert!(step.contains("EKS throttles account 111122223333"));
                 let throttled: u64 = series(
                     &metrics,
@@ -255,7 +257,7 @@ async fn every_step_of_the_demo_shows_in_the_metrics_and_on_the_page() {
                     "{row}"
                 );
             }
-            6 => {
+            9 => {
                 assert!(step.contains("EKS stops throttling account 111122223333"));
                 let up = series(
                     &metrics,
@@ -264,7 +266,7 @@ async fn every_step_of_the_demo_shows_in_the_metrics_and_on_the_page() {
                 );
                 assert_eq!(up, ["1"; 12]);
             }
-            7 => {
+            10 => {
                 assert!(
                     step.contains(
                         "ClusterUnreachable clears on 222233330001/us-east-1/cluster-0001"
@@ -277,6 +279,75 @@ async fn every_step_of_the_demo_shows_in_the_metrics_and_on_the_page() {
                 );
                 assert!(!open.contains(&"1"), "{open:?}");
                 assert!(!section(&page, "unhealthy").contains("ClusterUnreachable"));
+            }
+            2 => {
+                assert!(step.contains(
+                    "nodegroup 111122223333/us-east-1/cluster-0001/ng-01 goes DEGRADED with AsgInstanceLaunchFailures"
+                ));
+                let ng = [
+                    "aws_account_id=\"111122223333\"",
+                    "eks_cluster=\"cluster-0001\"",
+                    "eks_nodegroup=\"ng-01\"",
+                ];
+                let status = [&ng[..], &["status=\"DEGRADED\""]].concat();
+                assert_eq!(series(&metrics, "eks_nodegroup_status", &status), ["1"]);
+                let code = [&ng[..], &["code=\"AsgInstanceLaunchFailures\""]].concat();
+                assert_eq!(
+                    series(&metrics, "eks_nodegroup_health_issues", &code),
+                    ["1"]
+                );
+                let failed = section(&page, "failed");
+                assert!(
+                    failed.contains(">ng-01<") && failed.contains("DEGRADED"),
+                    "{failed}"
+                );
+                let open = section(&page, "unhealthy");
+                assert!(open.contains("AsgInstanceLaunchFailures"), "{open}");
+            }
+            4 => {
+                assert!(step.contains(
+                    "addon 222233330001/us-east-1/cluster-0002/coredns reports InsufficientNumberOfReplicas"
+                ));
+                let code = [
+                    "aws_account_id=\"222233330001\"",
+                    "eks_cluster=\"cluster-0002\"",
+                    "eks_addon=\"coredns\"",
+                    "code=\"InsufficientNumberOfReplicas\"",
+                ];
+                assert_eq!(series(&metrics, "eks_addon_health_issues", &code), ["1"]);
+                let open = section(&page, "unhealthy");
+                assert!(open.contains("InsufficientNumberOfReplicas"), "{open}");
+            }
+            7 => {
+                assert!(step.contains("InsufficientNumberOfReplicas resolves"));
+                let open = series(
+                    &metrics,
+                    "eks_addon_health_issues",
+                    &["code=\"InsufficientNumberOfReplicas\""],
+                );
+                assert!(!open.contains(&"1"), "{open:?}");
+                assert!(!section(&page, "unhealthy").contains("InsufficientNumberOfReplicas"));
+            }
+            11 => {
+                assert!(step.contains("ng-01 launches its instances again"));
+                let active = series(
+                    &metrics,
+                    "eks_nodegroup_status",
+                    &[
+                        "eks_nodegroup=\"ng-01\"",
+                        "eks_cluster=\"cluster-0001\"",
+                        "aws_account_id=\"111122223333\"",
+                        "status=\"ACTIVE\"",
+                    ],
+                );
+                assert_eq!(active, ["1"]);
+                let open = series(
+                    &metrics,
+                    "eks_nodegroup_health_issues",
+                    &["code=\"AsgInstanceLaunchFailures\""],
+                );
+                assert!(!open.contains(&"1"), "{open:?}");
+                assert!(!section(&page, "failed").contains(">ng-01<"));
                 break;
             }
             _ => unreachable!(),
@@ -318,7 +389,7 @@ async fn the_status_page_in_headless_chromium_lists_the_unhealthy_first() {
         return;
     }
     let demo = Demo::start();
-    // Three steps in: open issues on five profiles and a failed status.
+    // Three steps in: open issues on five profiles and a node group, and a DEGRADED status.
     for _ in 0..3 {
         let (step, verdict) = demo.next_step();
         assert!(
@@ -343,7 +414,8 @@ async fn the_status_page_in_headless_chromium_lists_the_unhealthy_first() {
     assert!(
         first_row.contains("AccessDenied")
             || first_row.contains("ClusterUnreachable")
-            || first_row.contains("CREATE_FAILED"),
+            || first_row.contains("AsgInstanceLaunchFailures")
+            || first_row.contains("DEGRADED"),
         "{first_row}"
     );
     assert!(

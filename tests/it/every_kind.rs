@@ -14,7 +14,7 @@ use fargate_health_monitor::simulator::{
 use serde_json::Value;
 
 use crate::receiver::{Received, Receiver};
-use crate::support::{aws_env, binary, eventually, free_port, http, real_tool};
+use crate::support::{Alertmanager, aws_env, binary, eventually, free_port, http};
 
 const REGION: &str = "us-east-1";
 
@@ -171,6 +171,21 @@ fn slack_texts(receiver: &Receiver) -> String {
         .join("\n")
 }
 
+fn set_health(simulator: &Simulator, kind: Kind, name: &str, health: Health) {
+    let key = key(kind, "prod", name);
+    simulator
+        .apply(SimCommand::SetResourceHealth { key, health })
+        .unwrap();
+}
+
+fn set_status(simulator: &Simulator, kind: Kind, name: &str, status: &str) {
+    let key = key(kind, "prod", name);
+    let status = status.to_owned();
+    simulator
+        .apply(SimCommand::SetResourceStatus { key, status })
+        .unwrap();
+}
+
 fn populate(simulator: &Simulator) {
     for (kind, name, _) in RESOURCES {
         simulator.add_resource(&key(kind, "prod", name), "ACTIVE", Health::Absent);
@@ -234,19 +249,9 @@ async fn every_kind_opens_resolves_and_ends_in_metrics_webhooks_slack_and_the_ap
 
     // Each kind gets an issue; the node group also goes DEGRADED.
     for (kind, name, _) in RESOURCES {
-        simulator
-            .apply(SimCommand::SetResourceHealth {
-                key: key(kind, "prod", name),
-                health: one_issue(code_of(kind)),
-            })
-            .unwrap();
+        set_health(&simulator, kind, name, one_issue(code_of(kind)));
     }
-    simulator
-        .apply(SimCommand::SetResourceStatus {
-            key: key(Kind::NODEGROUP, "prod", "ng-general"),
-            status: "DEGRADED".into(),
-        })
-        .unwrap();
+    set_status(&simulator, Kind::NODEGROUP, "ng-general", "DEGRADED");
     for (kind, name, _) in RESOURCES {
         let opened = until_event(&receiver, "issue_opened", kind, name).await;
         let resource = &opened.body["resource"];
@@ -347,19 +352,9 @@ async fn every_kind_opens_resolves_and_ends_in_metrics_webhooks_slack_and_the_ap
 
     // All resolve, and the node group comes back ACTIVE.
     for (kind, name, _) in RESOURCES {
-        simulator
-            .apply(SimCommand::SetResourceHealth {
-                key: key(kind, "prod", name),
-                health: Health::Issues(Vec::new()),
-            })
-            .unwrap();
+        set_health(&simulator, kind, name, Health::Issues(Vec::new()));
     }
-    simulator
-        .apply(SimCommand::SetResourceStatus {
-            key: key(Kind::NODEGROUP, "prod", "ng-general"),
-            status: "ACTIVE".into(),
-        })
-        .unwrap();
+    set_status(&simulator, Kind::NODEGROUP, "ng-general", "ACTIVE");
     for (kind, name, _) in RESOURCES {
         let resolved = until_event(&receiver, "issue_resolved", kind, name).await;
         assert_eq!(resolved.body["issue"]["reason"], "cleared");
@@ -460,41 +455,14 @@ async fn active(am: SocketAddr) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_alertmanager_gets_the_alerts_of_every_kind_and_their_end() {
-    let Some(alertmanager) = real_tool("prometheus-alertmanager") else {
+    let receiver = Receiver::start().await;
+    let webhook = format!("http://{}/am", receiver.addr);
+    let Some(alertmanager) = Alertmanager::start("[alertname]", &webhook).await else {
         return;
     };
+    let am_addr = alertmanager.addr;
     let simulator = Simulator::start().await.unwrap();
     populate(&simulator);
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        format!(
-            "route:\n  receiver: hook\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
-             receivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{}/am\n        send_resolved: true\n",
-            receiver.addr
-        ),
-    )
-    .unwrap();
-    let am_addr = free_port();
-    let mut am = Command::new(alertmanager)
-        .arg(format!("--config.file={}", am_config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={am_addr}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    eventually(30, "Alertmanager ready", || async {
-        tokio::net::TcpStream::connect(am_addr).await.ok()?;
-        (http(am_addr, "GET", "/-/ready", "").await.0 == 200).then_some(())
-    })
-    .await;
     let sink = format!(
         "[[sinks]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = [\"http://{am_addr}\"]\nresend_interval = \"2s\"\n"
     );
@@ -502,24 +470,14 @@ async fn a_real_alertmanager_gets_the_alerts_of_every_kind_and_their_end() {
     eventually(30, "ready", || async { daemon.get("/readyz").await }).await;
 
     for (kind, name, _) in RESOURCES {
-        simulator
-            .apply(SimCommand::SetResourceHealth {
-                key: key(kind, "prod", name),
-                health: one_issue(code_of(kind)),
-            })
-            .unwrap();
+        set_health(&simulator, kind, name, one_issue(code_of(kind)));
     }
     for (kind, status) in [
         (Kind::NODEGROUP, "DEGRADED"),
         (Kind::ADDON, "UPDATE_FAILED"),
     ] {
         let name = RESOURCES.iter().find(|r| r.0 == kind).unwrap().1;
-        simulator
-            .apply(SimCommand::SetResourceStatus {
-                key: key(kind, "prod", name),
-                status: status.into(),
-            })
-            .unwrap();
+        set_status(&simulator, kind, name, status);
     }
     // One issue alert per kind, and a failed alert for the node group and the add-on.
     let alerts = eventually(30, "every kind's alerts in Alertmanager", || async {
@@ -568,24 +526,12 @@ async fn a_real_alertmanager_gets_the_alerts_of_every_kind_and_their_end() {
 
     // Everything clears: no alert stays active.
     for (kind, name, _) in RESOURCES {
-        simulator
-            .apply(SimCommand::SetResourceHealth {
-                key: key(kind, "prod", name),
-                health: Health::Issues(Vec::new()),
-            })
-            .unwrap();
-        simulator
-            .apply(SimCommand::SetResourceStatus {
-                key: key(kind, "prod", name),
-                status: "ACTIVE".into(),
-            })
-            .unwrap();
+        set_health(&simulator, kind, name, Health::Issues(Vec::new()));
+        set_status(&simulator, kind, name, "ACTIVE");
     }
     eventually(30, "no alert active", || async {
         active(am_addr).await.is_empty().then_some(())
     })
     .await;
     daemon.stop().await;
-    let _ = am.kill();
-    let _ = am.wait();
 }

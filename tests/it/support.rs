@@ -258,3 +258,61 @@ pub fn sigterm(child: &std::process::Child) {
         .args(["-TERM", &child.id().to_string()])
         .status();
 }
+
+/// A real Alertmanager (Debian's prometheus-alertmanager) on a free loopback port, notifying a
+/// webhook; stopped when dropped.
+pub struct Alertmanager {
+    pub addr: std::net::SocketAddr,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    /// Starts one whose route groups by `group_by` (e.g. `[alertname, fargate_profile]`) and
+    /// sends, resolutions too, to `webhook`, and waits until it is ready; `None` (with the skip
+    /// said) when it is not installed.
+    pub async fn start(group_by: &str, webhook: &str) -> Option<Self> {
+        let binary = real_tool("prometheus-alertmanager")?;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "route:\n  receiver: hook\n  group_by: {group_by}\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+                 receivers:\n  - name: hook\n    webhook_configs:\n      - url: {webhook}\n        send_resolved: true\n"
+            ),
+        )
+        .unwrap();
+        let addr = free_port();
+        let child = std::process::Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let alertmanager = Alertmanager {
+            addr,
+            child,
+            _dir: dir,
+        };
+        eventually(30, "Alertmanager ready", || async {
+            tokio::net::TcpStream::connect(addr).await.ok()?;
+            (http(addr, "GET", "/-/ready", "").await.0 == 200).then_some(())
+        })
+        .await;
+        Some(alertmanager)
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
