@@ -1,7 +1,7 @@
 //! The process's exit codes, for every subcommand (DESIGN.md "Command line"). A leaf: it
 //! depends on nothing, so `cli`, `once`, `demo` and `main` can all name the codes.
 
-/// Everything is fine; for `once`: every profile was described and none is unhealthy.
+/// Everything is fine; for `once`: every resource was described and none is unhealthy.
 pub const OK: u8 = 0;
 /// `once`: an issue is open or a profile's status is a failed one.
 pub const UNHEALTHY: u8 = 1;

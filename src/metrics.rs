@@ -665,7 +665,7 @@ fn encode_state(out: &mut String, snapshot: &Snapshot, now: Timestamp) {
         out,
         &name,
         "gauge",
-        "Seconds since the last attempt to describe the stalest profile (or since it was discovered).",
+        "Seconds since the last attempt to describe the stalest resource (or since it was discovered).",
     );
     let oldest = snapshot
         .resources
@@ -680,7 +680,7 @@ fn encode_state(out: &mut String, snapshot: &Snapshot, now: Timestamp) {
         out,
         &name,
         "counter",
-        "Poll cycles that could not describe every profile within the interval.",
+        "Poll cycles that could not describe every resource within the interval.",
     );
     let _ = writeln!(out, "{name} {}", snapshot.overruns);
 

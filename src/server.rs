@@ -662,7 +662,7 @@ async fn respond(service: &Service, request: &Request<Incoming>, client: Option<
         "/readyz" if app.state.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: discovery or the first describe of every profile is not done\n",
+            "not ready: discovery or the first describe of every resource is not done\n",
         ),
         "/api/v1/profiles" => match api::Query::parse(request.uri().query()) {
             Ok(query) => profiles_reply(service, head, query).await,

@@ -87,6 +87,16 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
             base.insert(name_label.into(), key.name.clone());
         }
         let title = kind.title;
+        let inline = in_sentence(title);
+        // "prod/web" within its cluster; a cluster is named once, and is not "in cluster" itself.
+        let (path, in_cluster) = if kind.name_label.is_some() {
+            (
+                format!("{}/{}", key.cluster, key.name),
+                format!(", cluster {}", key.cluster),
+            )
+        } else {
+            (key.cluster.clone(), String::new())
+        };
         let mut annotations = BTreeMap::new();
         if let Some(runbook) = &settings.runbook_url {
             annotations.insert("runbook_url".to_owned(), runbook.to_string());
@@ -101,22 +111,17 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
             labels.insert("code".into(), code.to_owned());
             labels.insert("severity".into(), "warning".into());
             let mut annotations = annotations.clone();
-            annotations.insert(
-                "summary".into(),
-                format!("{title} {}/{} has {code}", key.cluster, key.name),
-            );
+            annotations.insert("summary".into(), format!("{title} {path} has {code}"));
             let resources = episode.issue.resource_ids.len();
             annotations.insert(
                 "description".into(),
                 format!(
-                    "{} ({} resource{}) on {title} {} in account {}, region {}, cluster {}",
+                    "{}{} on {inline} {} in account {}, region {}{in_cluster}",
                     episode.issue.message,
-                    resources,
-                    if resources == 1 { "" } else { "s" },
+                    affected(resources),
                     key.name,
                     key.account_id,
                     key.region,
-                    key.cluster
                 ),
             );
             let alert = Alert {
@@ -141,15 +146,12 @@ pub fn firing(snapshot: &Snapshot, settings: &Settings) -> BTreeMap<Vec<(String,
             };
             labels.insert("severity".into(), severity.into());
             let mut annotations = annotations;
-            annotations.insert(
-                "summary".into(),
-                format!("{title} {}/{} is {status}", key.cluster, key.name),
-            );
+            annotations.insert("summary".into(), format!("{title} {path} is {status}"));
             annotations.insert(
                 "description".into(),
                 format!(
-                    "{title} {} in account {}, region {}, cluster {} is {status}",
-                    key.name, key.account_id, key.region, key.cluster
+                    "{title} {} in account {}, region {}{in_cluster} is {status}",
+                    key.name, key.account_id, key.region
                 ),
             );
             let alert = Alert {
@@ -308,11 +310,47 @@ async fn post_everywhere(
     }
 }
 
+/// " (2 resources)" after an issue's message; nothing for an issue without resource ids (a
+/// capability's issues carry none), which is not "0 resources".
+fn affected(resources: usize) -> String {
+    match resources {
+        0 => String::new(),
+        1 => " (1 resource)".to_owned(),
+        n => format!(" ({n} resources)"),
+    }
+}
+
+/// A kind's title inside a sentence: "node group" for "Node group"; a name stays as it is
+/// ("Fargate profile").
+fn in_sentence(title: &str) -> String {
+    let mut chars = title.chars();
+    match chars.next() {
+        Some(first) if !title.starts_with("Fargate") => first.to_lowercase().chain(chars).collect(),
+        _ => title.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::diff::Rules;
     use crate::sinks::http::receiver;
+
+    #[test]
+    fn a_kinds_title_inside_a_sentence_is_lower_case_but_a_name() {
+        assert_eq!(
+            in_sentence(crate::model::Kind::NODEGROUP.spec().title),
+            "node group"
+        );
+        assert_eq!(
+            in_sentence(crate::model::Kind::ADDON.spec().title),
+            "add-on"
+        );
+        assert_eq!(
+            in_sentence(crate::model::Kind::FARGATE_PROFILE.spec().title),
+            "Fargate profile"
+        );
+    }
 
     fn settings(url: &str, resend_interval: Duration) -> Settings {
         Settings {

@@ -110,16 +110,32 @@ pub fn remediation(kind: Kind, code: &str) -> &'static str {
 
 /// The AWS console page of a resource: its own page below its cluster's, or the cluster's page
 /// for a kind whose resource is the cluster.
+/// Names go in percent-encoded, so that no name ends the link of a Slack message (`|`, `>`)
+/// or points it elsewhere (`/`, `?`, `#`).
 pub fn console_url(key: &ResourceKey) -> String {
+    let region = encoded(&key.region);
     let mut url = format!(
-        "https://{region}.console.aws.amazon.com/eks/home?region={region}#/clusters/{cluster}",
-        region = key.region,
-        cluster = key.cluster,
+        "https://{region}.console.aws.amazon.com/eks/home?region={region}#/clusters/{}",
+        encoded(&key.cluster),
     );
     if let Some(path) = key.kind.spec().console_path {
-        let _ = write!(url, "/{path}/{}", key.name);
+        let _ = write!(url, "/{path}/{}", encoded(&key.name));
     }
     url
+}
+
+/// `text` with every byte but letters, digits and `-._~` as `%XX`. EKS names are letters,
+/// digits, `-` and `_`, and come out as they are.
+fn encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }
 
 /// `text` with its first letter in upper case: "profile" becomes "Profile".
@@ -195,21 +211,28 @@ pub fn message(batch: &[Pending]) -> Value {
     let many = batch.len() > 1;
     let where_ = if many {
         format!("{} {} of cluster {}", batch.len(), kind.plural, key.cluster)
+    } else if kind.name_label.is_none() {
+        // The resource is the cluster: its name once.
+        format!("cluster {}", key.cluster)
     } else {
         format!("{}/{}", key.cluster, key.name)
     };
-    let scope = format!("account {}, {}", key.account_id, key.region);
+    // The header is plain text; the rest is mrkdwn, where `<` and `&` from EKS would be markup.
+    let header_where = where_.clone();
+    let where_ = escape(&where_);
+    let scope = escape(&format!("account {}, {}", key.account_id, key.region));
     let mut blocks = Vec::new();
     let (header, text, color_line) = match &event.detail {
         EventDetail::IssueOpened { issue } | EventDetail::IssueUpdated { issue } => {
-            let code = issue.issue.code.as_str();
+            let plain = issue.issue.code.as_str();
+            let code = escape(plain);
             let verb = if matches!(event.detail, EventDetail::IssueOpened { .. }) {
                 "opened"
             } else {
                 "changed"
             };
             (
-                format!(":red_circle: {code} {verb} on {where_}"),
+                format!(":red_circle: {plain} {verb} on {header_where}"),
                 format!("{code} {verb} on {where_} ({scope})"),
                 format!(
                     "*Issue {verb}*: `{code}` since {}",
@@ -222,7 +245,8 @@ pub fn message(batch: &[Pending]) -> Value {
             resolved_at,
             reason,
         } => {
-            let code = issue.issue.code.as_str();
+            let plain = issue.issue.code.as_str();
+            let code = escape(plain);
             let took = humantime::format_duration(std::time::Duration::from_secs(
                 resolved_at.since(issue.since).as_secs(),
             ));
@@ -232,7 +256,7 @@ pub fn message(batch: &[Pending]) -> Value {
                 _ => "it is no longer monitored",
             };
             (
-                format!(":white_check_mark: Resolved: {code} on {where_}"),
+                format!(":white_check_mark: Resolved: {plain} on {header_where}"),
                 format!("Resolved: {code} on {where_} after {took} ({why}; {scope})"),
                 format!(
                     "*Resolved* after {took}: {why}. `{code}` had been open since {}",
@@ -241,16 +265,16 @@ pub fn message(batch: &[Pending]) -> Value {
             )
         }
         EventDetail::StatusChanged { from, to } => (
-            format!(":large_orange_circle: {where_} is {}", to.as_str()),
-            format!("{where_} is {} ({scope})", to.as_str()),
+            format!(":large_orange_circle: {header_where} is {}", to.as_str()),
+            format!("{where_} is {} ({scope})", escape(to.as_str())),
             format!(
                 "*Status changed*: {} → *{}*",
-                from.as_ref().map_or("(new)", |s| s.as_str()),
-                to.as_str()
+                escape(from.as_ref().map_or("(new)", |s| s.as_str())),
+                escape(to.as_str())
             ),
         ),
         EventDetail::ResourceDeleted => (
-            format!(":wastebasket: {where_} was deleted"),
+            format!(":wastebasket: {header_where} was deleted"),
             format!("{where_} was deleted ({scope})"),
             format!("*{} deleted*", capitalized(kind.noun)),
         ),
@@ -320,7 +344,7 @@ pub fn message(batch: &[Pending]) -> Value {
             format!(
                 "<{}|{} in the AWS console>",
                 console_url(&p.event.key),
-                p.event.key.name
+                escape(&p.event.key.name)
             )
         })
         .collect();

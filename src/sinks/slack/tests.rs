@@ -280,3 +280,55 @@ fn a_kind_whose_resource_is_the_cluster_links_the_clusters_page() {
         "https://eu-west-1.console.aws.amazon.com/eks/home?region=eu-west-1#/clusters/prod"
     );
 }
+
+/// Every mrkdwn text of a message: the top-level `text`, sections, fields and context.
+fn mrkdwn_texts(message: &Value) -> Vec<String> {
+    let mut texts = vec![message["text"].as_str().unwrap().to_owned()];
+    for block in message["blocks"].as_array().unwrap() {
+        let mut parts: Vec<&Value> = Vec::new();
+        if block["text"]["type"] == "mrkdwn" {
+            parts.push(&block["text"]);
+        }
+        for list in ["fields", "elements"] {
+            if let Some(items) = block[list].as_array() {
+                parts.extend(items.iter().filter(|i| i["type"] == "mrkdwn"));
+            }
+        }
+        texts.extend(parts.iter().map(|p| p["text"].as_str().unwrap().to_owned()));
+    }
+    texts
+}
+
+#[test]
+fn markup_from_eks_in_codes_statuses_and_names_stays_text() {
+    let hostile = "a|b>c <!here>";
+    let mut event = opened(hostile, "<!channel>", 1);
+    event.event.status = Status::from_wire("<@U123>");
+    let status = pending(
+        hostile,
+        EventDetail::StatusChanged {
+            from: Some(Status::from_wire("<!everyone>")),
+            to: Status::from_wire("<#C1|x>"),
+        },
+    );
+    for batch in [vec![event], vec![status]] {
+        let message = message(&batch);
+        for text in mrkdwn_texts(&message) {
+            // The only markup is the console link this sink writes.
+            let links = text.matches("<https://").count();
+            assert_eq!(text.matches('<').count(), links, "{text}");
+            assert!(
+                !text.contains("<!") && !text.contains("<@") && !text.contains("<#"),
+                "{text}"
+            );
+        }
+        let context = message["blocks"].as_array().unwrap().last().unwrap()["elements"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            context.contains("/fargate-profiles/a%7Cb%3Ec%20%3C%21here%3E|a|b&gt;c &lt;!here&gt; in the AWS console>"),
+            "{context}"
+        );
+    }
+}
