@@ -65,9 +65,14 @@ fn named(target: &Target) -> (usize, bool) {
             None if *kind == Kind::CLUSTER => named = named.saturating_add(1),
             None => more = true,
             Some(patterns) => {
-                let literal = patterns.iter().filter(|p| !p.is_glob()).count();
-                named = named.saturating_add(literal);
-                more |= literal < patterns.len();
+                // A name given twice is one resource.
+                let literal: std::collections::BTreeSet<&str> = patterns
+                    .iter()
+                    .filter(|p| !p.is_glob())
+                    .map(|p| p.as_str())
+                    .collect();
+                named = named.saturating_add(literal.len());
+                more |= patterns.iter().any(|p| p.is_glob());
             }
         }
     }

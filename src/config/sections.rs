@@ -580,6 +580,19 @@ fn target(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Target> {
     let nodegroups = name_globs(r, t, "nodegroups");
     let addons = name_globs(r, t, "addons");
     let kinds = kinds(r, t);
+    if let Some(kinds) = &kinds {
+        for kind in Kind::ALL.iter().filter(|k| !kinds.contains(k)) {
+            if let Some(key) = Target::patterns_key(*kind).filter(|key| t.has(key)) {
+                r.warn(
+                    &t.key_span(key),
+                    format!(
+                        "`{key}` has no effect: `kinds` does not watch {}",
+                        kind.name()
+                    ),
+                );
+            }
+        }
+    }
     let labels = labels(r, t);
     let account_id = r.string(t, "account_id").and_then(|s| {
         if s.value.len() == 12 && s.value.bytes().all(|b| b.is_ascii_digit()) {
@@ -660,7 +673,8 @@ fn target(r: &mut Reader<'_>, t: Table<'_, '_>) -> Option<Target> {
     })
 }
 
-/// A target's name globs under `key`: not empty; `["*"]` when absent.
+/// A target's name globs under `key`: not empty; `["*"]` when absent. A name given twice is a
+/// warning (it is one resource, described once).
 fn name_globs(r: &mut Reader<'_>, t: Table<'_, '_>, key: &str) -> Option<Vec<Pattern>> {
     match r.strings(t, key) {
         Some(list) if list.value.is_empty() => {
@@ -670,13 +684,25 @@ fn name_globs(r: &mut Reader<'_>, t: Table<'_, '_>, key: &str) -> Option<Vec<Pat
             );
             None
         }
-        Some(list) => list
-            .value
-            .iter()
-            .map(|s| pattern(r, s, key))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect::<Option<Vec<_>>>(),
+        Some(list) => {
+            for (at, name) in list.value.iter().enumerate() {
+                if list.value[..at]
+                    .iter()
+                    .any(|earlier| earlier.value == name.value)
+                {
+                    r.warn(
+                        &name.span,
+                        format!("`{key}`: {} is named twice", shown(&name.value)),
+                    );
+                }
+            }
+            list.value
+                .iter()
+                .map(|s| pattern(r, s, key))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+        }
         None if t.has(key) => None,
         None => Pattern::parse("*").ok().map(|p| vec![p]),
     }

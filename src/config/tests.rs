@@ -1596,3 +1596,29 @@ fn a_new_target_is_what_a_config_with_only_region_and_cluster_gives() {
     let made = Target::new("us-east-1", Pattern::parse("prod").unwrap());
     assert_eq!(format!("{made:?}"), format!("{parsed:?}"));
 }
+
+#[test]
+fn names_given_twice_and_names_of_kinds_not_watched_are_warned_about() {
+    let text = format!(
+        "{TARGET}kinds = [\"fargate_profile\", \"cluster\"]\nprofiles = [\"web\", \"jobs\", \"web\"]\nnodegroups = [\"ng-1\"]\n"
+    );
+    let loaded = parse_with(&text, &FakeEnv::default()).unwrap();
+    let said: Vec<(usize, &str)> = loaded
+        .warnings
+        .iter()
+        .map(|w| (w.line, w.message.as_str()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (5, "`profiles`: \"web\" is named twice"),
+            (
+                6,
+                "`nodegroups` has no effect: `kinds` does not watch nodegroup"
+            ),
+        ]
+    );
+    // The budget counts the cluster and the two profiles.
+    let lanes = super::budget::lanes(&loaded.config);
+    assert_eq!(lanes[0].named, 3, "{lanes:?}");
+}
