@@ -82,7 +82,9 @@ fuzz_target!(|data: &[u8]| {
     harness.runtime.block_on(async move {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let serving = tokio::spawn(async move {
-            service.serve_io(server, None, CancellationToken::new()).await;
+            service
+                .serve_io(server, None, CancellationToken::new())
+                .await;
         });
         let exchange = async {
             client.write_all(&request).await?;

@@ -1,6 +1,8 @@
-//! A `DescribeFargateProfile` answer of arbitrary bytes, through the official SDK's parser and
-//! the conversion into the project's model: every answer is a profile or a classified error,
-//! never a panic. The first byte picks the HTTP status and error type; the rest is the body.
+//! A describe answer of arbitrary bytes, for every kind (`DescribeFargateProfile`,
+//! `DescribeNodegroup`, `DescribeAddon`, `DescribeCluster`, `DescribeCapability`), through the
+//! official SDK's parser and the conversion into the project's model: every answer is a
+//! resource or a classified error, never a panic. The first byte picks the HTTP status and
+//! error type (`% 8`) and the operation (`/ 8 % 5`); the rest is the body.
 #![no_main]
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -86,20 +88,49 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(mut answer) = harness.answer.0.lock() {
         *answer = (status, error_type, body.to_vec());
     }
-    let result = harness.runtime.block_on(
-        harness
-            .client
-            .describe_fargate_profile()
-            .cluster_name("prod")
-            .fargate_profile_name("default")
-            .send(),
-    );
-    match result {
-        Ok(output) => {
-            if let Some(described) = output.fargate_profile() {
-                drop(eks::profile_from_sdk(described));
-            }
+    let client = &harness.client;
+    // The outcome: converted, absent or classified; only a panic would be a finding.
+    let _ = harness.runtime.block_on(async {
+        match selector / 8 % 5 {
+            0 => client
+                .describe_fargate_profile()
+                .cluster_name("prod")
+                .fargate_profile_name("default")
+                .send()
+                .await
+                .map(|o| o.fargate_profile().map(eks::profile_from_sdk).is_some())
+                .map_err(|e| eks::classify(&e)),
+            1 => client
+                .describe_nodegroup()
+                .cluster_name("prod")
+                .nodegroup_name("ng")
+                .send()
+                .await
+                .map(|o| o.nodegroup().map(eks::nodegroup_from_sdk).is_some())
+                .map_err(|e| eks::classify(&e)),
+            2 => client
+                .describe_addon()
+                .cluster_name("prod")
+                .addon_name("coredns")
+                .send()
+                .await
+                .map(|o| o.addon().map(eks::addon_from_sdk).is_some())
+                .map_err(|e| eks::classify(&e)),
+            3 => client
+                .describe_cluster()
+                .name("prod")
+                .send()
+                .await
+                .map(|o| o.cluster().map(eks::cluster_from_sdk).is_some())
+                .map_err(|e| eks::classify(&e)),
+            _ => client
+                .describe_capability()
+                .cluster_name("prod")
+                .capability_name("argocd")
+                .send()
+                .await
+                .map(|o| o.capability().map(eks::capability_from_sdk).is_some())
+                .map_err(|e| eks::classify(&e)),
         }
-        Err(error) => drop(eks::classify(&error)),
-    }
+    });
 });

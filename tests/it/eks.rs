@@ -2,36 +2,18 @@
 
 use std::time::Duration;
 
-use fargate_health_monitor::eks::{Connector, Eks, Page, StaticCredentials};
+use fargate_health_monitor::eks::{Connector, Eks, StaticCredentials};
 use fargate_health_monitor::model::{ErrorKind, IssueCode, Kind, Operation, ResourceKey, Status};
 use fargate_health_monitor::simulator::{
     Command, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCOUNT, FaultKind, Health, IssueSpec, Scope, Simulator,
 };
 
-use crate::support::{eventually, sim_client, sim_settings, sim_target};
+use crate::support::{all_pages, eventually, sim_client, sim_settings, sim_target};
 
 const REGION: &str = "us-east-1";
 
 fn key(cluster: &str, profile: &str) -> ResourceKey {
     ResourceKey::fargate_profile(DEFAULT_ACCOUNT, REGION, cluster, profile)
-}
-
-/// Reads every page of a list operation.
-async fn all_pages<F, Fut>(mut call: F) -> (Vec<String>, usize)
-where
-    F: FnMut(Option<String>) -> Fut,
-    Fut: Future<Output = Result<Page, fargate_health_monitor::eks::CallError>>,
-{
-    let (mut names, mut pages, mut token) = (Vec::new(), 0, None);
-    loop {
-        let page = call(token).await.unwrap();
-        pages += 1;
-        names.extend(page.names);
-        token = page.next_token;
-        if token.is_none() {
-            return (names, pages);
-        }
-    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Every kind beside Fargate profiles (node groups, add-ons, clusters, capabilities): the real
 //! SDK adapter against the simulator's EKS REST-JSON over loopback.
 
-use fargate_health_monitor::eks::{CallError, Eks, Page};
+use fargate_health_monitor::eks::{Eks, Page};
 use fargate_health_monitor::model::{ErrorKind, IssueCode, Kind, Operation, ResourceKey, Status};
 use fargate_health_monitor::simulator::{
     Command, DEFAULT_ACCOUNT, FaultKind, Health, IssueSpec, NodegroupSettings, Scaling, Scope,
@@ -9,7 +9,7 @@ use fargate_health_monitor::simulator::{
 };
 use serde_json::json;
 
-use crate::support::{http, sim_client, sim_target};
+use crate::support::{all_pages, http, sim_client, sim_target};
 
 const REGION: &str = "us-east-1";
 
@@ -19,23 +19,6 @@ fn key(kind: Kind, cluster: &str, name: &str) -> ResourceKey {
 
 fn cluster(name: &str) -> ResourceKey {
     key(Kind::CLUSTER, name, name)
-}
-
-async fn all_pages<F, Fut>(mut call: F) -> (Vec<String>, usize)
-where
-    F: FnMut(Option<String>) -> Fut,
-    Fut: Future<Output = Result<Page, CallError>>,
-{
-    let (mut names, mut pages, mut token) = (Vec::new(), 0, None);
-    loop {
-        let page = call(token).await.unwrap();
-        pages += 1;
-        names.extend(page.names);
-        token = page.next_token;
-        if token.is_none() {
-            return (names, pages);
-        }
-    }
 }
 
 fn info<'a>(described: &'a fargate_health_monitor::eks::Described, label: &str) -> Option<&'a str> {

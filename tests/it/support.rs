@@ -316,3 +316,23 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// Reads every page of a list operation: the names and how many pages it took.
+pub async fn all_pages<F, Fut>(mut call: F) -> (Vec<String>, usize)
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<
+        Output = Result<fargate_health_monitor::eks::Page, fargate_health_monitor::eks::CallError>,
+    >,
+{
+    let (mut names, mut pages, mut token) = (Vec::new(), 0, None);
+    loop {
+        let page = call(token).await.unwrap();
+        pages += 1;
+        names.extend(page.names);
+        token = page.next_token;
+        if token.is_none() {
+            return (names, pages);
+        }
+    }
+}
